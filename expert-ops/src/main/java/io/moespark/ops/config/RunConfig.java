@@ -1,0 +1,102 @@
+package io.moespark.ops.config;
+
+import io.moespark.ops.moe.DropPolicy;
+import io.moespark.ops.moe.MoeSpec;
+import io.moespark.ops.moe.RouterKind;
+import io.moespark.ops.nn.Activation;
+
+/**
+ * One run's configuration: the single typed home of every setting. Read with {@link ConfigLoader}
+ * (defaults in {@code defaults.yaml}, then the file, then {@code --set} overrides), validated by
+ * {@link #validate()}. YAML keys are the snake_case forms of the component names.
+ */
+public record RunConfig(
+    Model model, Moe moe, Train train, Data data, Parallel parallel, Checkpoint checkpoint) {
+
+  public record Model(int vocabSize, int dModel, int nLayers, int nHeads, int dFf, int seqLen, double ropeTheta,
+      double normEps) {}
+
+  public record Moe(int every, int experts, int topK, int dExpert, int sharedExperts, Activation activation,
+      RouterKind router, boolean normTopk, double capacityFactor, double evalCapacityFactor, DropPolicy dropPolicy,
+      double auxLossCoef, double zLossCoef, double biasUpdateRate) {
+
+    public MoeSpec spec() {
+      return new MoeSpec(experts, topK, dExpert, sharedExperts, activation, router, normTopk, capacityFactor,
+          dropPolicy, auxLossCoef, zLossCoef);
+    }
+  }
+
+  public record Train(int steps, int batchSize, double lr, int warmupSteps, double minLrRatio, double weightDecay,
+      double beta1, double beta2, double adamEps, double gradClip, long seed, int evalEvery, int evalBatches,
+      int logEvery) {}
+
+  public record Data(String path, String format, String split, double valFraction) {}
+
+  public record Parallel(int ranks, String dispatch) {}
+
+  public record Checkpoint(int every, int keep) {}
+
+  /** Layer i has an MoE FFN when (i + 1) % every == 0. */
+  public boolean isMoeLayer(int layer) {
+    return (layer + 1) % moe.every() == 0;
+  }
+
+  /** Throws a {@link ConfigException} naming the first key whose value is out of range. */
+  public RunConfig validate() {
+    positive("model.vocab_size", model.vocabSize());
+    positive("model.d_model", model.dModel());
+    positive("model.n_layers", model.nLayers());
+    positive("model.n_heads", model.nHeads());
+    positive("model.d_ff", model.dFf());
+    positive("model.seq_len", model.seqLen());
+    check(model.dModel() % model.nHeads() == 0, "model.d_model", model.dModel(),
+        "a multiple of model.n_heads (" + model.nHeads() + ")");
+    check((model.dModel() / model.nHeads()) % 2 == 0, "model.d_model", model.dModel(),
+        "a head dimension d_model / n_heads that is even (RoPE rotates halves)");
+    check(model.ropeTheta() > 0, "model.rope_theta", model.ropeTheta(), "> 0");
+    check(model.normEps() > 0, "model.norm_eps", model.normEps(), "> 0");
+    positive("moe.every", moe.every());
+    positive("moe.experts", moe.experts());
+    check(moe.topK() >= 1 && moe.topK() <= moe.experts(), "moe.top_k", moe.topK(),
+        "in [1, moe.experts = " + moe.experts() + "]");
+    check(moe.router() != RouterKind.HASH || moe.topK() == 1, "moe.top_k", moe.topK(), "1 with moe.router: hash");
+    positive("moe.d_expert", moe.dExpert());
+    check(moe.sharedExperts() >= 0, "moe.shared_experts", moe.sharedExperts(), ">= 0");
+    check(moe.auxLossCoef() >= 0, "moe.aux_loss_coef", moe.auxLossCoef(), ">= 0");
+    check(moe.zLossCoef() >= 0, "moe.z_loss_coef", moe.zLossCoef(), ">= 0");
+    check(moe.biasUpdateRate() >= 0, "moe.bias_update_rate", moe.biasUpdateRate(), ">= 0");
+    positive("train.steps", train.steps());
+    positive("train.batch_size", train.batchSize());
+    check(train.lr() > 0, "train.lr", train.lr(), "> 0");
+    check(train.warmupSteps() >= 0, "train.warmup_steps", train.warmupSteps(), ">= 0");
+    check(train.minLrRatio() >= 0 && train.minLrRatio() <= 1, "train.min_lr_ratio", train.minLrRatio(), "in [0, 1]");
+    check(train.weightDecay() >= 0, "train.weight_decay", train.weightDecay(), ">= 0");
+    check(train.beta1() >= 0 && train.beta1() < 1, "train.beta1", train.beta1(), "in [0, 1)");
+    check(train.beta2() >= 0 && train.beta2() < 1, "train.beta2", train.beta2(), "in [0, 1)");
+    check(train.adamEps() > 0, "train.adam_eps", train.adamEps(), "> 0");
+    check(train.gradClip() >= 0, "train.grad_clip", train.gradClip(), ">= 0 (0 turns clipping off)");
+    check(train.evalEvery() >= 0, "train.eval_every", train.evalEvery(), ">= 0 (0 turns evaluation off)");
+    positive("train.eval_batches", train.evalBatches());
+    positive("train.log_every", train.logEvery());
+    check(data.path() != null && !data.path().isBlank(), "data.path", data.path(), "a file or directory path");
+    check(data.format().equals("auto") || data.format().equals("text") || data.format().equals("tokens"),
+        "data.format", data.format(), "one of auto, text, tokens");
+    check(data.valFraction() >= 0 && data.valFraction() < 1, "data.val_fraction", data.valFraction(), "in [0, 1)");
+    positive("parallel.ranks", parallel.ranks());
+    check(parallel.dispatch().equals("direct") || parallel.dispatch().equals("shuffle"), "parallel.dispatch",
+        parallel.dispatch(), "one of direct, shuffle");
+    check(checkpoint.every() >= 0, "checkpoint.every", checkpoint.every(), ">= 0 (0: only at the end)");
+    positive("checkpoint.keep", checkpoint.keep());
+    return this;
+  }
+
+  private static void positive(String key, long value) {
+    check(value > 0, key, value, "> 0");
+  }
+
+  private static void check(boolean ok, String key, Object value, String expected) {
+    if (!ok) {
+      throw new ConfigException(key + ": expected " + expected + ", got " + value);
+    }
+  }
+}

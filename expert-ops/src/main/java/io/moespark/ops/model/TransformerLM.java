@@ -1,0 +1,228 @@
+package io.moespark.ops.model;
+
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.moe.Exchange;
+import io.moespark.ops.moe.MoeLayer;
+import io.moespark.ops.moe.MoeStats;
+import io.moespark.ops.moe.Reducer;
+import io.moespark.ops.moe.ShardLayout;
+import io.moespark.ops.nn.Activation;
+import io.moespark.ops.nn.Attention;
+import io.moespark.ops.nn.CrossEntropy;
+import io.moespark.ops.nn.Embedding;
+import io.moespark.ops.nn.Linear;
+import io.moespark.ops.nn.RmsNorm;
+import io.moespark.ops.moe.ExpertBank;
+import io.moespark.ops.tensor.Param;
+import io.moespark.ops.tensor.ParamStore;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.IntFunction;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * The decoder-only MoE transformer of DESIGN §3 on one rank: a full replica of the dense parameters and
+ * this rank's shard of every MoE layer's experts. {@link #forward} keeps the activations of the step
+ * for {@link #backward}, which accumulates into the parameter gradients.
+ */
+public final class TransformerLM {
+  private final RunConfig.Model cfg;
+  private final RunConfig.Moe moeCfg;
+  private final ParamStore params;
+  private final Param embed;
+  private final Param norm;
+  private final Param lmHead;
+  private final Block[] blocks;
+  private final List<MoeLayer> moeLayers = new ArrayList<>();
+
+  // The step in flight.
+  private int[] inputs;
+  private INDArray xFinal;
+  private INDArray normFinal;
+  private INDArray rstdFinal;
+  private INDArray dLogits;
+
+  /** One layer: pre-norm attention and pre-norm FFN (dense or MoE), each with a residual. */
+  private static final class Block {
+    Param attnNorm;
+    Param ffnNorm;
+    Param wq;
+    Param wk;
+    Param wv;
+    Param wo;
+    Attention attention;
+    ExpertBank dense;
+    MoeLayer moe;
+    INDArray xIn;
+    INDArray n1;
+    INDArray rstd1;
+    INDArray xMid;
+    INDArray n2;
+    INDArray rstd2;
+  }
+
+  /**
+   * @param layouts the expert shard layout of each MoE layer, by layer index
+   * @param type FLOAT for training; DOUBLE for gradient checks
+   */
+  public TransformerLM(RunConfig.Model cfg, RunConfig.Moe moeCfg, IntFunction<ShardLayout> layouts, DataType type) {
+    this.cfg = cfg;
+    this.moeCfg = moeCfg;
+    this.params = new ParamStore(type);
+    long d = cfg.dModel(), v = cfg.vocabSize();
+    embed = params.add("embed.weight", -1, v, d);
+    blocks = new Block[cfg.nLayers()];
+    for (int i = 0; i < blocks.length; i++) {
+      Block b = new Block();
+      String p = "layers." + i + ".";
+      b.attnNorm = params.add(p + "attn_norm.weight", -1, d);
+      b.wq = params.add(p + "attn.wq.weight", -1, d, d);
+      b.wk = params.add(p + "attn.wk.weight", -1, d, d);
+      b.wv = params.add(p + "attn.wv.weight", -1, d, d);
+      b.wo = params.add(p + "attn.wo.weight", -1, d, d);
+      b.ffnNorm = params.add(p + "ffn_norm.weight", -1, d);
+      b.attention = new Attention(cfg.nHeads(), cfg.ropeTheta());
+      if ((i + 1) % moeCfg.every() == 0) {
+        b.moe = new MoeLayer(i, d, moeCfg.spec(), layouts.apply(i), params);
+        moeLayers.add(b.moe);
+      } else {
+        b.dense = new ExpertBank(Activation.SWIGLU, new Param[] {params.add(p + "ffn.w1.weight", -1, cfg.dFf(), d)},
+            new Param[] {params.add(p + "ffn.w3.weight", -1, cfg.dFf(), d)},
+            new Param[] {params.add(p + "ffn.w2.weight", -1, d, cfg.dFf())});
+      }
+      blocks[i] = b;
+    }
+    norm = params.add("norm.weight", -1, d);
+    lmHead = params.add("lm_head.weight", -1, v, d);
+  }
+
+  /** A model holding every expert (one rank). */
+  public static TransformerLM singleRank(RunConfig.Model cfg, RunConfig.Moe moeCfg, DataType type) {
+    return new TransformerLM(cfg, moeCfg, i -> ShardLayout.single(moeCfg.experts()), type);
+  }
+
+  public ParamStore params() {
+    return params;
+  }
+
+  public RunConfig.Model config() {
+    return cfg;
+  }
+
+  public RunConfig.Moe moeConfig() {
+    return moeCfg;
+  }
+
+  public List<MoeLayer> moeLayers() {
+    return List.copyOf(moeLayers);
+  }
+
+  /** Every matrix N(0, 0.02), wo and w2 also scaled by 1/sqrt(2 n_layers); norm gains 1. */
+  public void init(long seed) {
+    double residualScale = 1.0 / Math.sqrt(2.0 * cfg.nLayers());
+    for (Param p : params.all()) {
+      if (p.value().rank() == 1) {
+        p.value().assign(1.0);
+      } else {
+        boolean residual = p.name().endsWith(".wo.weight") || p.name().endsWith(".w2.weight");
+        Init.normal(p.value(), seed, p.name(), 0.02 * (residual ? residualScale : 1.0));
+      }
+    }
+  }
+
+  /** Sets the capacity factor of every MoE layer (training and evaluation may differ). */
+  public void setCapacityFactor(double cf) {
+    for (MoeLayer m : moeLayers) {
+      m.setCapacityFactor(cf);
+    }
+  }
+
+  /**
+   * Training forward on this rank's B sequences of T tokens and the loss of the global batch.
+   *
+   * @param globalSequences sequences of the global batch (all ranks), the denominator of the means
+   */
+  public LossTerms forward(int[] inputs, int[] targets, int batch, int globalSequences, Exchange ex, Reducer reducer) {
+    long globalTokens = (long) globalSequences * cfg.seqLen();
+    INDArray logits = logits(inputs, batch, globalTokens, ex, reducer);
+    double[] terms = new double[] {CrossEntropy.forwardBackward(logits, targets, globalTokens)};
+    dLogits = logits;
+    reducer.sum(terms);
+    double ce = terms[0] / globalTokens, aux = 0, z = 0;
+    for (MoeLayer m : moeLayers) {
+      MoeStats s = m.stats();
+      aux += s.aux();
+      z += s.z();
+    }
+    return new LossTerms(ce + moeCfg.auxLossCoef() * aux + moeCfg.zLossCoef() * z, ce, aux, z);
+  }
+
+  /** Sum over this rank's positions of the next-token CE (no aux terms, no gradient). */
+  public double evalLossSum(int[] inputs, int[] targets, int batch, Exchange ex, Reducer reducer) {
+    long tokens = (long) batch * cfg.seqLen();
+    return CrossEntropy.loss(logits(inputs, batch, tokens, ex, reducer), targets);
+  }
+
+  private INDArray logits(int[] inputs, int batch, long globalTokens, Exchange ex, Reducer reducer) {
+    int seq = cfg.seqLen();
+    if (inputs.length != batch * seq) {
+      throw new IllegalArgumentException("expected " + batch + " x " + seq + " input tokens, got " + inputs.length);
+    }
+    this.inputs = inputs;
+    DataType type = params.type();
+    long n = inputs.length, d = cfg.dModel();
+    INDArray x = Nd4j.createUninitialized(type, n, d);
+    Embedding.forward(inputs, embed.value(), x);
+    for (Block b : blocks) {
+      b.xIn = x;
+      b.n1 = Nd4j.createUninitialized(type, n, d);
+      b.rstd1 = RmsNorm.forward(x, b.attnNorm.value(), cfg.normEps(), b.n1);
+      INDArray att = Nd4j.createUninitialized(type, n, d);
+      b.attention.forward(b.n1, batch, seq, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), att);
+      b.xMid = att.addi(x);
+      b.n2 = Nd4j.createUninitialized(type, n, d);
+      b.rstd2 = RmsNorm.forward(b.xMid, b.ffnNorm.value(), cfg.normEps(), b.n2);
+      INDArray f = Nd4j.createUninitialized(type, n, d);
+      if (b.moe != null) {
+        b.moe.forward(b.n2, inputs, globalTokens, ex, reducer, f);
+      } else {
+        b.dense.forward(b.n2, new int[] {0}, new int[] {0}, new int[] {(int) n}, f);
+      }
+      x = f.addi(b.xMid);
+    }
+    xFinal = x;
+    normFinal = Nd4j.createUninitialized(type, n, d);
+    rstdFinal = RmsNorm.forward(x, norm.value(), cfg.normEps(), normFinal);
+    INDArray logits = Nd4j.createUninitialized(type, n, cfg.vocabSize());
+    Linear.forward(normFinal, lmHead.value(), logits);
+    return logits;
+  }
+
+  /** Accumulates the gradients of the last {@link #forward}'s total loss into the parameters. */
+  public void backward(Exchange ex) {
+    DataType type = params.type();
+    long n = inputs.length, d = cfg.dModel();
+    INDArray dNorm = Nd4j.createUninitialized(type, n, d);
+    Linear.backward(normFinal, lmHead.value(), dLogits, dNorm, lmHead.grad(), false);
+    INDArray dx = Nd4j.zeros(type, n, d);
+    RmsNorm.backward(xFinal, norm.value(), rstdFinal, dNorm, dx, norm.grad());
+    for (int i = blocks.length - 1; i >= 0; i--) {
+      Block b = blocks[i];
+      INDArray dn2 = Nd4j.zeros(type, n, d);
+      if (b.moe != null) {
+        b.moe.backward(dx, dn2, ex);
+      } else {
+        b.dense.backward(dx, dn2);
+      }
+      RmsNorm.backward(b.xMid, b.ffnNorm.value(), b.rstd2, dn2, dx, b.ffnNorm.grad());
+      INDArray dn1 = Nd4j.zeros(type, n, d);
+      b.attention.backward(dx, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), dn1, b.wq.grad(),
+          b.wk.grad(), b.wv.grad(), b.wo.grad());
+      RmsNorm.backward(b.xIn, b.attnNorm.value(), b.rstd1, dn1, dx, b.attnNorm.grad());
+    }
+    Embedding.backward(inputs, dx, embed.grad());
+    dLogits = null;
+  }
+}

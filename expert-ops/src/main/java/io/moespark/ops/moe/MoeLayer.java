@@ -1,0 +1,297 @@
+package io.moespark.ops.moe;
+
+import io.moespark.ops.tensor.Buffers;
+import io.moespark.ops.tensor.Param;
+import io.moespark.ops.tensor.ParamStore;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * One MoE layer as seen from one rank: the router and shared experts (replicated, dense) and this
+ * rank's shard of the routed experts. The step is a fixed program of phases that a runner cuts at its
+ * exchanges:
+ *
+ * <pre>
+ * forward:  route -> dispatch (blocks per destination) | exchange | expertForward (blocks per source)
+ *           | exchange | combine
+ * backward: combineBackward (blocks per destination) | exchange | expertBackward (blocks per source)
+ *           | exchange | dispatchBackward -> routeBackward
+ * </pre>
+ *
+ * {@link #forward} and {@link #backward} run that program over an {@link Exchange}; the single-process
+ * trainer uses {@link Exchange#LOCAL}. Global statistics (aux-loss counts) enter through a
+ * {@link Reducer}.
+ */
+public final class MoeLayer {
+  private final MoeSpec spec;
+  private final ShardLayout layout;
+  private final Router router;
+  private final Param routerWeight;
+  private final int[] localExperts;
+  private final ExpertBank experts;
+  private final ExpertBank[] shared;
+  private double capacityFactor;
+  private double[] selectionBias;
+
+  // The step in flight.
+  private INDArray x;
+  private DispatchPlan plan;
+  private INDArray sendBuf;
+  private INDArray recv;
+  private INDArray expertOut;
+  private int[][] recvCounts;
+  private INDArray returned;
+  private INDArray[] sharedOut;
+  private double[] dGate;
+  private double[] auxGradPerProb;
+  private double zScale;
+  private MoeStats stats;
+
+  /** Registers this rank's parameters of layer {@code layer} in {@code params} under DESIGN §3 names. */
+  public MoeLayer(int layer, long dModel, MoeSpec spec, ShardLayout layout, ParamStore params) {
+    if (layout.experts() != spec.experts()) {
+      throw new IllegalArgumentException("layout has " + layout.experts() + " experts, spec " + spec.experts());
+    }
+    this.spec = spec;
+    this.layout = layout;
+    this.router = new Router(spec);
+    this.capacityFactor = spec.capacityFactor();
+    String prefix = "layers." + layer + ".moe.";
+    this.routerWeight = spec.router() == RouterKind.HASH ? null
+        : params.add(prefix + "router.weight", -1, spec.experts(), dModel);
+    this.localExperts = layout.expertsOf(layout.rank());
+    this.experts = bank(params, prefix + "experts.", localExperts, dModel, spec.dExpert(), true);
+    this.shared = new ExpertBank[spec.sharedExperts()];
+    for (int s = 0; s < shared.length; s++) {
+      shared[s] = bank(params, prefix + "shared.", new int[] {s}, dModel, spec.dExpert(), false);
+    }
+  }
+
+  private ExpertBank bank(ParamStore params, String prefix, int[] ids, long d, long f, boolean routed) {
+    Param[] w1 = new Param[ids.length], w3 = new Param[ids.length], w2 = new Param[ids.length];
+    for (int j = 0; j < ids.length; j++) {
+      int owner = routed ? ids[j] : -1;
+      String p = prefix + ids[j] + ".";
+      w1[j] = params.add(p + "w1.weight", owner, f, d);
+      if (spec.activation().gated()) {
+        w3[j] = params.add(p + "w3.weight", owner, f, d);
+      }
+      w2[j] = params.add(p + "w2.weight", owner, d, f);
+    }
+    return new ExpertBank(spec.activation(), w1, w3, w2);
+  }
+
+  public MoeSpec spec() {
+    return spec;
+  }
+
+  public ShardLayout layout() {
+    return layout;
+  }
+
+  /** Capacity factor for the next steps (training and evaluation may differ); <= 0 is dropless. */
+  public void setCapacityFactor(double cf) {
+    this.capacityFactor = cf;
+  }
+
+  /** Aux-loss-free balancing bias (DeepSeek-V3): shifts top-k selection only, never the gates. */
+  public void setSelectionBias(double[] bias) {
+    this.selectionBias = bias == null ? null : bias.clone();
+  }
+
+  /** Statistics of the last forward (global over ranks). */
+  public MoeStats stats() {
+    return stats;
+  }
+
+  // ---- forward phases ----
+
+  /**
+   * Routes the rank's T tokens, applies capacity, reduces the global statistics and returns the plan.
+   *
+   * @param globalTokens tokens of the global batch (N of the aux and z losses)
+   */
+  public DispatchPlan route(INDArray x, int[] tokenIds, long globalTokens, Reducer reducer) {
+    this.x = x;
+    int t = (int) x.size(0), e = spec.experts();
+    Routing r = router.forward(x, tokenIds, routerWeight == null ? null : routerWeight.value(),
+        spec.router() == RouterKind.TOPK ? selectionBias : null);
+    int capacity = spec.router() == RouterKind.EXPERT_CHOICE ? Integer.MAX_VALUE
+        : spec.withCapacityFactor(capacityFactor).capacity(t);
+    plan = DispatchPlan.build(r, layout, capacity, spec.dropPolicy());
+    // One reduction per layer: [assigned E | kept E | sum p E | z sum].
+    double[] g = new double[3 * e + 1];
+    long[] assigned = r.countsPerExpert(), kept = plan.keptPerExpert();
+    for (int j = 0; j < e; j++) {
+      g[j] = assigned[j];
+      g[e + j] = kept[j];
+    }
+    if (r.probs() != null) {
+      for (int i = 0; i < t; i++) {
+        for (int j = 0; j < e; j++) {
+          g[2 * e + j] += r.probs()[i * e + j];
+        }
+        g[3 * e] += r.lse()[i] * r.lse()[i];
+      }
+    }
+    reducer.sum(g);
+    long[] gAssigned = new long[e], gKept = new long[e];
+    double aux = 0;
+    auxGradPerProb = null;
+    if (spec.router() == RouterKind.TOPK) {
+      auxGradPerProb = new double[e];
+      for (int j = 0; j < e; j++) {
+        double f = g[j] / ((double) spec.topK() * globalTokens);
+        aux += e * f * g[2 * e + j] / globalTokens;
+        auxGradPerProb[j] = spec.auxLossCoef() * e * f / globalTokens;
+      }
+    }
+    for (int j = 0; j < e; j++) {
+      gAssigned[j] = Math.round(g[j]);
+      gKept[j] = Math.round(g[e + j]);
+    }
+    boolean hasRouter = routerWeight != null;
+    double z = hasRouter ? g[3 * e] / globalTokens : 0;
+    zScale = hasRouter ? spec.zLossCoef() / globalTokens : 0;
+    stats = new MoeStats(gAssigned, gKept, aux, z);
+    return plan;
+  }
+
+  /** Packs the routed token rows into one block per destination rank. */
+  public INDArray[] dispatch() {
+    sendBuf = Buffers.grow(sendBuf, x.dataType(), plan.kept(), x.size(1));
+    INDArray send = Buffers.rows(sendBuf, 0, plan.kept());
+    plan.pack(x, send);
+    return plan.blocks(send);
+  }
+
+  /**
+   * Runs this rank's experts on the blocks received from every source rank.
+   *
+   * @param countsFromSources counts[s][j]: rows from rank s for the j-th local expert
+   * @return one output block per source rank, in the order received
+   */
+  public INDArray[] expertForward(int[][] countsFromSources, INDArray[] received) {
+    recvCounts = countsFromSources;
+    recv = concatRows(received);
+    int sources = received.length, l = localExperts.length;
+    int[] segExpert = new int[sources * l], segStart = new int[sources * l], segLen = new int[sources * l];
+    int row = 0;
+    for (int s = 0; s < sources; s++) {
+      for (int j = 0; j < l; j++) {
+        segExpert[s * l + j] = j;
+        segStart[s * l + j] = row;
+        segLen[s * l + j] = countsFromSources[s][j];
+        row += countsFromSources[s][j];
+      }
+    }
+    expertOut = recv.isEmpty() ? recv : recv.ulike();
+    experts.forward(recv, segExpert, segStart, segLen, expertOut);
+    return splitBySource(expertOut);
+  }
+
+  /** y = sum over kept assignments of gate * expert output, plus every shared expert; writes y. */
+  public void combine(INDArray[] returnedBlocks, INDArray y) {
+    returned = concatRows(returnedBlocks);
+    y.assign(0);
+    plan.combine(returned, y);
+    sharedOut = new INDArray[shared.length];
+    int[] all = {0}, start = {0}, len = {(int) x.size(0)};
+    for (int s = 0; s < shared.length; s++) {
+      sharedOut[s] = x.ulike();
+      shared[s].forward(x, all, start, len, sharedOut[s]);
+      y.addi(sharedOut[s]);
+    }
+  }
+
+  // ---- backward phases ----
+
+  /** Shared experts' backward into dx, gate gradients, and the expert-output gradient per destination. */
+  public INDArray[] combineBackward(INDArray dy, INDArray dx) {
+    INDArray tmp = x.ulike();
+    for (ExpertBank s : shared) {
+      s.backward(dy, tmp);
+      dx.addi(tmp);
+    }
+    INDArray dReturned = returned.isEmpty() ? returned : Nd4j.zeros(returned.dataType(), returned.shape());
+    dGate = new double[plan.routing().assignments()];
+    plan.combineBackward(dy, returned, dReturned, dGate);
+    return plan.blocks(dReturned);
+  }
+
+  /** Expert backward on the gradient blocks from every source; returns input-gradient blocks per source. */
+  public INDArray[] expertBackward(INDArray[] dOutFromSources) {
+    INDArray dOut = concatRows(dOutFromSources);
+    INDArray dIn = recv.isEmpty() ? recv : recv.ulike();
+    experts.backward(dOut, dIn);
+    return splitBySource(dIn);
+  }
+
+  /** dx += gradient through the layout transform, from the blocks returned by each destination. */
+  public void dispatchBackward(INDArray[] dBlocks, INDArray dx) {
+    plan.packBackward(concatRows(dBlocks), dx);
+  }
+
+  /** dx += gradient through the router (gates, aux loss, z-loss); router weight gradient. */
+  public void routeBackward(INDArray dx) {
+    if (routerWeight != null) {
+      router.backward(plan.routing(), dGate, auxGradPerProb, zScale, x, routerWeight.value(), dx, routerWeight.grad());
+    }
+  }
+
+  // ---- the whole program over an exchange ----
+
+  public void forward(INDArray x, int[] tokenIds, long globalTokens, Exchange ex, Reducer reducer, INDArray y) {
+    DispatchPlan p = route(x, tokenIds, globalTokens, reducer);
+    int[][] counts = ex.allToAllCounts(p.sendCounts());
+    INDArray[] received = ex.allToAll(dispatch());
+    INDArray[] out = expertForward(counts, received);
+    combine(ex.allToAll(out), y);
+  }
+
+  /** dx += dLoss/dx given dy. */
+  public void backward(INDArray dy, INDArray dx, Exchange ex) {
+    INDArray[] dOut = ex.allToAll(combineBackward(dy, dx));
+    INDArray[] dIn = ex.allToAll(expertBackward(dOut));
+    dispatchBackward(dIn, dx);
+    routeBackward(dx);
+  }
+
+  private INDArray[] splitBySource(INDArray m) {
+    INDArray[] b = new INDArray[recvCounts.length];
+    int row = 0;
+    for (int s = 0; s < b.length; s++) {
+      int n = 0;
+      for (int c : recvCounts[s]) {
+        n += c;
+      }
+      b[s] = Buffers.rows(m, row, row + n);
+      row += n;
+    }
+    return b;
+  }
+
+  private INDArray concatRows(INDArray[] blocks) {
+    if (blocks.length == 1) {
+      return blocks[0];
+    }
+    long rows = 0;
+    for (INDArray b : blocks) {
+      rows += b.size(0);
+    }
+    DataType type = x.dataType();
+    if (rows == 0) {
+      return Nd4j.create(type, 0, x.size(1));
+    }
+    INDArray out = Nd4j.createUninitialized(type, rows, x.size(1));
+    long row = 0;
+    for (INDArray b : blocks) {
+      if (b.size(0) > 0) {
+        Buffers.rows(out, row, row + b.size(0)).assign(b);
+        row += b.size(0);
+      }
+    }
+    return out;
+  }
+}

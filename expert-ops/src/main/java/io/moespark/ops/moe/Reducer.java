@@ -1,0 +1,21 @@
+package io.moespark.ops.moe;
+
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+/**
+ * The hook through which global statistics enter: sums over all ranks, in place. Identity in one
+ * process ({@link #LOCAL}). Used for aux-loss counts, token counts, dense gradients and the gradient norm.
+ */
+public interface Reducer {
+  void sum(double[] values);
+
+  void sum(INDArray values);
+
+  Reducer LOCAL = new Reducer() {
+    @Override
+    public void sum(double[] values) {}
+
+    @Override
+    public void sum(INDArray values) {}
+  };
+}

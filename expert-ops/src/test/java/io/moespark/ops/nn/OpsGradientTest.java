@@ -1,0 +1,166 @@
+package io.moespark.ops.nn;
+
+import static io.moespark.ops.GradCheck.check;
+import static io.moespark.ops.GradCheck.randn;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import io.moespark.ops.tensor.Buffers;
+import org.junit.jupiter.api.Test;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/** Finite-difference checks (float64) of every dense op's backward. Loss = sum(out * R). */
+class OpsGradientTest {
+
+  @Test
+  void linear() {
+    INDArray x = randn(1, 5, 4), w = randn(2, 3, 4), r = randn(3, 5, 3);
+    INDArray dx = Nd4j.zeros(DataType.DOUBLE, 5, 4), dw = Nd4j.zeros(DataType.DOUBLE, 3, 4);
+    Linear.backward(x, w, r, dx, dw, false);
+    java.util.function.DoubleSupplier loss = () -> {
+      INDArray y = Nd4j.zeros(DataType.DOUBLE, 5, 3);
+      Linear.forward(x, w, y);
+      return y.mul(r).sumNumber().doubleValue();
+    };
+    check("dx", x, dx, loss, 100);
+    check("dw", w, dw, loss, 100);
+  }
+
+  @Test
+  void rmsNorm() {
+    INDArray x = randn(4, 6, 8), w = randn(5, 8), r = randn(6, 6, 8);
+    INDArray y = x.ulike();
+    INDArray rstd = RmsNorm.forward(x, w, 1e-5, y);
+    INDArray dx = Nd4j.zeros(DataType.DOUBLE, 6, 8), dw = Nd4j.zeros(DataType.DOUBLE, 8);
+    RmsNorm.backward(x, w, rstd, r, dx, dw);
+    java.util.function.DoubleSupplier loss = () -> {
+      INDArray out = x.ulike();
+      RmsNorm.forward(x, w, 1e-5, out);
+      return out.mul(r).sumNumber().doubleValue();
+    };
+    check("dx", x, dx, loss, 100);
+    check("dw", w, dw, loss, 100);
+  }
+
+  @Test
+  void rmsNormMatchesDefinition() {
+    INDArray x = randn(7, 3, 4), w = randn(8, 4), y = x.ulike();
+    RmsNorm.forward(x, w, 1e-5, y);
+    for (int i = 0; i < 3; i++) {
+      double ms = 0;
+      for (int j = 0; j < 4; j++) {
+        ms += x.getDouble(i, j) * x.getDouble(i, j) / 4;
+      }
+      for (int j = 0; j < 4; j++) {
+        assertEquals(x.getDouble(i, j) / Math.sqrt(ms + 1e-5) * w.getDouble(j), y.getDouble(i, j), 1e-12);
+      }
+    }
+  }
+
+  @Test
+  void embedding() {
+    int[] ids = {3, 1, 3, 0, 3};
+    INDArray table = randn(9, 4, 6), r = randn(10, 5, 6);
+    INDArray dt = Nd4j.zeros(DataType.DOUBLE, 4, 6);
+    Embedding.backward(ids, r, dt);
+    check("dtable", table, dt, () -> {
+      INDArray out = Nd4j.zeros(DataType.DOUBLE, 5, 6);
+      Embedding.forward(ids, table, out);
+      return out.mul(r).sumNumber().doubleValue();
+    }, 100);
+  }
+
+  @Test
+  void rope() {
+    INDArray x = randn(11, 3, 5, 8), r = randn(12, 3, 5, 8);
+    Rope rope = new Rope(10000);
+    INDArray dx = x.ulike();
+    rope.backward(r, dx);
+    check("dx", x, dx, () -> {
+      INDArray out = x.ulike();
+      rope.forward(x, out);
+      return out.mul(r).sumNumber().doubleValue();
+    }, 120);
+  }
+
+  @Test
+  void ropeRotatesHalvesByPosition() {
+    // head dim 4, half 2: position p rotates pair (j, j + 2) by p * theta^(-j/2).
+    INDArray x = randn(13, 1, 3, 4), out = x.ulike();
+    new Rope(100).forward(x, out);
+    for (int p = 0; p < 3; p++) {
+      for (int j = 0; j < 2; j++) {
+        double a = p * Math.pow(100, -j / 2.0), x1 = x.getDouble(0, p, j), x2 = x.getDouble(0, p, j + 2);
+        assertEquals(x1 * Math.cos(a) - x2 * Math.sin(a), out.getDouble(0, p, j), 1e-12);
+        assertEquals(x1 * Math.sin(a) + x2 * Math.cos(a), out.getDouble(0, p, j + 2), 1e-12);
+      }
+    }
+  }
+
+  @Test
+  void attention() {
+    int b = 2, t = 5, d = 8, heads = 2;
+    INDArray x = randn(14, b * t, d), wq = randn(15, d, d).muli(0.5), wk = randn(16, d, d).muli(0.5);
+    INDArray wv = randn(17, d, d), wo = randn(18, d, d), r = randn(19, b * t, d);
+    Attention att = new Attention(heads, 10000);
+    INDArray y = x.ulike();
+    att.forward(x, b, t, wq, wk, wv, wo, y);
+    INDArray dx = x.ulike().assign(0), dwq = wq.ulike().assign(0), dwk = wk.ulike().assign(0);
+    INDArray dwv = wv.ulike().assign(0), dwo = wo.ulike().assign(0);
+    att.backward(r, wq, wk, wv, wo, dx, dwq, dwk, dwv, dwo);
+    Attention fresh = new Attention(heads, 10000);
+    java.util.function.DoubleSupplier loss = () -> {
+      INDArray out = x.ulike();
+      fresh.forward(x, b, t, wq, wk, wv, wo, out);
+      return out.mul(r).sumNumber().doubleValue();
+    };
+    check("dx", x, dx, loss, 80);
+    check("dwq", wq, dwq, loss, 64);
+    check("dwk", wk, dwk, loss, 64);
+    check("dwv", wv, dwv, loss, 64);
+    check("dwo", wo, dwo, loss, 64);
+  }
+
+  @Test
+  void attentionIsCausal() {
+    int b = 1, t = 6, d = 4;
+    INDArray x = randn(20, t, d), w = randn(21, d, d);
+    Attention att = new Attention(2, 10000);
+    INDArray y1 = x.ulike(), y2 = x.ulike();
+    att.forward(x, b, t, w, w, w, w, y1);
+    INDArray x2 = x.dup();
+    x2.getRow(t - 1).addi(5.0);
+    att.forward(x2, b, t, w, w, w, w, y2);
+    assertEquals(0.0, Buffers.rows(y1, 0, t - 1).sub(Buffers.rows(y2, 0, t - 1)).amaxNumber().doubleValue(), 1e-12);
+  }
+
+  @ParameterizedTest
+  @EnumSource(Activation.class)
+  void activation(Activation act) {
+    INDArray h1 = randn(22, 4, 6).muli(2), h3 = randn(23, 4, 6), r = randn(24, 4, 6);
+    INDArray dh1 = h1.ulike(), dh3 = h1.ulike().assign(0);
+    act.backward(h1, h3, r, dh1, dh3);
+    java.util.function.DoubleSupplier loss = () -> {
+      INDArray a = h1.ulike();
+      act.forward(h1, h3, a);
+      return a.mul(r).sumNumber().doubleValue();
+    };
+    check("dh1", h1, dh1, loss, 100);
+    if (act.gated()) {
+      check("dh3", h3, dh3, loss, 100);
+    }
+  }
+
+  @Test
+  void crossEntropy() {
+    INDArray logits = randn(25, 6, 5);
+    int[] targets = {0, 4, 2, 2, 1, 3};
+    INDArray grad = logits.dup();
+    double sum = CrossEntropy.forwardBackward(grad, targets, 10);
+    assertEquals(sum, CrossEntropy.loss(logits, targets), 1e-12);
+    check("dlogits", logits, grad, () -> CrossEntropy.loss(logits, targets) / 10, 100);
+  }
+}
