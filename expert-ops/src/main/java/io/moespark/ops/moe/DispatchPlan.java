@@ -111,7 +111,7 @@ public final class DispatchPlan {
 
   /** Layout transform: buffer[slot[a]] = x[token[a]] for every kept assignment. */
   public void pack(INDArray x, INDArray buffer) {
-    Rows.gather(x, sendToken, sendToken.length, buffer);
+    Rows.gather(x, sendToken, null, sendToken.length, buffer);
   }
 
   /** Gradient of {@link #pack}: dx[token[a]] += dBuffer[slot[a]]. */
@@ -125,11 +125,11 @@ public final class DispatchPlan {
   }
 
   /**
-   * Gradient of {@link #combine}: dOut[slot[a]] = gate[a] * dy[token[a]] (dOut must be zero on entry) and
-   * dGate[a] = dy[token[a]] . out[slot[a]] (0 for dropped assignments).
+   * Gradient of {@link #combine}: dOut[slot[a]] = gate[a] * dy[token[a]] (every row of dOut is written:
+   * slots are one per kept assignment) and dGate[a] = dy[token[a]] . out[slot[a]] (0 when dropped).
    */
   public void combineBackward(INDArray dy, INDArray out, INDArray dOut, double[] dGate) {
-    Rows.scatterAdd(dy, routing.token(), routing.gate(), slot, slot.length, dOut);
+    Rows.scatter(dy, routing.token(), routing.gate(), slot, slot.length, dOut);
     Rows.rowDots(dy, routing.token(), out, slot, slot.length, dGate);
   }
 }

@@ -19,6 +19,10 @@ public final class ExpertBank {
   private INDArray h1Buf;
   private INDArray h3Buf;
   private INDArray aBuf;
+  private INDArray savedBuf;
+  private INDArray dABuf;
+  private INDArray dh1Buf;
+  private INDArray dh3Buf;
   private INDArray in;
   private int rows;
   private int[] segExpert;
@@ -48,6 +52,7 @@ public final class ExpertBank {
     h1Buf = Buffers.grow(h1Buf, in.dataType(), rows, f);
     h3Buf = Buffers.grow(h3Buf, in.dataType(), rows, f);
     aBuf = Buffers.grow(aBuf, in.dataType(), rows, f);
+    savedBuf = Buffers.grow(savedBuf, in.dataType(), rows, f);
     if (rows == 0) {
       return;
     }
@@ -62,7 +67,7 @@ public final class ExpertBank {
         }
       }
     }
-    activation.forward(h1, h3, a);
+    activation.forward(h1, h3, a, Buffers.rows(savedBuf, 0, rows));
     for (int s = 0; s < segExpert.length; s++) {
       if (segLen[s] > 0) {
         Buffers.gemm(seg(a, s), w2[segExpert[s]].value(), seg(out, s), false, true, 0.0);
@@ -76,7 +81,11 @@ public final class ExpertBank {
       return;
     }
     INDArray h1 = Buffers.rows(h1Buf, 0, rows), h3 = Buffers.rows(h3Buf, 0, rows), a = Buffers.rows(aBuf, 0, rows);
-    INDArray dA = a.ulike();
+    long f = a.size(1);
+    dABuf = Buffers.grow(dABuf, a.dataType(), rows, f);
+    dh1Buf = Buffers.grow(dh1Buf, a.dataType(), rows, f);
+    dh3Buf = activation.gated() ? Buffers.grow(dh3Buf, a.dataType(), rows, f) : null;
+    INDArray dA = Buffers.rows(dABuf, 0, rows);
     for (int s = 0; s < segExpert.length; s++) {
       if (segLen[s] > 0) {
         Param p = w2[segExpert[s]];
@@ -85,8 +94,8 @@ public final class ExpertBank {
         Buffers.gemm(dOs, p.value(), seg(dA, s), false, false, 0.0);
       }
     }
-    INDArray dh1 = a.ulike(), dh3 = activation.gated() ? a.ulike() : null;
-    activation.backward(h1, h3, dA, dh1, dh3);
+    INDArray dh1 = Buffers.rows(dh1Buf, 0, rows), dh3 = dh3Buf == null ? null : Buffers.rows(dh3Buf, 0, rows);
+    activation.backward(h1, h3, Buffers.rows(savedBuf, 0, rows), dA, dh1, dh3);
     for (int s = 0; s < segExpert.length; s++) {
       if (segLen[s] > 0) {
         int e = segExpert[s];

@@ -39,7 +39,9 @@ public final class MoeLayer {
   private DispatchPlan plan;
   private INDArray sendBuf;
   private INDArray recv;
-  private INDArray expertOut;
+  private INDArray expertOutBuf;
+  private INDArray dReturnedBuf;
+  private INDArray dInBuf;
   private int[][] recvCounts;
   private INDArray returned;
   private INDArray[] sharedOut;
@@ -186,7 +188,8 @@ public final class MoeLayer {
         row += countsFromSources[s][j];
       }
     }
-    expertOut = recv.isEmpty() ? recv : recv.ulike();
+    expertOutBuf = Buffers.grow(expertOutBuf, x.dataType(), recv.size(0), x.size(1));
+    INDArray expertOut = Buffers.rows(expertOutBuf, 0, recv.size(0));
     experts.forward(recv, segExpert, segStart, segLen, expertOut);
     return splitBySource(expertOut);
   }
@@ -214,7 +217,8 @@ public final class MoeLayer {
       s.backward(dy, tmp);
       dx.addi(tmp);
     }
-    INDArray dReturned = returned.isEmpty() ? returned : Nd4j.zeros(returned.dataType(), returned.shape());
+    dReturnedBuf = Buffers.grow(dReturnedBuf, x.dataType(), returned.size(0), x.size(1));
+    INDArray dReturned = Buffers.rows(dReturnedBuf, 0, returned.size(0));
     dGate = new double[plan.routing().assignments()];
     plan.combineBackward(dy, returned, dReturned, dGate);
     return plan.blocks(dReturned);
@@ -223,7 +227,8 @@ public final class MoeLayer {
   /** Expert backward on the gradient blocks from every source; returns input-gradient blocks per source. */
   public INDArray[] expertBackward(INDArray[] dOutFromSources) {
     INDArray dOut = concatRows(dOutFromSources);
-    INDArray dIn = recv.isEmpty() ? recv : recv.ulike();
+    dInBuf = Buffers.grow(dInBuf, x.dataType(), recv.size(0), x.size(1));
+    INDArray dIn = Buffers.rows(dInBuf, 0, recv.size(0));
     experts.backward(dOut, dIn);
     return splitBySource(dIn);
   }

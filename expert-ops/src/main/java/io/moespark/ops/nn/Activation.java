@@ -1,10 +1,16 @@
 package io.moespark.ops.nn;
 
+import io.moespark.ops.tensor.Parallel;
+import io.moespark.ops.tensor.Raw;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.ops.transforms.Transforms;
+import org.nd4j.linalg.api.ops.impl.scalar.ScalarReverseSubtraction;
+import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.MulOp;
+import org.nd4j.linalg.api.ops.impl.transforms.strict.Sigmoid;
+import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * The expert non-linearity. SWIGLU: a = silu(h1) * h3. GELU: a = gelu(h1) with the tanh approximation
+ * The expert non-linearity, written into caller-owned buffers with no temporaries (these arrays are the
+ * largest of a step). SWIGLU: a = silu(h1) * h3. GELU: a = gelu(h1) with the tanh approximation
  * (PyTorch {@code approximate="tanh"}); h3 is unused and has no weight.
  */
 public enum Activation {
@@ -18,32 +24,43 @@ public enum Activation {
     return this == SWIGLU;
   }
 
-  /** a = act(h1, h3); all [N, F]. */
-  public void forward(INDArray h1, INDArray h3, INDArray a) {
+  /**
+   * a = act(h1, h3); all contiguous and of one shape. {@code saved} receives what backward reuses
+   * (sigmoid(h1) for SWIGLU; unused for GELU).
+   */
+  public void forward(INDArray h1, INDArray h3, INDArray a, INDArray saved) {
     if (this == SWIGLU) {
-      a.assign(h1.mul(Transforms.sigmoid(h1, true)).muli(h3));
-    } else {
-      INDArray inner = h1.mul(h1).muli(GELU_A).addi(1).muli(h1).muli(GELU_C);
-      a.assign(Transforms.tanh(inner, false).addi(1).muli(h1).muli(0.5));
+      // In place with native ops: at expert sizes these arrays are the largest of the step.
+      Nd4j.exec(new Sigmoid(h1, saved));
+      Nd4j.exec(new MulOp(h1, saved, a));
+      a.muli(h3);
+      return;
     }
+    Raw x = Raw.of(h1), out = Raw.of(a);
+    Parallel.rows((int) h1.length(), (from, to) -> {
+      for (int i = from; i < to; i++) {
+        double h = x.get(i);
+        out.set(i, 0.5 * h * (1 + Math.tanh(GELU_C * (h + GELU_A * h * h * h))));
+      }
+    });
   }
 
-  /** Given da, writes dh1 (and dh3 for SWIGLU); overwrites, does not accumulate. */
-  public void backward(INDArray h1, INDArray h3, INDArray da, INDArray dh1, INDArray dh3) {
+  /** Given da and what forward saved, writes dh1 (and dh3 for SWIGLU); overwrites, does not accumulate. */
+  public void backward(INDArray h1, INDArray h3, INDArray saved, INDArray da, INDArray dh1, INDArray dh3) {
     if (this == SWIGLU) {
-      INDArray s = Transforms.sigmoid(h1, true);
-      INDArray silu = h1.mul(s);
-      dh3.assign(da.mul(silu));
-      // d silu / dh = s * (1 + h (1 - s))
-      INDArray dsilu = s.rsub(1).muli(h1).addi(1).muli(s);
-      dh1.assign(da.mul(h3).muli(dsilu));
-    } else {
-      INDArray h2 = h1.mul(h1);
-      INDArray t = Transforms.tanh(h2.mul(GELU_A).addi(1).muli(h1).muli(GELU_C), false);
-      // d/dh 0.5 h (1 + t) = 0.5 (1 + t) + 0.5 h (1 - t^2) c (1 + 3 a h^2)
-      INDArray left = t.add(1).muli(0.5);
-      INDArray right = t.mul(t).rsubi(1).muli(h1).muli(0.5 * GELU_C).muli(h2.muli(3 * GELU_A).addi(1));
-      dh1.assign(da.mul(left.addi(right)));
+      // dh3 = da * silu(h1) = da * h1 * s;  dh1 = da * h3 * s * (1 + h1 * (1 - s)).
+      Nd4j.exec(new MulOp(da, h1, dh3));
+      dh3.muli(saved);
+      Nd4j.exec(new ScalarReverseSubtraction(saved, dh1, 1.0));
+      dh1.muli(h1).addi(1.0).muli(saved).muli(h3).muli(da);
+      return;
     }
+    Raw x = Raw.of(h1), dA = Raw.of(da), d1 = Raw.of(dh1);
+    Parallel.rows((int) h1.length(), (from, to) -> {
+      for (int i = from; i < to; i++) {
+        double h = x.get(i), t = Math.tanh(GELU_C * (h + GELU_A * h * h * h));
+        d1.set(i, dA.get(i) * (0.5 * (1 + t) + 0.5 * h * (1 - t * t) * GELU_C * (1 + 3 * GELU_A * h * h)));
+      }
+    });
   }
 }

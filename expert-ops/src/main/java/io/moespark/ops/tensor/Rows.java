@@ -1,77 +1,75 @@
 package io.moespark.ops.tensor;
 
-import java.nio.DoubleBuffer;
-import java.nio.FloatBuffer;
-import org.nd4j.linalg.api.buffer.DataType;
+import java.util.Arrays;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * Row gathers and scatters over raw buffers: the layout transforms of the MoE layer and the embedding
- * gradient. Sequential loops, so results are bit-reproducible; no per-row objects. Arrays must be
- * c-order matrices (views with an offset are fine) of FLOAT or DOUBLE.
+ * Row gathers and scatters: the layout transforms of the MoE layer and the embedding gradient. Loops
+ * that add into a destination row run in index order on one thread, so repeated destinations sum in a
+ * fixed order and results are bit-reproducible. Arrays are c-order matrices of one width and type.
  */
 public final class Rows {
   private Rows() {}
 
-  /** dst[i] = src[srcRow[i]] for i in [0, count); a negative srcRow[i] gives a zero row. */
-  public static void gather(INDArray src, int[] srcRow, int count, INDArray dst) {
+  /** dst[i] = scale[i] * src[srcRow[i]] for i in [0, count) (scale null: 1); a negative row gives zeros. */
+  public static void gather(INDArray src, int[] srcRow, double[] scale, int count, INDArray dst) {
     if (count == 0) {
       return;
     }
     int d = width(src, dst);
-    long so = src.offset(), dOff = dst.offset();
-    if (src.dataType() == DataType.FLOAT) {
-      FloatBuffer s = src.data().asNioFloat(), t = dst.data().asNioFloat();
-      for (int i = 0; i < count; i++) {
-        long from = so + (long) srcRow[i] * d, to = dOff + (long) i * d;
+    Raw s = Raw.of(src), t = Raw.of(dst);
+    Parallel.rows(count, (from, to) -> {
+      for (int i = from; i < to; i++) {
+        int o = i * d, p = srcRow[i] * d;
+        double g = scale == null ? 1.0 : scale[i];
         for (int c = 0; c < d; c++) {
-          t.put((int) (to + c), srcRow[i] < 0 ? 0f : s.get((int) (from + c)));
+          t.set(o + c, srcRow[i] < 0 ? 0.0 : g * s.get(p + c));
         }
       }
-    } else {
-      DoubleBuffer s = src.data().asNioDouble(), t = dst.data().asNioDouble();
-      for (int i = 0; i < count; i++) {
-        long from = so + (long) srcRow[i] * d, to = dOff + (long) i * d;
-        for (int c = 0; c < d; c++) {
-          t.put((int) (to + c), srcRow[i] < 0 ? 0.0 : s.get((int) (from + c)));
-        }
-      }
-    }
+    });
   }
 
   /**
-   * dst[dstRow[i]] += scale[i] * src[srcRow[i]] for i in [0, count); scale null means 1. Pairs with a
-   * negative row on either side are skipped (dropped assignments).
+   * dst[dstRow[i]] = scale[i] * src[srcRow[i]] for i in [0, count) where dstRow[i] >= 0. Each destination
+   * row must appear at most once (a permutation of slots), which makes the rows independent.
+   */
+  public static void scatter(INDArray src, int[] srcRow, double[] scale, int[] dstRow, int count, INDArray dst) {
+    if (count == 0 || dst.isEmpty()) {
+      return;
+    }
+    int d = width(src, dst);
+    Raw s = Raw.of(src), t = Raw.of(dst);
+    Parallel.rows(count, (from, to) -> {
+      for (int i = from; i < to; i++) {
+        if (dstRow[i] >= 0) {
+          int o = dstRow[i] * d, p = srcRow[i] * d;
+          double g = scale == null ? 1.0 : scale[i];
+          for (int c = 0; c < d; c++) {
+            t.set(o + c, g * s.get(p + c));
+          }
+        }
+      }
+    });
+  }
+
+  /**
+   * dst[dstRow[i]] += scale[i] * src[srcRow[i]] for i in [0, count), in order; scale null means 1. Pairs
+   * with a negative row on either side are skipped (dropped assignments).
    */
   public static void scatterAdd(INDArray src, int[] srcRow, double[] scale, int[] dstRow, int count, INDArray dst) {
     if (count == 0 || src.isEmpty()) {
       return;
     }
     int d = width(src, dst);
-    long so = src.offset(), dOff = dst.offset();
-    if (src.dataType() == DataType.FLOAT) {
-      FloatBuffer s = src.data().asNioFloat(), t = dst.data().asNioFloat();
-      for (int i = 0; i < count; i++) {
-        if (srcRow[i] < 0 || dstRow[i] < 0) {
-          continue;
-        }
-        long from = so + (long) srcRow[i] * d, to = dOff + (long) dstRow[i] * d;
-        float g = scale == null ? 1f : (float) scale[i];
-        for (int c = 0; c < d; c++) {
-          t.put((int) (to + c), t.get((int) (to + c)) + g * s.get((int) (from + c)));
-        }
+    Raw s = Raw.of(src), t = Raw.of(dst);
+    for (int i = 0; i < count; i++) {
+      if (srcRow[i] < 0 || dstRow[i] < 0) {
+        continue;
       }
-    } else {
-      DoubleBuffer s = src.data().asNioDouble(), t = dst.data().asNioDouble();
-      for (int i = 0; i < count; i++) {
-        if (srcRow[i] < 0 || dstRow[i] < 0) {
-          continue;
-        }
-        long from = so + (long) srcRow[i] * d, to = dOff + (long) dstRow[i] * d;
-        double g = scale == null ? 1.0 : scale[i];
-        for (int c = 0; c < d; c++) {
-          t.put((int) (to + c), t.get((int) (to + c)) + g * s.get((int) (from + c)));
-        }
+      int o = dstRow[i] * d, p = srcRow[i] * d;
+      double g = scale == null ? 1.0 : scale[i];
+      for (int c = 0; c < d; c++) {
+        t.add(o + c, g * s.get(p + c));
       }
     }
   }
@@ -82,49 +80,31 @@ public final class Rows {
       return;
     }
     if (b.isEmpty()) {
-      java.util.Arrays.fill(out, 0, count, 0.0);
+      Arrays.fill(out, 0, count, 0.0);
       return;
     }
     int d = width(a, b);
-    long ao = a.offset(), bo = b.offset();
-    if (a.dataType() == DataType.FLOAT) {
-      FloatBuffer x = a.data().asNioFloat(), y = b.data().asNioFloat();
-      for (int i = 0; i < count; i++) {
+    Raw x = Raw.of(a), y = Raw.of(b);
+    Parallel.rows(count, (from, to) -> {
+      for (int i = from; i < to; i++) {
         if (bRow[i] < 0) {
           out[i] = 0;
           continue;
         }
-        long p = ao + (long) aRow[i] * d, q = bo + (long) bRow[i] * d;
+        int p = aRow[i] * d, q = bRow[i] * d;
         double acc = 0;
         for (int c = 0; c < d; c++) {
-          acc += x.get((int) (p + c)) * y.get((int) (q + c));
+          acc += x.get(p + c) * y.get(q + c);
         }
         out[i] = acc;
       }
-    } else {
-      DoubleBuffer x = a.data().asNioDouble(), y = b.data().asNioDouble();
-      for (int i = 0; i < count; i++) {
-        if (bRow[i] < 0) {
-          out[i] = 0;
-          continue;
-        }
-        long p = ao + (long) aRow[i] * d, q = bo + (long) bRow[i] * d;
-        double acc = 0;
-        for (int c = 0; c < d; c++) {
-          acc += x.get((int) (p + c)) * y.get((int) (q + c));
-        }
-        out[i] = acc;
-      }
-    }
+    });
   }
 
   private static int width(INDArray a, INDArray b) {
-    if (a.dataType() != b.dataType() || a.size(1) != b.size(1) || !a.isMatrix() || !b.isMatrix()) {
+    if (a.dataType() != b.dataType() || a.rank() != 2 || b.rank() != 2 || a.size(1) != b.size(1)) {
       throw new IllegalArgumentException("row op needs two matrices of one type and width, got "
           + a.dataType() + a.shapeInfoToString() + " and " + b.dataType() + b.shapeInfoToString());
-    }
-    if (a.ordering() != 'c' || b.ordering() != 'c' || a.stride(1) != 1 || b.stride(1) != 1) {
-      throw new IllegalArgumentException("row op needs c-order rows");
     }
     return (int) a.size(1);
   }

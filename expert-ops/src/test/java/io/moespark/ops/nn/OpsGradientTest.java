@@ -141,11 +141,12 @@ class OpsGradientTest {
   @EnumSource(Activation.class)
   void activation(Activation act) {
     INDArray h1 = randn(22, 4, 6).muli(2), h3 = randn(23, 4, 6), r = randn(24, 4, 6);
-    INDArray dh1 = h1.ulike(), dh3 = h1.ulike().assign(0);
-    act.backward(h1, h3, r, dh1, dh3);
+    INDArray dh1 = h1.ulike(), dh3 = h1.ulike().assign(0), saved = h1.ulike();
+    act.forward(h1, h3, h1.ulike(), saved);
+    act.backward(h1, h3, saved, r, dh1, dh3);
     java.util.function.DoubleSupplier loss = () -> {
       INDArray a = h1.ulike();
-      act.forward(h1, h3, a);
+      act.forward(h1, h3, a, h1.ulike());
       return a.mul(r).sumNumber().doubleValue();
     };
     check("dh1", h1, dh1, loss, 100);

@@ -1,0 +1,88 @@
+package io.moespark.ops.cli;
+
+import io.moespark.ops.config.ConfigException;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/** GNU-style {@code --name value} / {@code --flag} options; unknown options are errors naming them. */
+final class Args {
+  private final String command;
+  private final Map<String, List<String>> values = new HashMap<>();
+
+  Args(String command, String[] argv, int from, Set<String> withValue, Set<String> flags) {
+    this.command = command;
+    for (int i = from; i < argv.length; i++) {
+      String a = argv[i];
+      if (withValue.contains(a)) {
+        if (i + 1 >= argv.length) {
+          throw new ConfigException(command + ": option " + a + " needs a value");
+        }
+        values.computeIfAbsent(a, k -> new ArrayList<>()).add(argv[++i]);
+      } else if (flags.contains(a)) {
+        values.computeIfAbsent(a, k -> new ArrayList<>()).add("true");
+      } else {
+        List<String> known = new ArrayList<>(withValue);
+        known.addAll(flags);
+        known.sort(null);
+        throw new ConfigException(command + ": unknown option '" + a + "' (known: " + String.join(", ", known) + ")");
+      }
+    }
+  }
+
+  String required(String name) {
+    String v = optional(name, null);
+    if (v == null) {
+      throw new ConfigException(command + ": option " + name + " is required");
+    }
+    return v;
+  }
+
+  String optional(String name, String dflt) {
+    List<String> v = values.get(name);
+    return v == null ? dflt : v.get(v.size() - 1);
+  }
+
+  List<String> all(String name) {
+    return values.getOrDefault(name, List.of());
+  }
+
+  boolean flag(String name) {
+    return values.containsKey(name);
+  }
+
+  int integer(String name, int dflt) {
+    String v = optional(name, null);
+    if (v == null) {
+      return dflt;
+    }
+    try {
+      int n = Integer.parseInt(v);
+      if (n <= 0) {
+        throw new NumberFormatException();
+      }
+      return n;
+    } catch (NumberFormatException e) {
+      throw new ConfigException(command + ": option " + name + " expects a positive integer, got '" + v + "'");
+    }
+  }
+
+  /** Runs a command body; known failures print one line to stderr and exit 1 (usage problems: 2). */
+  static void run(String command, Body body) {
+    try {
+      body.run();
+    } catch (ConfigException e) {
+      System.err.println(command + ": " + e.getMessage());
+      System.exit(2);
+    } catch (Exception e) {
+      System.err.println(command + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
+      System.exit(1);
+    }
+  }
+
+  interface Body {
+    void run() throws Exception;
+  }
+}

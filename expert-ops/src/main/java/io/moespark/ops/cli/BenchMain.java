@@ -1,0 +1,135 @@
+package io.moespark.ops.cli;
+
+import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.ConfigLoader;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.model.Init;
+import io.moespark.ops.moe.DropPolicy;
+import io.moespark.ops.moe.Exchange;
+import io.moespark.ops.moe.MoeLayer;
+import io.moespark.ops.moe.MoeSpec;
+import io.moespark.ops.moe.Reducer;
+import io.moespark.ops.moe.RouterKind;
+import io.moespark.ops.moe.ShardLayout;
+import io.moespark.ops.nn.Activation;
+import io.moespark.ops.tensor.Buffers;
+import io.moespark.ops.tensor.Param;
+import io.moespark.ops.tensor.ParamStore;
+import io.moespark.ops.train.ReferenceTrainer;
+import io.moespark.ops.train.StepReport;
+import io.moespark.ops.train.TokenData;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.Set;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * {@code moe-bench layer ...}: MoE layer forward + backward (dropless; routing, layout transform and gating
+ * inside the timed region) against dense GEMMs of the same FLOPs, in one run. {@code moe-bench train ...}:
+ * tokens/s of the single-process trainer. Each prints one JSON line.
+ */
+public final class BenchMain {
+  private BenchMain() {}
+
+  public static void main(String[] argv) {
+    Args.run("moe-bench", () -> {
+      String sub = argv.length == 0 ? "" : argv[0];
+      switch (sub) {
+        case "layer" -> layer(new Args("moe-bench layer", argv, 1,
+            Set.of("--experts", "--topk", "--d-model", "--d-expert", "--tokens", "--iters", "--seed"), Set.of()));
+        case "train" -> train(new Args("moe-bench train", argv, 1, Set.of("--config", "--steps", "--set"), Set.of()));
+        default -> throw new ConfigException("expected a subcommand: layer or train");
+      }
+    });
+  }
+
+  private static void layer(Args a) {
+    int e = a.integer("--experts", 8), k = a.integer("--topk", 2), d = a.integer("--d-model", 512);
+    int f = a.integer("--d-expert", 1024), n = a.integer("--tokens", 8192), iters = a.integer("--iters", 5);
+    if (k > e) {
+      throw new ConfigException("--topk " + k + " exceeds --experts " + e);
+    }
+    MoeSpec spec = new MoeSpec(e, k, f, 0, Activation.SWIGLU, RouterKind.TOPK, true, 0, DropPolicy.POSITION,
+        0.01, 0.001);
+    ParamStore ps = new ParamStore(DataType.FLOAT);
+    MoeLayer layer = new MoeLayer(0, d, spec, ShardLayout.single(e), ps);
+    long seed = a.integer("--seed", 1);
+    for (Param p : ps.all()) {
+      Init.normal(p.value(), seed, p.name(), 0.02);
+    }
+    INDArray x = Nd4j.createUninitialized(DataType.FLOAT, n, d), dy = x.ulike(), y = x.ulike(), dx = x.ulike();
+    Init.normal(x, seed, "x", 1.0);
+    Init.normal(dy, seed, "dy", 1.0);
+    int[] ids = new int[n];
+    long assignments = (long) n * k;
+    // Dense reference: the nine GEMMs of one FFN over all A = N k rows, the same shapes and FLOPs as the
+    // experts' GEMMs. Iterations alternate MoE and dense so that machine drift hits both alike.
+    INDArray xa = Nd4j.createUninitialized(DataType.FLOAT, assignments, d), dya = xa.ulike(), dxa = xa.ulike();
+    INDArray h1 = Nd4j.createUninitialized(DataType.FLOAT, assignments, f), h3 = h1.ulike(), act = h1.ulike();
+    INDArray w1 = Nd4j.createUninitialized(DataType.FLOAT, f, d), w3 = w1.ulike();
+    INDArray w2 = Nd4j.createUninitialized(DataType.FLOAT, d, f), g1 = w1.ulike(), g3 = w1.ulike(), g2 = w2.ulike();
+    for (INDArray m : new INDArray[] {xa, dya, h1, h3, act, w1, w3, w2}) {
+      Init.normal(m, seed, "dense", 0.02);
+    }
+    double[] moeTimes = new double[iters], denseTimes = new double[iters];
+    for (int i = -1; i < iters; i++) {
+      long t0 = System.nanoTime();
+      layer.forward(x, ids, n, Exchange.LOCAL, Reducer.LOCAL, y);
+      dx.assign(0);
+      layer.backward(dy, dx, Exchange.LOCAL);
+      long t1 = System.nanoTime();
+      Buffers.gemm(xa, w1, h1, false, true, 0);
+      Buffers.gemm(xa, w3, h3, false, true, 0);
+      Buffers.gemm(act, w2, dxa, false, true, 0);
+      Buffers.gemm(dya, act, g2, true, false, 0);
+      Buffers.gemm(dya, w2, act, false, false, 0);
+      Buffers.gemm(h1, xa, g1, true, false, 0);
+      Buffers.gemm(h1, w1, dxa, false, false, 0);
+      Buffers.gemm(h3, xa, g3, true, false, 0);
+      Buffers.gemm(h3, w3, dxa, false, false, 1);
+      long t2 = System.nanoTime();
+      if (i >= 0) {
+        moeTimes[i] = (t1 - t0) / 1e9;
+        denseTimes[i] = (t2 - t1) / 1e9;
+      }
+    }
+    if (layer.stats().kept() != assignments) {
+      throw new IllegalStateException("benchmark expected dropless routing");
+    }
+    double flops = 18.0 * assignments * d * f;
+    double moe = flops / median(moeTimes) / 1e9, dense = flops / median(denseTimes) / 1e9;
+    System.out.printf(Locale.ROOT,
+        "{\"experts\": %d, \"topk\": %d, \"d_model\": %d, \"d_expert\": %d, \"tokens\": %d, \"iters\": %d, "
+            + "\"moe_seconds\": %.4f, \"dense_seconds\": %.4f, \"moe_gflops\": %.2f, \"dense_gflops\": %.2f, "
+            + "\"ratio\": %.3f}%n",
+        e, k, d, f, n, iters, median(moeTimes), median(denseTimes), moe, dense, moe / dense);
+  }
+
+  private static void train(Args a) {
+    RunConfig cfg = ConfigLoader.load(Path.of(a.required("--config")), a.all("--set"));
+    int steps = a.integer("--steps", 10);
+    int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format());
+    TokenData.checkVocab(tokens, cfg.model().vocabSize(), "data.path " + cfg.data().path());
+    ReferenceTrainer trainer = new ReferenceTrainer(cfg, TokenData.split(tokens, cfg.data().valFraction()).train(),
+        DataType.FLOAT);
+    trainer.step(); // warm-up: first-touch allocation and JIT
+    double seconds = 0;
+    long count = 0;
+    for (int s = 0; s < steps; s++) {
+      StepReport r = trainer.step();
+      seconds += r.seconds();
+      count += r.tokens();
+    }
+    System.out.printf(Locale.ROOT, "{\"runner\": \"single-process\", \"steps\": %d, \"tokens_per_s\": %.1f, "
+        + "\"seconds_per_step\": %.4f}%n", steps, count / seconds, seconds / steps);
+  }
+
+  private static double median(double[] v) {
+    double[] s = v.clone();
+    Arrays.sort(s);
+    return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  }
+}

@@ -1,0 +1,137 @@
+package io.moespark.ops.io;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.ConfigLoader;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.model.TransformerLM;
+import io.moespark.ops.tensor.Param;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+/**
+ * The exported model: {@code model.safetensors} (DESIGN §3 tensor names, PyTorch [out, in] layout) and
+ * {@code config.json} (DESIGN §3 keys), loadable by a short PyTorch script.
+ */
+public final class ModelFiles {
+  public static final String WEIGHTS = "model.safetensors";
+  public static final String CONFIG = "config.json";
+  static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+  private ModelFiles() {}
+
+  /** Writes weights and config.json into {@code dir} (an existing directory). */
+  public static void writeInto(Path dir, TransformerLM model) throws IOException {
+    try (OutputStream out = Files.newOutputStream(dir.resolve(WEIGHTS))) {
+      SafeTensors.write(model.params().values(), Map.of("format", "pt"), out);
+    }
+    JSON.writeValue(dir.resolve(CONFIG).toFile(), configJson(model.config(), model.moeConfig()));
+  }
+
+  /** Exports atomically to {@code dir}, replacing an earlier export only once the new one is complete. */
+  public static void export(Path dir, TransformerLM model) throws IOException {
+    AtomicDir.write(dir, tmp -> writeInto(tmp, model));
+  }
+
+  public static ObjectNode configJson(RunConfig.Model m, RunConfig.Moe e) {
+    ObjectNode n = JSON.createObjectNode();
+    n.put("model_type", "moe-spark");
+    n.put("vocab_size", m.vocabSize());
+    n.put("d_model", m.dModel());
+    n.put("n_layers", m.nLayers());
+    n.put("n_heads", m.nHeads());
+    n.put("d_ff", m.dFf());
+    n.put("moe_every", e.every());
+    n.put("n_experts", e.experts());
+    n.put("top_k", e.topK());
+    n.put("d_expert", e.dExpert());
+    n.put("n_shared_experts", e.sharedExperts());
+    n.put("activation", e.activation().name().toLowerCase(Locale.ROOT));
+    n.put("router", e.router().name().toLowerCase(Locale.ROOT));
+    n.put("norm_topk", e.normTopk());
+    n.put("capacity_factor", e.capacityFactor());
+    n.put("rope_theta", m.ropeTheta());
+    n.put("norm_eps", m.normEps());
+    n.put("seq_len", m.seqLen());
+    return n;
+  }
+
+  /** Reads config.json of a model directory back into a run configuration (other keys at defaults). */
+  public static RunConfig readConfig(Path dir) throws IOException {
+    Path file = dir.resolve(CONFIG);
+    JsonNode n;
+    try {
+      n = JSON.readTree(file.toFile());
+    } catch (NoSuchFileException | java.io.FileNotFoundException e) {
+      throw new ConfigException(file + " does not exist: expected an exported model directory with " + CONFIG
+          + " and " + WEIGHTS);
+    }
+    List<String> sets = new ArrayList<>();
+    String[][] keys = {{"vocab_size", "model.vocab_size"}, {"d_model", "model.d_model"},
+        {"n_layers", "model.n_layers"}, {"n_heads", "model.n_heads"}, {"d_ff", "model.d_ff"},
+        {"seq_len", "model.seq_len"}, {"rope_theta", "model.rope_theta"}, {"norm_eps", "model.norm_eps"},
+        {"moe_every", "moe.every"}, {"n_experts", "moe.experts"}, {"top_k", "moe.top_k"},
+        {"d_expert", "moe.d_expert"}, {"n_shared_experts", "moe.shared_experts"},
+        {"activation", "moe.activation"}, {"router", "moe.router"}, {"norm_topk", "moe.norm_topk"},
+        {"capacity_factor", "moe.capacity_factor"}};
+    for (String[] k : keys) {
+      JsonNode v = n.get(k[0]);
+      if (v == null) {
+        throw new ConfigException(file + ": missing key '" + k[0] + "'");
+      }
+      sets.add(k[1] + "=" + v.asText());
+    }
+    try {
+      return ConfigLoader.load(null, sets);
+    } catch (ConfigException e) {
+      throw new ConfigException(file + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** Loads an exported model (FLOAT) from {@code dir}. */
+  public static TransformerLM load(Path dir) throws IOException {
+    RunConfig c = readConfig(dir);
+    TransformerLM model = TransformerLM.singleRank(c.model(), c.moe(), DataType.FLOAT);
+    loadWeights(dir.resolve(WEIGHTS), model);
+    return model;
+  }
+
+  /** Copies every tensor of a safetensors file into the model's parameters, checking names and shapes. */
+  public static void loadWeights(Path file, TransformerLM model) throws IOException {
+    Map<String, INDArray> tensors;
+    try (InputStream in = Files.newInputStream(file)) {
+      tensors = SafeTensors.read(in, file.toString());
+    } catch (NoSuchFileException e) {
+      throw new IOException(file + " does not exist", e);
+    }
+    assign(tensors, model, file.toString());
+  }
+
+  static void assign(Map<String, INDArray> tensors, TransformerLM model, String source) {
+    for (Param p : model.params().all()) {
+      INDArray t = tensors.get(p.name());
+      if (t == null) {
+        throw new IllegalArgumentException(source + ": missing tensor '" + p.name() + "'");
+      }
+      if (!Arrays.equals(t.shape(), p.value().shape())) {
+        throw new IllegalArgumentException(source + ": tensor '" + p.name() + "' has shape "
+            + Arrays.toString(t.shape()) + ", the config expects " + Arrays.toString(p.value().shape()));
+      }
+      p.value().assign(t.castTo(p.value().dataType()));
+    }
+  }
+}

@@ -1,0 +1,159 @@
+package io.moespark.ops.train;
+
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.io.Checkpoint;
+import io.moespark.ops.model.LossTerms;
+import io.moespark.ops.model.TransformerLM;
+import io.moespark.ops.moe.Exchange;
+import io.moespark.ops.moe.MoeLayer;
+import io.moespark.ops.moe.MoeStats;
+import io.moespark.ops.moe.Reducer;
+import io.moespark.ops.optim.AdamW;
+import io.moespark.ops.optim.GradClip;
+import io.moespark.ops.optim.LrSchedule;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.nd4j.linalg.api.buffer.DataType;
+
+/**
+ * The single-process trainer: one rank holding every expert, running the same phases as the distributed
+ * runners over {@link Exchange#LOCAL} and {@link Reducer#LOCAL}. It is the reference the Spark runners
+ * are tested against.
+ */
+public final class ReferenceTrainer {
+  private final RunConfig cfg;
+  private final TransformerLM model;
+  private final AdamW optimizer;
+  private final LrSchedule schedule;
+  private final Batches batches;
+  private final double[][] selectionBias;
+  private int step;
+
+  public ReferenceTrainer(RunConfig cfg, int[] trainTokens, DataType type) {
+    this.cfg = cfg;
+    this.model = TransformerLM.singleRank(cfg.model(), cfg.moe(), type);
+    model.init(cfg.train().seed());
+    RunConfig.Train t = cfg.train();
+    this.optimizer = new AdamW(t.beta1(), t.beta2(), t.adamEps(), t.weightDecay());
+    this.schedule = new LrSchedule(t.lr(), t.warmupSteps(), t.steps(), t.minLrRatio());
+    this.batches = new Batches(trainTokens, cfg.model().seqLen(), t.batchSize(), t.seed());
+    this.selectionBias = new double[model.moeLayers().size()][cfg.moe().experts()];
+  }
+
+  public TransformerLM model() {
+    return model;
+  }
+
+  /** The next step to run (0-based). */
+  public int nextStep() {
+    return step;
+  }
+
+  /** Runs one optimizer step on the global batch of the current step. */
+  public StepReport step() {
+    long start = System.nanoTime();
+    List<MoeLayer> moe = model.moeLayers();
+    for (int i = 0; i < moe.size(); i++) {
+      moe.get(i).setSelectionBias(cfg.moe().biasUpdateRate() > 0 ? selectionBias[i] : null);
+    }
+    model.setCapacityFactor(cfg.moe().capacityFactor());
+    Batches.Slice b = batches.slice(step, 0, 1);
+    model.params().zeroGrads();
+    LossTerms loss = model.forward(b.inputs(), b.targets(), b.sequences(), b.sequences(), Exchange.LOCAL,
+        Reducer.LOCAL);
+    if (!loss.isFinite()) {
+      throw new DivergenceException(step, loss);
+    }
+    model.backward(Exchange.LOCAL);
+    double norm = GradClip.clip(model.params().all(), cfg.train().gradClip(), Reducer.LOCAL);
+    double lr = schedule.at(step);
+    optimizer.update(model.params().all(), lr);
+    List<MoeStats> stats = new ArrayList<>();
+    for (MoeLayer m : moe) {
+      stats.add(m.stats());
+    }
+    updateBiases(stats);
+    StepReport r = new StepReport(step, loss, lr, norm, (System.nanoTime() - start) / 1e9, b.inputs().length, stats);
+    step++;
+    return r;
+  }
+
+  /** Aux-loss-free balancing: b_e += rate * sign(mean load - load_e) from the global loads. */
+  private void updateBiases(List<MoeStats> stats) {
+    double rate = cfg.moe().biasUpdateRate();
+    if (rate <= 0) {
+      return;
+    }
+    for (int i = 0; i < stats.size(); i++) {
+      long[] load = stats.get(i).assignedPerExpert();
+      double mean = (double) stats.get(i).assigned() / load.length;
+      for (int e = 0; e < load.length; e++) {
+        selectionBias[i][e] += rate * Math.signum(mean - load[e]);
+      }
+    }
+  }
+
+  /** Mean next-token CE over the windows (at most maxWindows) of a token stream, dropless by default. */
+  public static double evaluate(TransformerLM model, int[] tokens, int batch, int maxWindows, double capacityFactor,
+      long[] tokensOut) {
+    int seq = model.config().seqLen();
+    int[] starts = Batches.evalStarts(tokens.length, seq);
+    int n = Math.min(starts.length, maxWindows);
+    if (n == 0) {
+      throw new IllegalArgumentException("evaluation data has " + tokens.length + " tokens, fewer than one window of "
+          + (seq + 1));
+    }
+    model.setCapacityFactor(capacityFactor);
+    for (MoeLayer m : model.moeLayers()) {
+      m.setSelectionBias(null);
+    }
+    double sum = 0;
+    for (int from = 0; from < n; from += batch) {
+      int to = Math.min(n, from + batch);
+      Batches.Slice s = Batches.windows(tokens, starts, from, to, seq);
+      sum += model.evalLossSum(s.inputs(), s.targets(), s.sequences(), Exchange.LOCAL, Reducer.LOCAL);
+    }
+    long count = (long) n * seq;
+    if (tokensOut != null) {
+      tokensOut[0] = count;
+    }
+    return sum / count;
+  }
+
+  /** Validation loss with the run's eval settings. */
+  public double evaluate(int[] valTokens) {
+    double loss = evaluate(model, valTokens, cfg.train().batchSize(),
+        cfg.train().evalBatches() * cfg.train().batchSize(), cfg.moe().evalCapacityFactor(), null);
+    model.setCapacityFactor(cfg.moe().capacityFactor());
+    return loss;
+  }
+
+  public void saveCheckpoint(Path dir) throws IOException {
+    Checkpoint.save(dir, model, optimizer, new Checkpoint.State(step, optimizer.step(), selectionBias));
+  }
+
+  /** Restores a checkpoint; the next step is the one after the checkpoint's. */
+  public void loadCheckpoint(Path dir) throws IOException {
+    Checkpoint.State s = Checkpoint.load(dir, model, optimizer);
+    if (s.selectionBias().length != selectionBias.length) {
+      throw new IllegalArgumentException(dir + ": checkpoint has " + s.selectionBias().length
+          + " MoE layers of selection bias, the config " + selectionBias.length);
+    }
+    for (int i = 0; i < selectionBias.length; i++) {
+      selectionBias[i] = s.selectionBias()[i].clone();
+    }
+    step = s.step();
+  }
+
+  /** A step whose loss is NaN or infinite: training stops with this message. */
+  public static final class DivergenceException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
+    public DivergenceException(int step, LossTerms loss) {
+      super("training diverged at step " + step + ": loss " + loss.total() + " (ce " + loss.ce() + ", aux "
+          + loss.aux() + ", z " + loss.z() + "); lower train.lr or raise train.warmup_steps");
+    }
+  }
+}
