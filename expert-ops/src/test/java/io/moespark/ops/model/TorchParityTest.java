@@ -1,0 +1,127 @@
+package io.moespark.ops.model;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.io.ModelFiles;
+import io.moespark.ops.io.SafeTensors;
+import io.moespark.ops.moe.Exchange;
+import io.moespark.ops.moe.Reducer;
+import io.moespark.ops.optim.AdamW;
+import io.moespark.ops.optim.GradClip;
+import io.moespark.ops.tensor.Param;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+/**
+ * Against fixtures from tools/make_torch_fixtures.py (PyTorch, float64): a 2-layer model with one MoE
+ * layer (E=4, k=2, one shared expert). Loss terms and every gradient, then three AdamW steps with
+ * global-norm clipping. Errors are relative, per tensor: |a - b| / |b| in the L2 norm.
+ */
+class TorchParityTest {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  @ParameterizedTest
+  @CsvSource({"FLOAT, 1e-4", "DOUBLE, 1e-9"})
+  void lossAndGradientsMatchPyTorch(DataType type, double tol) throws Exception {
+    Fixture f = new Fixture();
+    TransformerLM m = f.model(type);
+    int[][] b = f.batch(0);
+    LossTerms loss = m.forward(b[0], b[1], f.batchSize, f.batchSize, Exchange.LOCAL, Reducer.LOCAL);
+    JsonNode ref = f.caseJson.get("loss0");
+    assertRel("total", ref.get("total").asDouble(), loss.total(), tol);
+    assertRel("ce", ref.get("ce").asDouble(), loss.ce(), tol);
+    assertRel("aux", ref.get("aux").asDouble(), loss.aux(), tol);
+    assertRel("z", ref.get("z").asDouble(), loss.z(), tol);
+    m.params().zeroGrads();
+    m.backward(Exchange.LOCAL);
+    for (Param p : m.params().all()) {
+      assertTensor("grad of " + p.name(), f.expected.get("grad." + p.name()), p.grad(), tol);
+    }
+  }
+
+  @ParameterizedTest
+  @CsvSource({"FLOAT, 1e-4", "DOUBLE, 1e-9"})
+  void threeAdamWStepsMatchPyTorch(DataType type, double tol) throws Exception {
+    Fixture f = new Fixture();
+    TransformerLM m = f.model(type);
+    JsonNode train = f.caseJson.get("train");
+    AdamW opt = new AdamW(train.get("beta1").asDouble(), train.get("beta2").asDouble(), train.get("eps").asDouble(),
+        train.get("weight_decay").asDouble());
+    for (int s = 0; s < 3; s++) {
+      int[][] b = f.batch(s);
+      m.params().zeroGrads();
+      LossTerms loss = m.forward(b[0], b[1], f.batchSize, f.batchSize, Exchange.LOCAL, Reducer.LOCAL);
+      m.backward(Exchange.LOCAL);
+      double norm = GradClip.clip(m.params().all(), train.get("grad_clip").asDouble(), Reducer.LOCAL);
+      opt.update(m.params().all(), train.get("lr").get(s).asDouble());
+      JsonNode ref = f.caseJson.get("steps").get(s);
+      assertRel("step " + s + " loss", ref.get("total").asDouble(), loss.total(), tol);
+      assertRel("step " + s + " grad norm", ref.get("grad_norm").asDouble(), norm, tol);
+      assertTrue(norm > train.get("grad_clip").asDouble(), "fixture should exercise clipping");
+    }
+    for (Param p : m.params().all()) {
+      assertTensor("after 3 steps " + p.name(), f.expected.get("step3." + p.name()), p.value(), tol);
+    }
+  }
+
+  private static void assertRel(String what, double expected, double actual, double tol) {
+    double err = Math.abs(actual - expected) / Math.max(1e-12, Math.abs(expected));
+    assertTrue(err <= tol, what + ": expected " + expected + ", got " + actual + " (relative error " + err + ")");
+  }
+
+  private static void assertTensor(String what, INDArray expected, INDArray actual, double tol) {
+    INDArray e = expected.castTo(DataType.DOUBLE).reshape(actual.shape());
+    double err = actual.castTo(DataType.DOUBLE).sub(e).norm2Number().doubleValue()
+        / Math.max(1e-12, e.norm2Number().doubleValue());
+    assertTrue(err <= tol, what + ": relative error " + err + " > " + tol);
+  }
+
+  private static final class Fixture {
+    final Path dir;
+    final JsonNode caseJson;
+    final Map<String, INDArray> expected;
+    final int batchSize;
+
+    Fixture() throws Exception {
+      dir = Path.of(TorchParityTest.class.getResource("/fixtures/torch_moe").toURI());
+      caseJson = JSON.readTree(dir.resolve("case.json").toFile());
+      try (InputStream in = Files.newInputStream(dir.resolve("expected.safetensors"))) {
+        expected = SafeTensors.read(in, "expected.safetensors");
+      }
+      batchSize = caseJson.get("train").get("batch_size").asInt();
+    }
+
+    TransformerLM model(DataType type) throws Exception {
+      RunConfig c = ModelFiles.readConfig(dir);
+      assertEquals(caseJson.get("train").get("aux_loss_coef").asDouble(), c.moe().auxLossCoef());
+      assertEquals(caseJson.get("train").get("z_loss_coef").asDouble(), c.moe().zLossCoef());
+      TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), type);
+      ModelFiles.loadWeights(dir.resolve("initial.safetensors"), m);
+      return m;
+    }
+
+    /** {inputs, targets} of batch s, row-major [B * T]. */
+    int[][] batch(int s) {
+      JsonNode rows = caseJson.get("batches").get(s);
+      int t = rows.get(0).size() - 1;
+      int[] in = new int[batchSize * t], tg = new int[batchSize * t];
+      for (int r = 0; r < batchSize; r++) {
+        for (int i = 0; i < t; i++) {
+          in[r * t + i] = rows.get(r).get(i).asInt();
+          tg[r * t + i] = rows.get(r).get(i + 1).asInt();
+        }
+      }
+      return new int[][] {in, tg};
+    }
+  }
+}
