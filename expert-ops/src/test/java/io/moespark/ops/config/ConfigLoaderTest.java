@@ -1,0 +1,92 @@
+package io.moespark.ops.config;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moespark.ops.moe.RouterKind;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+class ConfigLoaderTest {
+  static final Path ROOT = Path.of("..").toAbsolutePath().normalize();
+
+  @Test
+  void bundledConfigsLoadWithTheirValues() {
+    RunConfig bench = ConfigLoader.load(ROOT.resolve("conf/bench.yaml"), List.of());
+    assertEquals(4096, bench.model().vocabSize());
+    assertEquals(256, bench.model().dModel());
+    assertEquals(4, bench.model().nLayers());
+    assertEquals(4, bench.model().nHeads());
+    assertEquals(256, bench.model().seqLen());
+    assertEquals(1024, bench.model().dFf());
+    assertEquals(8, bench.moe().experts());
+    assertEquals(2, bench.moe().topK());
+    assertEquals(512, bench.moe().dExpert());
+    assertEquals(1, bench.moe().every());
+    assertEquals(16, bench.train().batchSize());
+    RunConfig tiny = ConfigLoader.load(ROOT.resolve("conf/tiny.yaml"), List.of());
+    assertEquals(0.01, tiny.moe().auxLossCoef(), "defaults fill what a file leaves out");
+  }
+
+  @Test
+  void overridesApplyInOrderAndParseTypes() {
+    RunConfig c = ConfigLoader.load(null, List.of("train.steps=7", "moe.router=expert_choice", "train.lr=0.5",
+        "data.path=x.txt", "train.steps=9"));
+    assertEquals(9, c.train().steps());
+    assertEquals(RouterKind.EXPERT_CHOICE, c.moe().router());
+    assertEquals(0.5, c.train().lr());
+    assertEquals("x.txt", c.data().path());
+  }
+
+  @ParameterizedTest
+  @CsvSource(delimiter = '|', value = {
+      "moe.top_k=9|moe.top_k: expected in [1, moe.experts = 4], got 9",
+      "model.d_model=30|model.d_model: expected a multiple of model.n_heads (4), got 30",
+      "train.lr=-1|train.lr: expected > 0, got -1.0",
+      "train.steps=abc|train.steps",
+      "moe.router=mystery|moe.router: expected one of topk, expert_choice, hash",
+      "moe.expertz=3|unknown key 'moe.expertz'",
+      "parallel.dispatch=carrier-pigeon|parallel.dispatch: expected one of direct, shuffle",
+      "train.steps|--set train.steps: expected key=value"})
+  void badValuesNameTheKey(String override, String message) {
+    ConfigException e = assertThrows(ConfigException.class, () -> ConfigLoader.load(null, List.of(override)));
+    assertTrue(e.getMessage().contains(message), e.getMessage());
+  }
+
+  @Test
+  void unknownKeyInAFileNamesFileAndKey(@TempDir Path tmp) throws IOException {
+    Path f = tmp.resolve("run.yaml");
+    Files.writeString(f, "model:\n  d_model: 64\n  dmodel: 3\n");
+    ConfigException e = assertThrows(ConfigException.class, () -> ConfigLoader.load(f, List.of()));
+    assertTrue(e.getMessage().contains(f.toString()) && e.getMessage().contains("unknown key 'model.dmodel'"),
+        e.getMessage());
+  }
+
+  @Test
+  void wrongTypeInAFileNamesTheKey(@TempDir Path tmp) throws IOException {
+    Path f = tmp.resolve("run.yaml");
+    Files.writeString(f, "train:\n  batch_size: sixteen\n");
+    ConfigException e = assertThrows(ConfigException.class, () -> ConfigLoader.load(f, List.of()));
+    assertTrue(e.getMessage().contains("train.batch_size"), e.getMessage());
+  }
+
+  @Test
+  void missingFileIsOneClearError() {
+    ConfigException e = assertThrows(ConfigException.class,
+        () -> ConfigLoader.load(Path.of("no/such/run.yaml"), List.of()));
+    assertEquals("config file no/such/run.yaml does not exist", e.getMessage());
+  }
+
+  @Test
+  void roundTripsThroughItsTree() {
+    RunConfig c = ConfigLoader.load(ROOT.resolve("conf/tiny.yaml"), List.of("moe.router=hash", "moe.top_k=1"));
+    assertEquals(c, ConfigLoader.fromTree(ConfigLoader.toTree(c), "config.json"));
+  }
+}

@@ -1,0 +1,114 @@
+package io.moespark.ops.io;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.ConfigLoader;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.model.TransformerLM;
+import io.moespark.ops.tensor.Param;
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+class ModelFilesTest {
+  static RunConfig small(String... extra) {
+    List<String> s = new java.util.ArrayList<>(List.of("model.d_model=16", "model.n_heads=2", "model.d_ff=32",
+        "moe.experts=3", "moe.d_expert=8", "moe.every=2", "moe.shared_experts=1"));
+    s.addAll(List.of(extra));
+    return ConfigLoader.load(null, s);
+  }
+
+  @Test
+  void safetensorsRoundTripsFloatAndDouble() throws IOException {
+    Map<String, INDArray> t = new LinkedHashMap<>();
+    t.put("a", Nd4j.rand(DataType.FLOAT, 3, 5));
+    t.put("b.weight", Nd4j.rand(DataType.DOUBLE, 7));
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    SafeTensors.write(t, Map.of("format", "pt"), out);
+    Map<String, INDArray> back = SafeTensors.read(new ByteArrayInputStream(out.toByteArray()), "mem");
+    assertEquals(t.keySet(), back.keySet());
+    assertEquals(t.get("a"), back.get("a"));
+    assertEquals(t.get("b.weight"), back.get("b.weight"));
+  }
+
+  @Test
+  void exportThenLoadGivesTheSameModel(@TempDir Path tmp) throws IOException {
+    RunConfig c = small();
+    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), DataType.FLOAT);
+    m.init(5);
+    Path dir = tmp.resolve("model");
+    ModelFiles.export(dir, m);
+    TransformerLM back = ModelFiles.load(dir);
+    assertEquals(m.config(), back.config());
+    List<Param> a = m.params().all(), b = back.params().all();
+    assertEquals(a.size(), b.size());
+    for (int i = 0; i < a.size(); i++) {
+      assertEquals(a.get(i).name(), b.get(i).name());
+      assertArrayEquals(a.get(i).value().data().asFloat(), b.get(i).value().data().asFloat(), 0f);
+    }
+    assertTrue(a.stream().anyMatch(p -> p.name().equals("layers.1.moe.experts.2.w2.weight")));
+    assertTrue(a.stream().anyMatch(p -> p.name().equals("layers.0.ffn.w3.weight")));
+    // Re-export replaces atomically and leaves no temporary directories behind.
+    ModelFiles.export(dir, m);
+    try (Stream<Path> s = Files.list(tmp)) {
+      assertEquals(List.of(dir), s.toList());
+    }
+  }
+
+  @Test
+  void shapeMismatchOnLoadNamesTensorAndShapes(@TempDir Path tmp) throws IOException {
+    RunConfig c = small();
+    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), DataType.FLOAT);
+    Path dir = tmp.resolve("model");
+    ModelFiles.export(dir, m);
+    ObjectNode cfg = (ObjectNode) ModelFiles.JSON.readTree(dir.resolve(ModelFiles.CONFIG).toFile());
+    cfg.put("d_expert", 10);
+    ModelFiles.JSON.writeValue(dir.resolve(ModelFiles.CONFIG).toFile(), cfg);
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelFiles.load(dir));
+    assertTrue(e.getMessage().contains("layers.1.moe.experts.0.w1.weight")
+        && e.getMessage().contains("[8, 16]") && e.getMessage().contains("[10, 16]"), e.getMessage());
+  }
+
+  @Test
+  void missingFilesAreOneClearError(@TempDir Path tmp) throws IOException {
+    ConfigException e = assertThrows(ConfigException.class, () -> ModelFiles.load(tmp.resolve("nothing")));
+    assertTrue(e.getMessage().contains("config.json does not exist"), e.getMessage());
+    RunConfig c = small();
+    Path dir = tmp.resolve("model");
+    ModelFiles.export(dir, TransformerLM.singleRank(c.model(), c.moe(), DataType.FLOAT));
+    Files.delete(dir.resolve(ModelFiles.WEIGHTS));
+    IOException io = assertThrows(IOException.class, () -> ModelFiles.load(dir));
+    assertTrue(io.getMessage().contains("model.safetensors does not exist"), io.getMessage());
+  }
+
+  @Test
+  void failedExportLeavesThePreviousOneIntact(@TempDir Path tmp) throws IOException {
+    Path dir = tmp.resolve("model");
+    AtomicDir.write(dir, d -> Files.writeString(d.resolve("x"), "old"));
+    assertThrows(IOException.class, () -> AtomicDir.write(dir, d -> {
+      Files.writeString(d.resolve("x"), "half");
+      throw new IOException("disk full");
+    }));
+    assertEquals("old", Files.readString(dir.resolve("x")));
+    try (Stream<Path> s = Files.list(tmp)) {
+      assertFalse(s.anyMatch(p -> p.getFileName().toString().contains(".tmp-")));
+    }
+  }
+}
