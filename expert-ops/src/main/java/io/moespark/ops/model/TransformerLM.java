@@ -13,6 +13,7 @@ import io.moespark.ops.nn.Embedding;
 import io.moespark.ops.nn.Linear;
 import io.moespark.ops.nn.RmsNorm;
 import io.moespark.ops.moe.ExpertBank;
+import io.moespark.ops.tensor.Buffers;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.ParamStore;
 import java.util.ArrayList;
@@ -20,7 +21,6 @@ import java.util.List;
 import java.util.function.IntFunction;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * The decoder-only MoE transformer of DESIGN §3 on one rank: a full replica of the dense parameters and
@@ -41,8 +41,14 @@ public final class TransformerLM {
   private int[] inputs;
   private INDArray xFinal;
   private INDArray normFinal;
-  private INDArray rstdFinal;
+  private double[] rstdFinal;
   private INDArray dLogits;
+  // Buffers reused from step to step (allocating them costs more than filling them).
+  private INDArray embedded;
+  private INDArray logitsBuf;
+  private INDArray dNormBuf;
+  private INDArray dxBuf;
+  private INDArray dnBuf;
 
   /** One layer: pre-norm attention and pre-norm FFN (dense or MoE), each with a residual. */
   private static final class Block {
@@ -57,10 +63,11 @@ public final class TransformerLM {
     MoeLayer moe;
     INDArray xIn;
     INDArray n1;
-    INDArray rstd1;
+    double[] rstd1;
     INDArray xMid;
     INDArray n2;
-    INDArray rstd2;
+    double[] rstd2;
+    INDArray out;
   }
 
   /**
@@ -173,54 +180,57 @@ public final class TransformerLM {
     this.inputs = inputs;
     DataType type = params.type();
     long n = inputs.length, d = cfg.dModel();
-    INDArray x = Nd4j.createUninitialized(type, n, d);
+    embedded = Buffers.ensure(embedded, type, n, d);
+    INDArray x = embedded;
     Embedding.forward(inputs, embed.value(), x);
     for (Block b : blocks) {
       b.xIn = x;
-      b.n1 = Nd4j.createUninitialized(type, n, d);
+      b.n1 = Buffers.ensure(b.n1, type, n, d);
+      b.xMid = Buffers.ensure(b.xMid, type, n, d);
+      b.n2 = Buffers.ensure(b.n2, type, n, d);
+      b.out = Buffers.ensure(b.out, type, n, d);
       b.rstd1 = RmsNorm.forward(x, b.attnNorm.value(), cfg.normEps(), b.n1);
-      INDArray att = Nd4j.createUninitialized(type, n, d);
-      b.attention.forward(b.n1, batch, seq, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), att);
-      b.xMid = att.addi(x);
-      b.n2 = Nd4j.createUninitialized(type, n, d);
+      b.attention.forward(b.n1, batch, seq, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), b.xMid);
+      b.xMid.addi(x);
       b.rstd2 = RmsNorm.forward(b.xMid, b.ffnNorm.value(), cfg.normEps(), b.n2);
-      INDArray f = Nd4j.createUninitialized(type, n, d);
       if (b.moe != null) {
-        b.moe.forward(b.n2, inputs, globalTokens, ex, reducer, f);
+        b.moe.forward(b.n2, inputs, globalTokens, ex, reducer, b.out);
       } else {
-        b.dense.forward(b.n2, new int[] {0}, new int[] {0}, new int[] {(int) n}, f);
+        b.dense.forward(b.n2, new int[] {0}, new int[] {0}, new int[] {(int) n}, b.out);
       }
-      x = f.addi(b.xMid);
+      x = b.out.addi(b.xMid);
     }
     xFinal = x;
-    normFinal = Nd4j.createUninitialized(type, n, d);
+    normFinal = Buffers.ensure(normFinal, type, n, d);
     rstdFinal = RmsNorm.forward(x, norm.value(), cfg.normEps(), normFinal);
-    INDArray logits = Nd4j.createUninitialized(type, n, cfg.vocabSize());
-    Linear.forward(normFinal, lmHead.value(), logits);
-    return logits;
+    logitsBuf = Buffers.ensure(logitsBuf, type, n, cfg.vocabSize());
+    Linear.forward(normFinal, lmHead.value(), logitsBuf);
+    return logitsBuf;
   }
 
   /** Accumulates the gradients of the last {@link #forward}'s total loss into the parameters. */
   public void backward(Exchange ex) {
     DataType type = params.type();
     long n = inputs.length, d = cfg.dModel();
-    INDArray dNorm = Nd4j.createUninitialized(type, n, d);
-    Linear.backward(normFinal, lmHead.value(), dLogits, dNorm, lmHead.grad(), false);
-    INDArray dx = Nd4j.zeros(type, n, d);
-    RmsNorm.backward(xFinal, norm.value(), rstdFinal, dNorm, dx, norm.grad());
+    dNormBuf = Buffers.ensure(dNormBuf, type, n, d);
+    dxBuf = Buffers.ensure(dxBuf, type, n, d);
+    dnBuf = Buffers.ensure(dnBuf, type, n, d);
+    INDArray dx = dxBuf.assign(0), dn = dnBuf;
+    Linear.backward(normFinal, lmHead.value(), dLogits, dNormBuf, lmHead.grad(), false);
+    RmsNorm.backward(xFinal, norm.value(), rstdFinal, dNormBuf, dx, norm.grad());
     for (int i = blocks.length - 1; i >= 0; i--) {
       Block b = blocks[i];
-      INDArray dn2 = Nd4j.zeros(type, n, d);
+      dn.assign(0);
       if (b.moe != null) {
-        b.moe.backward(dx, dn2, ex);
+        b.moe.backward(dx, dn, ex);
       } else {
-        b.dense.backward(dx, dn2);
+        b.dense.backward(dx, dn);
       }
-      RmsNorm.backward(b.xMid, b.ffnNorm.value(), b.rstd2, dn2, dx, b.ffnNorm.grad());
-      INDArray dn1 = Nd4j.zeros(type, n, d);
-      b.attention.backward(dx, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), dn1, b.wq.grad(),
+      RmsNorm.backward(b.xMid, b.ffnNorm.value(), b.rstd2, dn, dx, b.ffnNorm.grad());
+      dn.assign(0);
+      b.attention.backward(dx, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), dn, b.wq.grad(),
           b.wk.grad(), b.wv.grad(), b.wo.grad());
-      RmsNorm.backward(b.xIn, b.attnNorm.value(), b.rstd1, dn1, dx, b.attnNorm.grad());
+      RmsNorm.backward(b.xIn, b.attnNorm.value(), b.rstd1, dn, dx, b.attnNorm.grad());
     }
     Embedding.backward(inputs, dx, embed.grad());
     dLogits = null;

@@ -1,18 +1,19 @@
 package io.moespark.ops.nn;
 
+import io.moespark.ops.tensor.Parallel;
+import io.moespark.ops.tensor.Raw;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.ops.transforms.Transforms;
 
 /**
- * Softmax cross-entropy over logits [N, V]. The mean is over a global count of targets (all ranks), so
- * that gradients summed over ranks equal those of one process on the whole batch.
+ * Softmax cross-entropy over logits [N, V], one fused pass per row. The mean is over a global count of
+ * targets (all ranks), so that gradients summed over ranks equal those of one process on the whole batch.
  */
 public final class CrossEntropy {
   private CrossEntropy() {}
 
   /** Sum over rows of -log softmax(logits)[target]; logits are left unchanged. */
   public static double loss(INDArray logits, int[] targets) {
-    return nll(logits.dup(), targets);
+    return run(logits, targets, 0);
   }
 
   /**
@@ -20,28 +21,50 @@ public final class CrossEntropy {
    * / globalCount.
    */
   public static double forwardBackward(INDArray logits, int[] targets, long globalCount) {
-    double loss = nll(logits, targets);
-    // logits now hold log-probabilities.
-    Transforms.exp(logits, false);
-    for (int i = 0; i < targets.length; i++) {
-      logits.putScalar(i, targets[i], logits.getDouble(i, targets[i]) - 1.0);
-    }
-    logits.divi(globalCount);
-    return loss;
+    return run(logits, targets, globalCount);
   }
 
-  /** Turns logits into log-probabilities in place and returns the summed negative log-likelihood. */
-  private static double nll(INDArray logits, int[] targets) {
-    long v = logits.size(1);
-    logits.subiColumnVector(logits.max(true, 1));
-    INDArray lse = Transforms.log(Transforms.exp(logits, true).sum(true, 1), false);
-    logits.subiColumnVector(lse);
-    double loss = 0;
-    for (int i = 0; i < targets.length; i++) {
-      if (targets[i] < 0 || targets[i] >= v) {
-        throw new IllegalArgumentException("target id " + targets[i] + " outside the vocabulary [0, " + v + ")");
+  /** gradScale 0: loss only. */
+  private static double run(INDArray logits, int[] targets, long globalCount) {
+    int n = (int) logits.size(0), v = (int) logits.size(1);
+    for (int t : targets) {
+      if (t < 0 || t >= v) {
+        throw new IllegalArgumentException("target id " + t + " outside the vocabulary [0, " + v + ")");
       }
-      loss -= logits.getDouble(i, targets[i]);
+    }
+    double[] rowLoss = new double[n];
+    Raw z = Raw.of(logits);
+    Parallel.rows(n, (from, to) -> {
+      for (int r = from; r < to; r++) {
+        int o = r * v;
+        double max = Double.NEGATIVE_INFINITY;
+        for (int c = 0; c < v; c++) {
+          max = Math.max(max, z.get(o + c));
+        }
+        double target = z.get(o + targets[r]);
+        double sum = 0;
+        if (globalCount > 0) {
+          for (int c = 0; c < v; c++) {
+            double e = Math.exp(z.get(o + c) - max);
+            z.set(o + c, e);
+            sum += e;
+          }
+          double norm = 1.0 / (sum * globalCount);
+          for (int c = 0; c < v; c++) {
+            z.set(o + c, z.get(o + c) * norm);
+          }
+          z.add(o + targets[r], -1.0 / globalCount);
+        } else {
+          for (int c = 0; c < v; c++) {
+            sum += Math.exp(z.get(o + c) - max);
+          }
+        }
+        rowLoss[r] = max + Math.log(sum) - target;
+      }
+    });
+    double loss = 0;
+    for (double l : rowLoss) {
+      loss += l;
     }
     return loss;
   }

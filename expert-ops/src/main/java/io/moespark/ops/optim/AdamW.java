@@ -1,11 +1,12 @@
 package io.moespark.ops.optim;
 
+import io.moespark.ops.tensor.Parallel;
 import io.moespark.ops.tensor.Param;
+import io.moespark.ops.tensor.Raw;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.ops.transforms.Transforms;
 
 /**
  * AdamW with decoupled weight decay on matrices only, in PyTorch's exact order of operations:
@@ -36,17 +37,23 @@ public final class AdamW {
   public void update(List<Param> params, double lr) {
     step++;
     double bc1 = 1 - Math.pow(beta1, step), bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
+    double stepSize = lr / bc1;
     for (Param p : params) {
       INDArray mp = m.computeIfAbsent(p.name(), k -> p.value().ulike().assign(0));
       INDArray vp = v.computeIfAbsent(p.name(), k -> p.value().ulike().assign(0));
-      INDArray g = p.grad();
-      if (p.decays() && weightDecay > 0) {
-        p.value().muli(1 - lr * weightDecay);
-      }
-      mp.muli(beta1).addi(g.mul(1 - beta1));
-      vp.muli(beta2).addi(g.mul(g).muli(1 - beta2));
-      INDArray denom = Transforms.sqrt(vp, true).divi(bc2Sqrt).addi(eps);
-      p.value().subi(mp.div(denom).muli(lr / bc1));
+      double decay = p.decays() ? 1 - lr * weightDecay : 1.0;
+      // One fused pass over parameter, gradient and moments (ND4J ops would make ~10 passes and temporaries).
+      Raw w = Raw.of(p.value()), g = Raw.of(p.grad()), m1 = Raw.of(mp), m2 = Raw.of(vp);
+      Parallel.rows((int) p.value().length(), (from, to) -> {
+        for (int i = from; i < to; i++) {
+          double gi = g.get(i);
+          double mi = beta1 * m1.get(i) + (1 - beta1) * gi;
+          double vi = beta2 * m2.get(i) + (1 - beta2) * gi * gi;
+          m1.set(i, mi);
+          m2.set(i, vi);
+          w.set(i, w.get(i) * decay - stepSize * mi / (Math.sqrt(vi) / bc2Sqrt + eps));
+        }
+      });
     }
   }
 

@@ -33,7 +33,7 @@ class OpsGradientTest {
   void rmsNorm() {
     INDArray x = randn(4, 6, 8), w = randn(5, 8), r = randn(6, 6, 8);
     INDArray y = x.ulike();
-    INDArray rstd = RmsNorm.forward(x, w, 1e-5, y);
+    double[] rstd = RmsNorm.forward(x, w, 1e-5, y);
     INDArray dx = Nd4j.zeros(DataType.DOUBLE, 6, 8), dw = Nd4j.zeros(DataType.DOUBLE, 8);
     RmsNorm.backward(x, w, rstd, r, dx, dw);
     java.util.function.DoubleSupplier loss = () -> {
@@ -75,27 +75,32 @@ class OpsGradientTest {
 
   @Test
   void rope() {
-    INDArray x = randn(11, 3, 5, 8), r = randn(12, 3, 5, 8);
-    Rope rope = new Rope(10000);
-    INDArray dx = x.ulike();
-    rope.backward(r, dx);
-    check("dx", x, dx, () -> {
-      INDArray out = x.ulike();
-      rope.forward(x, out);
-      return out.mul(r).sumNumber().doubleValue();
-    }, 120);
+    // 2 sequences of 5 positions, 3 heads of dim 8: rows [10, 24] -> heads [6, 5, 8].
+    INDArray x = randn(11, 10, 24), r = randn(12, 6, 5, 8);
+    for (Rope rope : new Rope[] {new Rope(10000), Rope.layoutOnly()}) {
+      INDArray dx = x.ulike();
+      rope.backward(r, 2, 3, dx);
+      check("dx", x, dx, () -> {
+        INDArray out = r.ulike();
+        rope.forward(x, 2, 3, out);
+        return out.mul(r).sumNumber().doubleValue();
+      }, 120);
+    }
   }
 
   @Test
   void ropeRotatesHalvesByPosition() {
-    // head dim 4, half 2: position p rotates pair (j, j + 2) by p * theta^(-j/2).
-    INDArray x = randn(13, 1, 3, 4), out = x.ulike();
-    new Rope(100).forward(x, out);
-    for (int p = 0; p < 3; p++) {
-      for (int j = 0; j < 2; j++) {
-        double a = p * Math.pow(100, -j / 2.0), x1 = x.getDouble(0, p, j), x2 = x.getDouble(0, p, j + 2);
-        assertEquals(x1 * Math.cos(a) - x2 * Math.sin(a), out.getDouble(0, p, j), 1e-12);
-        assertEquals(x1 * Math.sin(a) + x2 * Math.cos(a), out.getDouble(0, p, j + 2), 1e-12);
+    // One sequence of 3 positions, 2 heads of dim 4 (half 2): position p rotates pair (j, j + 2) of each
+    // head by p * theta^(-j/2).
+    INDArray x = randn(13, 3, 8), out = Nd4j.zeros(DataType.DOUBLE, 2, 3, 4);
+    new Rope(100).forward(x, 1, 2, out);
+    for (int h = 0; h < 2; h++) {
+      for (int p = 0; p < 3; p++) {
+        for (int j = 0; j < 2; j++) {
+          double a = p * Math.pow(100, -j / 2.0), x1 = x.getDouble(p, h * 4 + j), x2 = x.getDouble(p, h * 4 + j + 2);
+          assertEquals(x1 * Math.cos(a) - x2 * Math.sin(a), out.getDouble(h, p, j), 1e-12);
+          assertEquals(x1 * Math.sin(a) + x2 * Math.cos(a), out.getDouble(h, p, j + 2), 1e-12);
+        }
       }
     }
   }
