@@ -9,16 +9,14 @@ import java.util.Set;
 
 /** GNU-style {@code --name value} / {@code --flag} options; unknown options are errors naming them. */
 final class Args {
-  private final String command;
   private final Map<String, List<String>> values = new HashMap<>();
 
-  Args(String command, String[] argv, int from, Set<String> withValue, Set<String> flags) {
-    this.command = command;
+  Args(String[] argv, int from, Set<String> withValue, Set<String> flags) {
     for (int i = from; i < argv.length; i++) {
       String a = argv[i];
       if (withValue.contains(a)) {
         if (i + 1 >= argv.length) {
-          throw new ConfigException(command + ": option " + a + " needs a value");
+          throw new ConfigException("option " + a + " needs a value");
         }
         values.computeIfAbsent(a, k -> new ArrayList<>()).add(argv[++i]);
       } else if (flags.contains(a)) {
@@ -27,7 +25,7 @@ final class Args {
         List<String> known = new ArrayList<>(withValue);
         known.addAll(flags);
         known.sort(null);
-        throw new ConfigException(command + ": unknown option '" + a + "' (known: " + String.join(", ", known) + ")");
+        throw new ConfigException("unknown option '" + a + "' (known: " + String.join(", ", known) + ")");
       }
     }
   }
@@ -35,7 +33,7 @@ final class Args {
   String required(String name) {
     String v = optional(name, null);
     if (v == null) {
-      throw new ConfigException(command + ": option " + name + " is required");
+      throw new ConfigException("option " + name + " is required");
     }
     return v;
   }
@@ -65,7 +63,7 @@ final class Args {
       }
       return n;
     } catch (NumberFormatException e) {
-      throw new ConfigException(command + ": option " + name + " expects a positive integer, got '" + v + "'");
+      throw new ConfigException("option " + name + " expects a positive integer, got '" + v + "'");
     }
   }
 

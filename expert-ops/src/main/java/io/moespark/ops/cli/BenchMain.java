@@ -38,9 +38,9 @@ public final class BenchMain {
     Args.run("moe-bench", () -> {
       String sub = argv.length == 0 ? "" : argv[0];
       switch (sub) {
-        case "layer" -> layer(new Args("moe-bench layer", argv, 1,
+        case "layer" -> layer(new Args(argv, 1,
             Set.of("--experts", "--topk", "--d-model", "--d-expert", "--tokens", "--iters", "--seed"), Set.of()));
-        case "train" -> train(new Args("moe-bench train", argv, 1, Set.of("--config", "--steps", "--set"), Set.of()));
+        case "train" -> train(new Args(argv, 1, Set.of("--config", "--steps", "--set"), Set.of()));
         default -> throw new ConfigException("expected a subcommand: layer or train");
       }
     });
@@ -111,7 +111,7 @@ public final class BenchMain {
   private static void train(Args a) {
     RunConfig cfg = ConfigLoader.load(Path.of(a.required("--config")), a.all("--set"));
     int steps = a.integer("--steps", 10);
-    int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format());
+    int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format(), "data.path");
     TokenData.checkVocab(tokens, cfg.model().vocabSize(), "data.path " + cfg.data().path());
     ReferenceTrainer trainer = new ReferenceTrainer(cfg, TokenData.split(tokens, cfg.data().valFraction()).train(),
         DataType.FLOAT);

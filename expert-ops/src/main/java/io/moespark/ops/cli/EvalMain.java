@@ -18,11 +18,11 @@ public final class EvalMain {
 
   public static void main(String[] argv) {
     Args.run("moe-eval", () -> {
-      Args a = new Args("moe-eval", argv, 0, Set.of("--model", "--tokens", "--batch", "--capacity-factor"), Set.of());
+      Args a = new Args(argv, 0, Set.of("--model", "--tokens", "--batch", "--capacity-factor"), Set.of());
       Path dir = Path.of(a.required("--model"));
       Path file = Path.of(a.required("--tokens"));
       TransformerLM model = ModelFiles.load(dir);
-      int[] tokens = TokenData.load(file, "auto");
+      int[] tokens = TokenData.load(file, "auto", "--tokens");
       TokenData.checkVocab(tokens, model.config().vocabSize(), "--tokens " + file);
       double cf = Double.parseDouble(a.optional("--capacity-factor", "0"));
       long[] count = new long[1];

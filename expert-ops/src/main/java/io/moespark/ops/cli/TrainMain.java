@@ -31,7 +31,7 @@ public final class TrainMain {
 
   public static void main(String[] argv) {
     Args.run("moe-train", () -> {
-      Args a = new Args("moe-train", argv, 0, Set.of("--config", "--set", "--run-dir"), Set.of());
+      Args a = new Args(argv, 0, Set.of("--config", "--set", "--run-dir"), Set.of());
       Path configFile = Path.of(a.required("--config"));
       RunConfig cfg = ConfigLoader.load(configFile, a.all("--set"));
       String name = configFile.getFileName().toString().replaceFirst("\\.ya?ml$", "");
@@ -41,7 +41,7 @@ public final class TrainMain {
 
   static void train(RunConfig cfg, Path runDir) throws IOException {
     Path data = Path.of(cfg.data().path());
-    int[] tokens = TokenData.load(data, cfg.data().format());
+    int[] tokens = TokenData.load(data, cfg.data().format(), "data.path");
     TokenData.checkVocab(tokens, cfg.model().vocabSize(), "data.path " + data);
     TokenData.Split split = TokenData.split(tokens, cfg.data().valFraction());
     Files.createDirectories(runDir);

@@ -23,16 +23,17 @@ public final class TokenData {
   /** A train/validation split of one stream: the last valFraction of the tokens is validation. */
   public record Split(int[] train, int[] val) {}
 
-  public static int[] load(Path file, String format) {
+  /** @param what how the user named the file (a config key or option), for error messages */
+  public static int[] load(Path file, String format, String what) {
     String f = format.equals("auto") ? (file.toString().endsWith(".bin") || file.toString().endsWith(".tokens")
         ? "tokens" : "text") : format;
     try {
       byte[] bytes = readAll(file);
       return f.equals("tokens") ? int32(bytes, file) : textBytes(bytes);
     } catch (NoSuchFileException e) {
-      throw new ConfigException("data file " + file + " does not exist");
+      throw new ConfigException(what + ": " + file + " does not exist");
     } catch (IOException e) {
-      throw new ConfigException("cannot read data file " + file + ": " + e.getMessage(), e);
+      throw new ConfigException(what + ": cannot read " + file + ": " + e.getMessage(), e);
     }
   }
 

@@ -31,7 +31,7 @@ class ReferenceTrainerTest {
   }
 
   static TokenData.Split corpus(RunConfig c) {
-    return TokenData.split(TokenData.load(CORPUS, "auto"), c.data().valFraction());
+    return TokenData.split(TokenData.load(CORPUS, "auto", "corpus"), c.data().valFraction());
   }
 
   @Test
