@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Shared by the bin/ launchers: builds expert-ops when its jar is missing or older than its sources, then
-# runs the given main class on the module's runtime classpath. Not meant to be called directly.
+# Shared by the bin/ launchers: builds MODULE when its jar is missing or older than its sources, then runs
+# MAIN_CLASS on the module's classpath (Spark included for the Spark modules), with the JVM options that
+# Spark needs on Java 17. Not meant to be called directly.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-main_class=$1
-shift
-jar="$root/expert-ops/target/expert-ops-0.1.0-SNAPSHOT.jar"
-cp_file="$root/expert-ops/target/classpath.txt"
-if [[ ! -f $jar || ! -f $cp_file || -n $(find "$root/expert-ops/src/main" "$root/expert-ops/pom.xml" "$root/pom.xml" -newer "$jar" -print -quit) ]]; then
-  echo "building expert-ops (first run or sources changed)..." >&2
+module=$1
+main_class=$2
+shift 2
+jar="$root/$module/target/$module-0.1.0-SNAPSHOT.jar"
+cp_file="$root/$module/target/classpath.txt"
+if [[ ! -f $jar || ! -f $cp_file || -n $(find "$root/$module/src/main" "$root/$module/pom.xml" "$root/pom.xml" -newer "$jar" -print -quit) ]]; then
+  echo "building $module (first run or sources changed)..." >&2
   log=$(mktemp)
-  if ! (cd "$root" && mvn -B -DskipTests -pl expert-ops -am package >"$log" 2>&1); then
+  if ! (cd "$root" && mvn -B -DskipTests -pl "$module" -am package >"$log" 2>&1); then
     cat "$log" >&2
     rm -f "$log"
     echo "build failed (full Maven output above)" >&2
@@ -18,4 +20,14 @@ if [[ ! -f $jar || ! -f $cp_file || -n $(find "$root/expert-ops/src/main" "$root
   fi
   rm -f "$log"
 fi
-exec java ${MOE_JAVA_OPTS:--Xmx8g} -cp "$jar:$(cat "$cp_file")" "$main_class" "$@"
+# Spark's own --add-opens list (launcher JavaModuleOptions).
+opens="--add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.lang.invoke=ALL-UNNAMED
+ --add-opens=java.base/java.lang.reflect=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED
+ --add-opens=java.base/java.net=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED
+ --add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.util.concurrent=ALL-UNNAMED
+ --add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED --add-opens=java.base/jdk.internal.ref=ALL-UNNAMED
+ --add-opens=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/sun.nio.cs=ALL-UNNAMED
+ --add-opens=java.base/sun.security.action=ALL-UNNAMED --add-opens=java.base/sun.util.calendar=ALL-UNNAMED
+ -Djdk.reflect.useDirectMethodHandle=false -Dio.netty.tryReflectionSetAccessible=true"
+# shellcheck disable=SC2086
+exec java ${MOE_JAVA_OPTS:--Xmx8g} $opens -cp "$jar:$(cat "$cp_file")" "$main_class" "$@"

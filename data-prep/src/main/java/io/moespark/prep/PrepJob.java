@@ -1,0 +1,191 @@
+package io.moespark.prep;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moespark.prep.bpe.BpeTokenizer;
+import io.moespark.prep.bpe.BpeTrainer;
+import io.moespark.prep.stage.Clean;
+import io.moespark.prep.stage.Dedup;
+import io.moespark.prep.stage.Ingest;
+import io.moespark.prep.stage.Pack;
+import io.moespark.prep.stage.Split;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.UUID;
+import java.util.function.Consumer;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+
+/**
+ * The preparation pipeline: ingest -> normalise -> filter -> exact dedup -> near dedup -> split -> BPE ->
+ * tokenize and pack -> Parquet shards, tokenizer.json and manifest.json. Everything is written under a
+ * temporary sibling of the output and renamed into place at the end; an existing output is replaced only
+ * with {@code overwrite}, and only after the new one is complete.
+ */
+public final class PrepJob {
+  public static final String MANIFEST = "manifest.json";
+  public static final String TOKENIZER = "tokenizer.json";
+  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+  private final SparkSession spark;
+  private final PrepOptions o;
+  private final Consumer<String> log;
+  private final ObjectNode manifest = JSON.createObjectNode();
+  private final ArrayNode stages = JSON.createArrayNode();
+
+  public PrepJob(SparkSession spark, PrepOptions options, Consumer<String> log) {
+    this.spark = spark;
+    this.o = options.validate();
+    this.log = log;
+  }
+
+  /** Runs the pipeline and returns the manifest that was written. */
+  public ObjectNode run() throws IOException {
+    Path out = new Path(o.output());
+    FileSystem fs = out.getFileSystem(spark.sparkContext().hadoopConfiguration());
+    if (fs.exists(out) && !o.overwrite()) {
+      throw new PrepException("--output " + o.output() + ": already exists; pass --overwrite to replace it");
+    }
+    Path tmp = new Path(out.getParent(), "." + out.getName() + ".tmp-" + UUID.randomUUID());
+    try {
+      write(fs, tmp);
+      commit(fs, tmp, out);
+      return manifest;
+    } finally {
+      if (fs.exists(tmp)) {
+        fs.delete(tmp, true);
+      }
+    }
+  }
+
+  private void write(FileSystem fs, Path tmp) throws IOException {
+    long inputBytes = 0;
+    for (String in : o.inputs()) {
+      Path p = new Path(in);
+      FileSystem ifs = p.getFileSystem(spark.sparkContext().hadoopConfiguration());
+      inputBytes += ifs.exists(p) ? ifs.getContentSummary(p).getLength() : 0;
+    }
+    Dataset<Row> docs = stage("ingest", Ingest.read(spark, o.inputs(), o.format(), o.textField()));
+    docs = stage("normalize", Clean.normalizeAll(docs));
+    docs = stage("filter", Clean.filter(docs, o.minChars(), o.maxChars(), o.minLetterFraction(),
+        o.maxRepeatedLineRatio()));
+    if (lastRows() == 0) {
+      throw new PrepException("no documents left after the filters (" + summary() + "); relax --min-chars, "
+          + "--min-letter-fraction or --max-repeated-line-ratio");
+    }
+    docs = stage("exact_dedup", Dedup.exact(docs));
+    docs = stage("near_dedup", Dedup.near(docs, o.nearDupJaccard()));
+    Dataset<Row> train = stage("split_train", Split.train(docs, o.valFraction()));
+    if (lastRows() == 0) {
+      throw new PrepException("the train split is empty (" + summary() + "); lower --val-fraction");
+    }
+    Dataset<Row> val = stage("split_val", Split.val(docs, o.valFraction()));
+    long t0 = System.nanoTime();
+    BpeTokenizer tok = BpeTrainer.train(train, o.vocabSize(), log);
+    record("bpe", tok.vocabSize(), t0);
+    String tokJson = tok.toJson();
+    writeText(fs, new Path(tmp, TOKENIZER), tokJson);
+    ObjectNode splits = manifest.putObject("splits");
+    packSplit(fs, tmp, "train", train, tok, splits);
+    packSplit(fs, tmp, "val", val, tok, splits);
+    manifest.put("format_version", 1);
+    manifest.put("vocab_size", tok.vocabSize());
+    manifest.put("seq_len", o.seqLen());
+    manifest.put("eod_id", BpeTokenizer.EOD_ID);
+    manifest.put("tokenizer", TOKENIZER);
+    manifest.put("tokenizer_sha256", sha256(tokJson));
+    manifest.put("input_bytes", inputBytes);
+    manifest.set("stages", stages);
+    manifest.set("options", JSON.valueToTree(o));
+    writeText(fs, new Path(tmp, MANIFEST), JSON.writeValueAsString(manifest));
+  }
+
+  private void packSplit(FileSystem fs, Path tmp, String split, Dataset<Row> docs, BpeTokenizer tok,
+      ObjectNode splits) {
+    long t0 = System.nanoTime();
+    Pack.Counters c = new Pack.Counters(spark.sparkContext().longAccumulator(split + " tokens"),
+        spark.sparkContext().longAccumulator(split + " tokens dropped"));
+    String dir = new Path(tmp, split).toString();
+    Pack.pack(spark, docs, tok, o.seqLen(), o.shards(), c).write().parquet(dir);
+    long rows = spark.read().parquet(dir).count();
+    record("pack_" + split, rows, t0);
+    ObjectNode s = splits.putObject(split);
+    s.put("path", split);
+    s.put("documents", docs.count());
+    s.put("rows", rows);
+    s.put("tokens", rows * (o.seqLen() + 1));
+    s.put("tokens_before_packing", c.tokens().value());
+    s.put("tokens_dropped", c.dropped().value());
+  }
+
+  private Dataset<Row> stage(String name, Dataset<Row> ds) {
+    long t0 = System.nanoTime();
+    Dataset<Row> cached = ds.cache();
+    long rows = cached.count();
+    record(name, rows, t0);
+    return cached;
+  }
+
+  private void record(String name, long rows, long t0) {
+    double seconds = (System.nanoTime() - t0) / 1e9;
+    ObjectNode s = stages.addObject();
+    s.put("stage", name);
+    s.put("rows", rows);
+    s.put("seconds", Math.round(seconds * 1000) / 1000.0);
+    log.accept(String.format(java.util.Locale.ROOT, "%-12s %,10d rows  %7.2f s", name, rows, seconds));
+  }
+
+  private long lastRows() {
+    return stages.get(stages.size() - 1).get("rows").asLong();
+  }
+
+  private String summary() {
+    StringBuilder b = new StringBuilder();
+    stages.forEach(s -> b.append(b.length() == 0 ? "" : ", ").append(s.get("stage").asText()).append(' ')
+        .append(s.get("rows").asLong()));
+    return b.toString();
+  }
+
+  /** Renames tmp to out; an existing out is moved aside first and deleted only after. */
+  private static void commit(FileSystem fs, Path tmp, Path out) throws IOException {
+    Path old = null;
+    if (fs.exists(out)) {
+      old = new Path(out.getParent(), "." + out.getName() + ".old-" + UUID.randomUUID());
+      if (!fs.rename(out, old)) {
+        throw new IOException("cannot move the existing output " + out + " aside");
+      }
+    }
+    if (!fs.rename(tmp, out)) {
+      if (old != null) {
+        fs.rename(old, out);
+      }
+      throw new IOException("cannot rename " + tmp + " to " + out);
+    }
+    if (old != null) {
+      fs.delete(old, true);
+    }
+  }
+
+  private static void writeText(FileSystem fs, Path p, String text) throws IOException {
+    try (OutputStream os = fs.create(p, false)) {
+      os.write(text.getBytes(StandardCharsets.UTF_8));
+    }
+  }
+
+  static String sha256(String s) {
+    try {
+      return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(s.getBytes(StandardCharsets.UTF_8)));
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+}
