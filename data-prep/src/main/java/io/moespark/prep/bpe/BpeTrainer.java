@@ -22,8 +22,8 @@ import org.apache.spark.sql.types.DataTypes;
 /**
  * Trains byte-level BPE merges with Spark. Word counting is an aggregation over the documents; each round
  * counts adjacent symbol pairs over the distributed word table (another aggregation), takes up to
- * {@link #MERGES_PER_ROUND} of the most frequent pairs that share no symbol (so their counts are exact
- * for each other), and rewrites the word table. Exact one-merge-at-a-time BPE would need one Spark job per
+ * {@link #MERGES_PER_ROUND} of the most frequent pairs whose occurrences cannot overlap (no pair's right
+ * symbol is another's left, so merging one leaves the others' counts exact), and rewrites the word table. Exact one-merge-at-a-time BPE would need one Spark job per
  * merge; the rounds keep it to one per 64. A merge whose result spells an existing token is skipped so
  * that token strings stay unique. Words are stored as their symbols joined by spaces (byte-level symbols
  * never contain a space).
@@ -53,17 +53,18 @@ public final class BpeTrainer {
       List<Row> top = words.select(explode(PAIRS.apply(col("w"))).as("p"), col("n")).groupBy("p")
           .agg(sum("n").as("c")).orderBy(col("c").desc(), col("p").asc()).limit(4 * MERGES_PER_ROUND).collectAsList();
       List<String[]> round = new ArrayList<>();
-      Set<String> used = new HashSet<>();
+      Set<String> lefts = new HashSet<>(), rights = new HashSet<>();
       for (Row r : top) {
         if (r.getLong(1) < 2 || round.size() == Math.min(room, MERGES_PER_ROUND)) {
           break;
         }
         String[] ab = r.getString(0).split(" ");
-        if (used.contains(ab[0]) || used.contains(ab[1]) || ids.containsKey(ab[0] + ab[1])) {
+        if (rights.contains(ab[0]) || lefts.contains(ab[1]) || ab[0].equals(ab[1]) && !round.isEmpty()
+            || ids.containsKey(ab[0] + ab[1])) {
           continue;
         }
-        used.add(ab[0]);
-        used.add(ab[1]);
+        lefts.add(ab[0]);
+        rights.add(ab[1]);
         round.add(ab);
       }
       if (round.isEmpty()) {
@@ -108,7 +109,7 @@ public final class BpeTrainer {
     return out;
   }
 
-  /** Merges, left to right, every occurrence of each pair (pairs of one round share no symbol). */
+  /** Merges, left to right, every occurrence of each pair (occurrences of one round's pairs never overlap). */
   static String applyMerges(String word, List<String[]> round) {
     List<String> s = new ArrayList<>(List.of(word.split(" ")));
     for (String[] ab : round) {
