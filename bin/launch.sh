@@ -30,4 +30,4 @@ opens="--add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.la
  --add-opens=java.base/sun.security.action=ALL-UNNAMED --add-opens=java.base/sun.util.calendar=ALL-UNNAMED
  -Djdk.reflect.useDirectMethodHandle=false -Dio.netty.tryReflectionSetAccessible=true"
 # shellcheck disable=SC2086
-exec java ${MOE_JAVA_OPTS:--Xmx8g} $opens -cp "$jar:$(cat "$cp_file")" "$main_class" "$@"
+exec java ${MOE_JAVA_OPTS:--Xmx8g} $opens -cp "$jar:$(cat "$cp_file")${MOE_EXTRA_CP:+:$MOE_EXTRA_CP}" "$main_class" "$@"

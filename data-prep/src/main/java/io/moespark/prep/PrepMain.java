@@ -2,7 +2,9 @@ package io.moespark.prep;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.net.URL;
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.util.MutableURLClassLoader;
 
 /**
  * {@code moe-prep --input PATH... --output DIR [--vocab-size N] [--seq-len T] [--val-fraction F]
@@ -19,6 +21,9 @@ public final class PrepMain {
       if (System.getProperty("spark.master") == null) {
         // In-process: a handful of shuffle partitions suits one machine (200 cost seconds per shuffle).
         b.master(o.master()).config("spark.sql.shuffle.partitions", 8);
+        // As spark-submit does: plugins that add jars at run time (the RAPIDS shims) need a mutable loader.
+        Thread.currentThread().setContextClassLoader(
+            new MutableURLClassLoader(new URL[0], Thread.currentThread().getContextClassLoader()));
       }
       SparkSession spark = b.getOrCreate();
       spark.sparkContext().setLogLevel("WARN");
