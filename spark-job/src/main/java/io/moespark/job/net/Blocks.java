@@ -1,0 +1,115 @@
+package io.moespark.job.net;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * Wire format of the direct path: one message per (source, destination) block, a compact header then raw
+ * little-endian values; no Java serialization.
+ *
+ * <pre>
+ * header: seq (long) | source rank (int) | kind (byte: 0 matrix, 1 ints, 2 doubles) | count fields
+ * matrix: dtype (byte: 0 FLOAT, 1 DOUBLE) | rows (int) | cols (int) | values
+ * ints:   arrays (int) | per array: length (int) | values
+ * doubles: length (int) | values
+ * </pre>
+ */
+final class Blocks {
+  static final int HEADER = 8 + 4 + 1;
+  static final byte MATRIX = 0;
+  static final byte INTS = 1;
+  static final byte DOUBLES = 2;
+
+  private Blocks() {}
+
+  static ByteBuffer matrix(long seq, int source, INDArray m) {
+    boolean f = m.dataType() == DataType.FLOAT;
+    long rows = m.isEmpty() ? 0 : m.size(0), cols = m.rank() < 2 ? m.length() : m.size(m.rank() - 1);
+    if (m.rank() == 1) {
+      rows = 1;
+    }
+    int n = (int) (rows * cols);
+    ByteBuffer b = header(seq, source, MATRIX, 1 + 8 + n * (f ? 4 : 8));
+    b.put((byte) (f ? 0 : 1)).putInt((int) rows).putInt((int) cols);
+    if (n > 0) {
+      INDArray c = m.dup('c');
+      if (f) {
+        b.asFloatBuffer().put(c.data().asNioFloat().position((int) c.offset()).limit((int) c.offset() + n));
+      } else {
+        b.asDoubleBuffer().put(c.data().asNioDouble().position((int) c.offset()).limit((int) c.offset() + n));
+      }
+      b.position(b.position() + n * (f ? 4 : 8));
+    }
+    return b.flip();
+  }
+
+  /** Reads a matrix message (after the header) into a new [rows, cols] array. */
+  static INDArray readMatrix(ByteBuffer b) {
+    boolean f = b.get() == 0;
+    int rows = b.getInt(), cols = b.getInt();
+    DataType type = f ? DataType.FLOAT : DataType.DOUBLE;
+    if (rows == 0) {
+      return Nd4j.create(type, 0, cols);
+    }
+    INDArray m = Nd4j.createUninitialized(type, rows, cols);
+    if (f) {
+      float[] v = new float[rows * cols];
+      b.asFloatBuffer().get(v);
+      m.data().asNioFloat().put(v);
+    } else {
+      double[] v = new double[rows * cols];
+      b.asDoubleBuffer().get(v);
+      m.data().asNioDouble().put(v);
+    }
+    return m;
+  }
+
+  static ByteBuffer ints(long seq, int source, int[][] arrays) {
+    int n = 4;
+    for (int[] a : arrays) {
+      n += 4 + 4 * a.length;
+    }
+    ByteBuffer b = header(seq, source, INTS, n).putInt(arrays.length);
+    for (int[] a : arrays) {
+      b.putInt(a.length);
+      for (int v : a) {
+        b.putInt(v);
+      }
+    }
+    return b.flip();
+  }
+
+  static int[][] readInts(ByteBuffer b) {
+    int[][] out = new int[b.getInt()][];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = new int[b.getInt()];
+      for (int j = 0; j < out[i].length; j++) {
+        out[i][j] = b.getInt();
+      }
+    }
+    return out;
+  }
+
+  static ByteBuffer doubles(long seq, int source, double[] v) {
+    ByteBuffer b = header(seq, source, DOUBLES, 4 + 8 * v.length).putInt(v.length);
+    for (double d : v) {
+      b.putDouble(d);
+    }
+    return b.flip();
+  }
+
+  static double[] readDoubles(ByteBuffer b) {
+    double[] v = new double[b.getInt()];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = b.getDouble();
+    }
+    return v;
+  }
+
+  private static ByteBuffer header(long seq, int source, byte kind, int body) {
+    return ByteBuffer.allocate(HEADER + body).order(ByteOrder.LITTLE_ENDIAN).putLong(seq).putInt(source).put(kind);
+  }
+}

@@ -1,0 +1,245 @@
+package io.moespark.job.net;
+
+import io.moespark.ops.moe.Exchange;
+import io.moespark.ops.moe.Reducer;
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import org.apache.spark.network.TransportContext;
+import org.apache.spark.network.client.RpcResponseCallback;
+import org.apache.spark.network.client.TransportClient;
+import org.apache.spark.network.client.TransportClientBootstrap;
+import org.apache.spark.network.client.TransportClientFactory;
+import org.apache.spark.network.crypto.AuthClientBootstrap;
+import org.apache.spark.network.crypto.AuthServerBootstrap;
+import org.apache.spark.network.sasl.SecretKeyHolder;
+import org.apache.spark.network.server.NoOpRpcHandler;
+import org.apache.spark.network.server.RpcHandler;
+import org.apache.spark.network.server.StreamManager;
+import org.apache.spark.network.server.TransportServer;
+import org.apache.spark.network.server.TransportServerBootstrap;
+import org.apache.spark.network.util.MapConfigProvider;
+import org.apache.spark.network.util.TransportConf;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+/**
+ * The direct path's CPU collective: all-to-all and all-reduce straight between the ranks of a run over
+ * Spark's own transport ({@code spark-network-common}). With {@code spark.authenticate} the server
+ * accepts only clients that pass Spark's authentication handshake (and encrypts with
+ * {@code spark.network.crypto.enabled}); nothing is served before a client has authenticated.
+ *
+ * <p>Lifecycle: {@link #start} binds this rank's server; the addresses of all ranks are exchanged out of
+ * band (a barrier task's allGather); {@link #connect} opens one client per peer. Every rank calls the
+ * collectives in the same order; a per-call sequence number matches the messages. Sums run in rank order,
+ * so every rank gets bit-identical results.
+ */
+public final class DirectCollective implements Exchange, Reducer, Closeable {
+  /** How the transport authenticates: the Spark configuration and the application's secret. */
+  public record Security(Map<String, String> sparkConf, String appId, SecretKeyHolder keys) {
+    public boolean authenticate() {
+      return Boolean.parseBoolean(sparkConf.getOrDefault("spark.authenticate", "false"));
+    }
+  }
+
+  private final int rank;
+  private final int ranks;
+  private final long timeoutMs;
+  private final TransportContext context;
+  private final TransportServer server;
+  private final TransportClientFactory clientFactory;
+  private final Map<Long, CompletableFuture<ByteBuffer>> mailbox = new ConcurrentHashMap<>();
+  private final List<TransportClient> peers = new ArrayList<>();
+  private long seq;
+
+  private DirectCollective(int rank, int ranks, String host, Security security, long timeoutMs) {
+    this.rank = rank;
+    this.ranks = ranks;
+    this.timeoutMs = timeoutMs;
+    TransportConf conf = new TransportConf("moe", new MapConfigProvider(security.sparkConf()));
+    this.context = new TransportContext(conf, new Inbox(), true);
+    List<TransportServerBootstrap> serverBoot = new ArrayList<>();
+    List<TransportClientBootstrap> clientBoot = new ArrayList<>();
+    if (security.authenticate()) {
+      serverBoot.add(new AuthServerBootstrap(conf, security.keys()));
+      clientBoot.add(new AuthClientBootstrap(conf, security.appId(), security.keys()));
+    }
+    this.server = context.createServer(host, 0, serverBoot);
+    this.clientFactory = context.createClientFactory(clientBoot);
+  }
+
+  /** Binds this rank's server on {@code host} (an ephemeral port). */
+  public static DirectCollective start(int rank, int ranks, String host, Security security, long timeoutMs) {
+    return new DirectCollective(rank, ranks, host, security, timeoutMs);
+  }
+
+  /** "host:port" to give the other ranks. */
+  public String address(String host) {
+    return host + ":" + server.getPort();
+  }
+
+  /** Opens a client to every other rank; {@code addresses} are all ranks' {@link #address}es, by rank. */
+  public void connect(List<String> addresses) throws IOException, InterruptedException {
+    if (addresses.size() != ranks) {
+      throw new IllegalArgumentException("expected " + ranks + " addresses, got " + addresses.size());
+    }
+    for (int r = 0; r < ranks; r++) {
+      if (r == rank) {
+        peers.add(null);
+        continue;
+      }
+      String a = addresses.get(r);
+      int colon = a.lastIndexOf(':');
+      peers.add(clientFactory.createClient(a.substring(0, colon), Integer.parseInt(a.substring(colon + 1))));
+    }
+  }
+
+  @Override
+  public int ranks() {
+    return ranks;
+  }
+
+  @Override
+  public int rank() {
+    return rank;
+  }
+
+  @Override
+  public INDArray[] allToAll(INDArray[] send) {
+    long s = ++seq;
+    for (int d = 0; d < ranks; d++) {
+      if (d != rank) {
+        post(d, Blocks.matrix(s, rank, send[d]));
+      }
+    }
+    INDArray[] recv = new INDArray[ranks];
+    for (int src = 0; src < ranks; src++) {
+      recv[src] = src == rank ? send[rank] : Blocks.readMatrix(take(s, src));
+    }
+    return recv;
+  }
+
+  @Override
+  public int[][] allToAllCounts(int[][] send) {
+    long s = ++seq;
+    for (int d = 0; d < ranks; d++) {
+      if (d != rank) {
+        post(d, Blocks.ints(s, rank, new int[][] {send[d]}));
+      }
+    }
+    int[][] recv = new int[ranks][];
+    for (int src = 0; src < ranks; src++) {
+      recv[src] = src == rank ? send[rank].clone() : Blocks.readInts(take(s, src))[0];
+    }
+    return recv;
+  }
+
+  @Override
+  public void sum(double[] values) {
+    long s = ++seq;
+    for (int d = 0; d < ranks; d++) {
+      if (d != rank) {
+        post(d, Blocks.doubles(s, rank, values));
+      }
+    }
+    double[] mine = values.clone();
+    java.util.Arrays.fill(values, 0);
+    for (int src = 0; src < ranks; src++) {
+      double[] v = src == rank ? mine : Blocks.readDoubles(take(s, src));
+      for (int i = 0; i < v.length; i++) {
+        values[i] += v[i];
+      }
+    }
+  }
+
+  @Override
+  public void sum(INDArray values) {
+    long s = ++seq;
+    INDArray flat = values.reshape(1, values.length());
+    for (int d = 0; d < ranks; d++) {
+      if (d != rank) {
+        post(d, Blocks.matrix(s, rank, flat));
+      }
+    }
+    INDArray mine = values.dup();
+    values.assign(0);
+    for (int src = 0; src < ranks; src++) {
+      values.addi(src == rank ? mine : Blocks.readMatrix(take(s, src)).reshape(values.shape()));
+    }
+  }
+
+  private void post(int dest, ByteBuffer message) {
+    try {
+      peers.get(dest).sendRpcSync(message, timeoutMs);
+    } catch (RuntimeException e) {
+      throw new IllegalStateException("rank " + rank + ": sending to rank " + dest + " failed: " + e.getMessage(), e);
+    }
+  }
+
+  private ByteBuffer take(long s, int source) {
+    CompletableFuture<ByteBuffer> f = slot(s, source);
+    try {
+      return f.get(timeoutMs, TimeUnit.MILLISECONDS);
+    } catch (TimeoutException e) {
+      throw new IllegalStateException("rank " + rank + ": no message " + s + " from rank " + source + " within "
+          + timeoutMs + " ms", e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted", e);
+    } catch (ExecutionException e) {
+      throw new IllegalStateException(e.getCause());
+    } finally {
+      mailbox.remove(s * ranks + source);
+    }
+  }
+
+  private CompletableFuture<ByteBuffer> slot(long s, int source) {
+    return mailbox.computeIfAbsent(s * ranks + source, k -> new CompletableFuture<>());
+  }
+
+  /** Messages waiting to be taken (for tests: nothing arrives unauthenticated). */
+  int pending() {
+    return mailbox.size();
+  }
+
+  @Override
+  public void close() {
+    for (TransportClient c : peers) {
+      if (c != null) {
+        c.close();
+      }
+    }
+    clientFactory.close();
+    server.close();
+    context.close();
+  }
+
+  /** Receives blocks into the mailbox; the buffer is copied because Spark reuses it after the call. */
+  private final class Inbox extends RpcHandler {
+    private final StreamManager streams = new NoOpRpcHandler().getStreamManager();
+
+    @Override
+    public void receive(TransportClient client, ByteBuffer message, RpcResponseCallback callback) {
+      ByteBuffer copy = ByteBuffer.allocate(message.remaining()).order(ByteOrder.LITTLE_ENDIAN);
+      copy.put(message).flip();
+      long s = copy.getLong();
+      int source = copy.getInt();
+      copy.get(); // kind: the reader knows what it expects
+      slot(s, source).complete(copy);
+      callback.onSuccess(ByteBuffer.allocate(0));
+    }
+
+    @Override
+    public StreamManager getStreamManager() {
+      return streams;
+    }
+  }
+}
