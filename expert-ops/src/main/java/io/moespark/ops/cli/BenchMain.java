@@ -15,7 +15,7 @@ import io.moespark.ops.nn.Activation;
 import io.moespark.ops.tensor.Buffers;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.ParamStore;
-import io.moespark.ops.train.ReferenceTrainer;
+import io.moespark.ops.train.Trainer;
 import io.moespark.ops.train.StepReport;
 import io.moespark.ops.train.TokenData;
 import java.nio.file.Path;
@@ -113,7 +113,7 @@ public final class BenchMain {
     int steps = a.integer("--steps", 10);
     int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format(), "data.path");
     TokenData.checkVocab(tokens, cfg.model().vocabSize(), "data.path " + cfg.data().path());
-    ReferenceTrainer trainer = new ReferenceTrainer(cfg, TokenData.split(tokens, cfg.data().valFraction()).train(),
+    Trainer trainer = Trainer.singleProcess(cfg, TokenData.split(tokens, cfg.data().valFraction()).train(),
         DataType.FLOAT);
     trainer.step(); // warm-up: first-touch allocation and JIT
     double seconds = 0;

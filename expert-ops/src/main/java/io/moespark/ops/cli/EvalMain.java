@@ -2,7 +2,7 @@ package io.moespark.ops.cli;
 
 import io.moespark.ops.io.ModelFiles;
 import io.moespark.ops.model.TransformerLM;
-import io.moespark.ops.train.ReferenceTrainer;
+import io.moespark.ops.train.Trainer;
 import io.moespark.ops.train.TokenData;
 import java.nio.file.Path;
 import java.util.Locale;
@@ -26,7 +26,7 @@ public final class EvalMain {
       TokenData.checkVocab(tokens, model.config().vocabSize(), "--tokens " + file);
       double cf = Double.parseDouble(a.optional("--capacity-factor", "0"));
       long[] count = new long[1];
-      double loss = ReferenceTrainer.evaluate(model, tokens, a.integer("--batch", 8), Integer.MAX_VALUE, cf, count);
+      double loss = Trainer.evaluate(model, tokens, a.integer("--batch", 8), Integer.MAX_VALUE, cf, count);
       System.out.printf(Locale.ROOT, "{\"loss\": %.6f, \"tokens\": %d}%n", loss, count[0]);
     });
   }

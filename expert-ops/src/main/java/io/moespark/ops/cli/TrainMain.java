@@ -5,7 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.io.ModelFiles;
-import io.moespark.ops.train.ReferenceTrainer;
+import io.moespark.ops.train.Trainer;
 import io.moespark.ops.train.StepReport;
 import io.moespark.ops.train.TokenData;
 import java.io.BufferedWriter;
@@ -49,7 +49,7 @@ public final class TrainMain {
         .writeValueAsString(ConfigLoader.toTree(cfg)));
     System.out.printf(Locale.ROOT, "data: %s, %,d train and %,d validation tokens; unigram entropy %.3f nats%n",
         data, split.train().length, split.val().length, TokenData.unigramEntropy(split.train()));
-    ReferenceTrainer trainer = new ReferenceTrainer(cfg, split.train(), DataType.FLOAT);
+    Trainer trainer = Trainer.singleProcess(cfg, split.train(), DataType.FLOAT);
     RunConfig.Train t = cfg.train();
     double elapsed = 0;
     try (BufferedWriter metrics = Files.newBufferedWriter(runDir.resolve("metrics.jsonl"), StandardCharsets.UTF_8,

@@ -8,6 +8,12 @@ import io.moespark.ops.moe.Exchange;
 import io.moespark.ops.moe.MoeLayer;
 import io.moespark.ops.moe.MoeStats;
 import io.moespark.ops.moe.Reducer;
+import io.moespark.ops.moe.ShardLayout;
+import io.moespark.ops.tensor.Param;
+import java.util.function.IntFunction;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 import io.moespark.ops.optim.AdamW;
 import io.moespark.ops.optim.GradClip;
 import io.moespark.ops.optim.LrSchedule;
@@ -18,12 +24,17 @@ import java.util.List;
 import org.nd4j.linalg.api.buffer.DataType;
 
 /**
- * The single-process trainer: one rank holding every expert, running the same phases as the distributed
- * runners over {@link Exchange#LOCAL} and {@link Reducer#LOCAL}. It is the reference the Spark runners
- * are tested against.
+ * One rank's trainer: its model replica and expert shard, optimizer state, and the step. A step takes the
+ * rank's slice of the global batch, runs forward and backward (the MoE exchanges over an
+ * {@link Exchange}), all-reduces the dense gradients as one flat block, clips by the global norm, applies
+ * AdamW and updates the aux-free biases from global loads (statistics through a {@link Reducer}). The
+ * single-process reference trainer ({@link #singleProcess}) is rank 0 of 1 over {@link Exchange#LOCAL}
+ * and {@link Reducer#LOCAL}; the Spark runners run the same class on every rank.
  */
-public final class ReferenceTrainer {
+public final class Trainer {
   private final RunConfig cfg;
+  private final int rank;
+  private final int ranks;
   private final TransformerLM model;
   private final AdamW optimizer;
   private final LrSchedule schedule;
@@ -31,9 +42,18 @@ public final class ReferenceTrainer {
   private final double[][] selectionBias;
   private int step;
 
-  public ReferenceTrainer(RunConfig cfg, int[] trainTokens, DataType type) {
+  /** The single-process reference trainer: every expert on one rank. */
+  public static Trainer singleProcess(RunConfig cfg, int[] trainTokens, DataType type) {
+    return new Trainer(cfg, trainTokens, type, 0, 1, l -> ShardLayout.single(cfg.moe().experts()));
+  }
+
+  /** Rank {@code rank} of {@code ranks}, holding the experts that {@code layouts} gives it in each layer. */
+  public Trainer(RunConfig cfg, int[] trainTokens, DataType type, int rank, int ranks,
+      IntFunction<ShardLayout> layouts) {
     this.cfg = cfg;
-    this.model = TransformerLM.singleRank(cfg.model(), cfg.moe(), type);
+    this.rank = rank;
+    this.ranks = ranks;
+    this.model = new TransformerLM(cfg.model(), cfg.moe(), layouts, type);
     model.init(cfg.train().seed());
     RunConfig.Train t = cfg.train();
     this.optimizer = new AdamW(t.beta1(), t.beta2(), t.adamEps(), t.weightDecay());
@@ -51,23 +71,31 @@ public final class ReferenceTrainer {
     return step;
   }
 
-  /** Runs one optimizer step on the global batch of the current step. */
+  /** Runs one optimizer step of the single-process trainer. */
   public StepReport step() {
+    return step(Exchange.LOCAL, Reducer.LOCAL);
+  }
+
+  /** Runs this rank's part of one optimizer step on the global batch of the current step. */
+  public StepReport step(Exchange ex, Reducer reducer) {
     long start = System.nanoTime();
     List<MoeLayer> moe = model.moeLayers();
     for (int i = 0; i < moe.size(); i++) {
       moe.get(i).setSelectionBias(cfg.moe().biasUpdateRate() > 0 ? selectionBias[i] : null);
     }
     model.setCapacityFactor(cfg.moe().capacityFactor());
-    Batches.Slice b = batches.slice(step, 0, 1);
+    int global = cfg.train().batchSize();
+    Batches.Slice b = batches.slice(step, rank, ranks);
     model.params().zeroGrads();
-    LossTerms loss = model.forward(b.inputs(), b.targets(), b.sequences(), b.sequences(), Exchange.LOCAL,
-        Reducer.LOCAL);
+    LossTerms loss = model.forward(b.inputs(), b.targets(), b.sequences(), global, ex, reducer);
     if (!loss.isFinite()) {
       throw new DivergenceException(step, loss);
     }
-    model.backward(Exchange.LOCAL);
-    double norm = GradClip.clip(model.params().all(), cfg.train().gradClip(), Reducer.LOCAL);
+    model.backward(ex);
+    if (ranks > 1) {
+      allReduceDense(reducer);
+    }
+    double norm = GradClip.clip(model.params().all(), cfg.train().gradClip(), reducer);
     double lr = schedule.at(step);
     optimizer.update(model.params().all(), lr);
     List<MoeStats> stats = new ArrayList<>();
@@ -75,9 +103,30 @@ public final class ReferenceTrainer {
       stats.add(m.stats());
     }
     updateBiases(stats);
-    StepReport r = new StepReport(step, loss, lr, norm, (System.nanoTime() - start) / 1e9, b.inputs().length, stats);
+    StepReport r = new StepReport(step, loss, lr, norm, (System.nanoTime() - start) / 1e9,
+        (long) global * cfg.model().seqLen(), stats);
     step++;
     return r;
+  }
+
+  /** Sums the dense (replicated) gradients over ranks as one flat block: one message per peer, not per tensor. */
+  private void allReduceDense(Reducer reducer) {
+    List<Param> dense = model.params().all().stream().filter(p -> !p.isExpert()).toList();
+    long n = dense.stream().mapToLong(p -> p.grad().length()).sum();
+    INDArray flat = Nd4j.createUninitialized(model.params().type(), n);
+    long o = 0;
+    for (Param p : dense) {
+      long len = p.grad().length();
+      flat.get(NDArrayIndex.interval(o, o + len)).assign(p.grad().reshape(len));
+      o += len;
+    }
+    reducer.sum(flat);
+    o = 0;
+    for (Param p : dense) {
+      long len = p.grad().length();
+      p.grad().assign(flat.get(NDArrayIndex.interval(o, o + len)).reshape(p.grad().shape()));
+      o += len;
+    }
   }
 
   /** Aux-loss-free balancing: b_e += rate * sign(mean load - load_e) from the global loads. */

@@ -19,7 +19,7 @@ import org.junit.jupiter.api.io.TempDir;
 import org.nd4j.linalg.api.buffer.DataType;
 
 /** The single-process trainer on real English text (the bundled corpus, byte tokens). */
-class ReferenceTrainerTest {
+class TrainerTest {
   static final Path ROOT = Path.of("..").toAbsolutePath().normalize();
   static final Path TINY = ROOT.resolve("conf/tiny.yaml");
   static final Path CORPUS = ROOT.resolve("data/corpus/moby-dick.txt.gz");
@@ -39,7 +39,7 @@ class ReferenceTrainerTest {
     RunConfig c = tiny("train.steps=150");
     TokenData.Split data = corpus(c);
     double unigram = TokenData.unigramEntropy(data.train());
-    ReferenceTrainer t = new ReferenceTrainer(c, data.train(), DataType.FLOAT);
+    Trainer t = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
     double first = t.step().loss().ce();
     for (int s = 1; s < 150; s++) {
       t.step();
@@ -54,8 +54,8 @@ class ReferenceTrainerTest {
   void sameSeedGivesBitIdenticalLossesAndParameters() {
     RunConfig c = tiny("train.steps=6", "moe.capacity_factor=1.0", "moe.bias_update_rate=0.01");
     TokenData.Split data = corpus(c);
-    ReferenceTrainer a = new ReferenceTrainer(c, data.train(), DataType.FLOAT);
-    ReferenceTrainer b = new ReferenceTrainer(c, data.train(), DataType.FLOAT);
+    Trainer a = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
+    Trainer b = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
     for (int s = 0; s < 6; s++) {
       assertEquals(a.step().loss().total(), b.step().loss().total(), 0.0, "step " + s);
     }
@@ -66,8 +66,8 @@ class ReferenceTrainerTest {
   void resumeFromCheckpointIsBitIdentical(@TempDir Path tmp) throws IOException {
     RunConfig c = tiny("train.steps=6", "moe.bias_update_rate=0.01");
     TokenData.Split data = corpus(c);
-    ReferenceTrainer straight = new ReferenceTrainer(c, data.train(), DataType.FLOAT);
-    ReferenceTrainer first = new ReferenceTrainer(c, data.train(), DataType.FLOAT);
+    Trainer straight = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
+    Trainer first = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
     double[] losses = new double[6];
     for (int s = 0; s < 6; s++) {
       losses[s] = straight.step().loss().total();
@@ -76,7 +76,7 @@ class ReferenceTrainerTest {
       first.step();
     }
     first.saveCheckpoint(tmp.resolve("ckpt"));
-    ReferenceTrainer resumed = new ReferenceTrainer(c, data.train(), DataType.FLOAT);
+    Trainer resumed = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
     resumed.loadCheckpoint(tmp.resolve("ckpt"));
     assertEquals(3, resumed.nextStep());
     for (int s = 3; s < 6; s++) {
@@ -89,7 +89,7 @@ class ReferenceTrainerTest {
   void corruptCheckpointIsRefusedWithTheFileNamed(@TempDir Path tmp) throws IOException {
     RunConfig c = tiny("train.steps=2");
     TokenData.Split data = corpus(c);
-    ReferenceTrainer t = new ReferenceTrainer(c, data.train(), DataType.FLOAT);
+    Trainer t = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
     t.step();
     Path dir = tmp.resolve("ckpt");
     t.saveCheckpoint(dir);
@@ -100,7 +100,7 @@ class ReferenceTrainerTest {
     assertTrue(e.getMessage().contains(Checkpoint.OPTIMIZER) && e.getMessage().contains("checksum"), e.getMessage());
   }
 
-  private static void assertSameParams(ReferenceTrainer a, ReferenceTrainer b) {
+  private static void assertSameParams(Trainer a, Trainer b) {
     List<Param> pa = a.model().params().all(), pb = b.model().params().all();
     for (int i = 0; i < pa.size(); i++) {
       assertArrayEquals(pa.get(i).value().data().asFloat(), pb.get(i).value().data().asFloat(), 0f,
