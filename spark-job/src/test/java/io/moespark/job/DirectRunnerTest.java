@@ -6,43 +6,51 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.tensor.Param;
-import io.moespark.ops.train.StepReport;
 import io.moespark.ops.train.TokenData;
 import io.moespark.ops.train.Trainer;
 import java.nio.file.Path;
 import java.util.List;
 import org.apache.spark.api.java.JavaSparkContext;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.nd4j.linalg.api.buffer.DataType;
 
 /**
- * Two executor JVMs (local-cluster[2,1,2048]), R = 2: the direct runner's per-step losses and final
- * parameters equal the single-process trainer's on the same global batches (dropless).
+ * Two executor JVMs with two task slots each (local-cluster[2,2,2048]): the direct runner with R ranks
+ * gives the per-step losses and final parameters of the single-process trainer on the same global
+ * batches (dropless), for R = 1, R = 2, and E = 6 experts over R = 4 ranks (uneven placement: 1, 2, 1, 2).
  */
 class DirectRunnerTest {
   static final Path CORPUS = Path.of("..", "data", "corpus", "moby-dick.txt.gz").toAbsolutePath().normalize();
+  static JavaSparkContext sc;
 
-  @Test
-  void twoRanksMatchTheSingleProcessTrainer() throws Exception {
+  @BeforeAll
+  static void cluster() {
+    sc = LocalCluster.start(2, 2, 2048);
+  }
+
+  @AfterAll
+  static void stop() {
+    sc.stop();
+  }
+
+  @ParameterizedTest(name = "E={0} R={1}")
+  @CsvSource({"4, 1", "4, 2", "6, 4"})
+  void ranksMatchTheSingleProcessTrainer(int experts, int ranks) throws Exception {
     int steps = 5;
     RunConfig cfg = ConfigLoader.load(null, List.of("model.d_model=32", "model.n_layers=2", "model.n_heads=2",
-        "model.d_ff=64", "model.seq_len=32", "moe.experts=4", "moe.top_k=2", "moe.d_expert=48",
+        "model.d_ff=64", "model.seq_len=32", "moe.experts=" + experts, "moe.top_k=2", "moe.d_expert=48",
         "moe.shared_experts=1", "moe.capacity_factor=0", "train.batch_size=8", "train.steps=" + steps,
-        "train.warmup_steps=2", "data.path=" + CORPUS, "parallel.ranks=2"));
+        "train.warmup_steps=2", "data.path=" + CORPUS, "parallel.ranks=" + ranks));
     Trainer reference = Trainer.singleProcess(cfg,
         TokenData.split(TokenData.load(CORPUS, "auto", "data.path"), cfg.data().valFraction()).train(), DataType.FLOAT);
     double[] refLoss = new double[steps];
     for (int s = 0; s < steps; s++) {
-      StepReport r = reference.step();
-      refLoss[s] = r.loss().total();
+      refLoss[s] = reference.step().loss().total();
     }
-    JavaSparkContext sc = LocalCluster.start(2, 2048);
-    DirectRunner.Result run;
-    try {
-      run = DirectRunner.run(sc, cfg, steps, 120_000);
-    } finally {
-      sc.stop();
-    }
+    DirectRunner.Result run = DirectRunner.run(sc, cfg, steps, 120_000);
     assertEquals(steps, run.steps().size());
     for (int s = 0; s < steps; s++) {
       double rel = Math.abs(run.steps().get(s).loss() - refLoss[s]) / Math.abs(refLoss[s]);

@@ -11,10 +11,10 @@ import org.apache.spark.api.java.JavaSparkContext;
 public final class LocalCluster {
   private LocalCluster() {}
 
-  public static JavaSparkContext start(int executors, int memoryMb) {
+  public static JavaSparkContext start(int executors, int cores, int memoryMb) {
     String classes = Path.of("target", "classes").toAbsolutePath() + java.io.File.pathSeparator
         + Path.of("target", "test-classes").toAbsolutePath();
-    SparkConf conf = new SparkConf().setMaster("local-cluster[" + executors + ",1," + memoryMb + "]")
+    SparkConf conf = new SparkConf().setMaster("local-cluster[" + executors + "," + cores + "," + memoryMb + "]")
         .setAppName("moe-spark-tests")
         .set("spark.executor.extraClassPath", classes)
         .set("spark.executor.extraJavaOptions", System.getProperty("moe.addOpens", ""))

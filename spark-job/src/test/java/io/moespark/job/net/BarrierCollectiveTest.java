@@ -23,7 +23,7 @@ class BarrierCollectiveTest {
 
   @Test
   void twoExecutorsExchangeBlocksAndSums() {
-    JavaSparkContext sc = LocalCluster.start(2, 1024);
+    JavaSparkContext sc = LocalCluster.start(2, 1, 1024);
     try {
       Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<String>> body =
           (Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<String>> & Serializable) it -> {
