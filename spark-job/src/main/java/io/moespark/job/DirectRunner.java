@@ -5,6 +5,7 @@ import io.moespark.job.net.DirectCollective;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.moe.ShardLayout;
+import io.moespark.ops.tensor.Parallel;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.train.StepReport;
 import io.moespark.ops.train.TokenData;
@@ -73,6 +74,7 @@ public final class DirectRunner {
     try {
       RunConfig cfg = ConfigLoader.fromTree(JSON.readTree(cfgJson), "run config");
       int r = task.partitionId(), ranks = task.numPartitions();
+      Parallel.setThreads(task.cpus());
       int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format(), "data.path");
       TokenData.checkVocab(tokens, cfg.model().vocabSize(), "data.path " + cfg.data().path());
       Trainer trainer = new Trainer(cfg, TokenData.split(tokens, cfg.data().valFraction()).train(), DataType.FLOAT,

@@ -2,11 +2,12 @@ package io.moespark.ops.tensor;
 
 import java.util.concurrent.ForkJoinPool;
 import java.util.stream.IntStream;
+import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Splits a row loop over this process's compute threads. Bodies are elementwise or row-local, so the
- * result does not depend on the split. The thread count defaults to the available processors and is
- * set to a task's cores by the Spark executor runtime ({@link #setThreads}).
+ * result does not depend on the split. The thread count defaults to the available processors; the Spark
+ * runners set it to the task's cores ({@link #setThreads}).
  */
 public final class Parallel {
   private static volatile ForkJoinPool pool = new ForkJoinPool(Runtime.getRuntime().availableProcessors());
@@ -18,10 +19,20 @@ public final class Parallel {
 
   private Parallel() {}
 
+  /**
+   * Sets this process's compute threads: the row loops here, ND4J's native ops and OpenBLAS. A Spark task
+   * calls it with its cores, or two executors sharing a machine oversubscribe it.
+   */
   public static void setThreads(int threads) {
-    ForkJoinPool old = pool;
-    pool = new ForkJoinPool(Math.max(1, threads));
-    old.shutdown();
+    int n = Math.max(1, threads);
+    if (pool.getParallelism() != n) {
+      ForkJoinPool old = pool;
+      pool = new ForkJoinPool(n);
+      old.shutdown();
+    }
+    Nd4j.getEnvironment().setMaxThreads(n);
+    Nd4j.getEnvironment().setMaxMasterThreads(n);
+    Nd4j.factory().blas().setMaxThreads(n);
   }
 
   public static int threads() {
