@@ -34,7 +34,7 @@ public final class DirectRunner {
 
   /** Global statistics of one step, as rank 0 saw them (they are identical on every rank). */
   public record StepResult(int step, double loss, double ce, double aux, double z, double gradNorm,
-      double maxOverMeanLoad) implements Serializable {}
+      double maxOverMeanLoad, double seconds, long tokens) implements Serializable {}
 
   /** What one rank returns: the step results (rank 0) and the parameters it owns (dense ones on rank 0). */
   public record RankOutput(int rank, List<StepResult> steps, Map<String, float[]> params) implements Serializable {}
@@ -47,7 +47,14 @@ public final class DirectRunner {
   /** Trains {@code steps} steps with R = {@code cfg.parallel.ranks} tasks; needs R free task slots. */
   public static Result run(JavaSparkContext sc, RunConfig cfg, int steps, long timeoutMs) throws Exception {
     int ranks = cfg.parallel().ranks();
-    String cfgJson = JSON.writeValueAsString(ConfigLoader.toTree(cfg));
+    // Executors have their own working directories: a relative local data path means the driver's.
+    var tree = (com.fasterxml.jackson.databind.node.ObjectNode) ConfigLoader.toTree(cfg);
+    String data = cfg.data().path();
+    if (!data.contains(":") && !Path.of(data).isAbsolute()) {
+      ((com.fasterxml.jackson.databind.node.ObjectNode) tree.get("data")).put("path",
+          Path.of(data).toAbsolutePath().normalize().toString());
+    }
+    String cfgJson = JSON.writeValueAsString(tree);
     Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<RankOutput>> body =
         (Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<RankOutput>> & Serializable)
             it -> scala.jdk.javaapi.CollectionConverters.asScala(List.of(rank(cfgJson, steps, timeoutMs)).iterator());
@@ -84,7 +91,7 @@ public final class DirectRunner {
         for (int s = 0; s < steps; s++) {
           StepReport rep = trainer.step(c, c);
           results.add(new StepResult(rep.step(), rep.loss().total(), rep.loss().ce(), rep.loss().aux(),
-              rep.loss().z(), rep.gradNorm(), rep.maxOverMeanLoad()));
+              rep.loss().z(), rep.gradNorm(), rep.maxOverMeanLoad(), rep.seconds(), rep.tokens()));
         }
       }
       Map<String, float[]> params = new LinkedHashMap<>();

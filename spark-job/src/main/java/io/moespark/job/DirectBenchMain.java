@@ -1,0 +1,77 @@
+package io.moespark.job;
+
+import io.moespark.ops.config.ConfigLoader;
+import io.moespark.ops.config.RunConfig;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaSparkContext;
+
+/**
+ * {@code moe-bench-direct --config FILE --ranks R --steps S [--master URL] [--set key=value]...}: trains
+ * S + 1 steps with the direct runner and prints one JSON line: tokens/s over steps 2..S+1 (the first
+ * warms up), and the stage's overhead (job wall time minus the steps: task start, data load, the
+ * allGather set-up).
+ */
+public final class DirectBenchMain {
+  private DirectBenchMain() {}
+
+  public static void main(String[] a) throws Exception {
+    String config = null, master = null;
+    int ranks = 1, steps = 5;
+    List<String> sets = new ArrayList<>();
+    for (int i = 0; i < a.length; i++) {
+      switch (a[i]) {
+        case "--config" -> config = a[++i];
+        case "--ranks" -> ranks = Integer.parseInt(a[++i]);
+        case "--steps" -> steps = Integer.parseInt(a[++i]);
+        case "--master" -> master = a[++i];
+        case "--set" -> sets.add(a[++i]);
+        default -> {
+          System.err.println("moe-bench-direct: unknown option '" + a[i] + "' (known: --config, --ranks, --steps, "
+              + "--master, --set)");
+          System.exit(2);
+        }
+      }
+    }
+    if (config == null) {
+      System.err.println("moe-bench-direct: option --config is required");
+      System.exit(2);
+    }
+    sets.add("parallel.ranks=" + ranks);
+    RunConfig cfg = ConfigLoader.load(Path.of(config), sets);
+    // In-process, the machine's cores are split evenly over the ranks (spark.task.cpus), as executors would be.
+    int cores = Runtime.getRuntime().availableProcessors();
+    SparkConf conf = new SparkConf().setAppName("moe-bench-direct").setIfMissing("spark.master",
+        master == null ? "local[" + Math.max(cores, ranks) + "]" : master).set("spark.ui.enabled", "false")
+        // Executors of a cluster load the runner from this jar.
+        .setJars(new String[] {DirectBenchMain.class.getProtectionDomain().getCodeSource().getLocation().getPath()});
+    if (master != null) {
+      conf.setMaster(master);
+    } else {
+      conf.set("spark.task.cpus", String.valueOf(Math.max(1, cores / ranks)));
+    }
+    JavaSparkContext sc = new JavaSparkContext(conf);
+    sc.setLogLevel("WARN");
+    try {
+      long t0 = System.nanoTime();
+      DirectRunner.Result r = DirectRunner.run(sc, cfg, steps + 1, 600_000);
+      double wall = (System.nanoTime() - t0) / 1e9, stepSeconds = 0, allSteps = 0;
+      long tokens = 0;
+      for (DirectRunner.StepResult s : r.steps()) {
+        allSteps += s.seconds();
+        if (s.step() > 0) {
+          stepSeconds += s.seconds();
+          tokens += s.tokens();
+        }
+      }
+      System.out.printf(Locale.ROOT, "{\"runner\": \"direct\", \"master\": \"%s\", \"ranks\": %d, \"steps\": %d, "
+          + "\"tokens_per_s\": %.1f, \"seconds_per_step\": %.4f, \"stage_overhead_s\": %.2f}%n",
+          sc.master(), ranks, steps, tokens / stepSeconds, stepSeconds / steps, wall - allSteps);
+    } finally {
+      sc.stop();
+    }
+  }
+}
