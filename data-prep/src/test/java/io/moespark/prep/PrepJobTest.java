@@ -117,6 +117,19 @@ class PrepJobTest {
   }
 
   @Test
+  void missingOrUnknownInputsFailAndLeaveNothing(@TempDir Path tmp) throws IOException {
+    Path doc = tmp.resolve("notes.docx"), out = tmp.resolve("prepared");
+    Files.writeString(doc, "binary?");
+    PrepException e = assertThrows(PrepException.class,
+        () -> new PrepJob(TestSpark.get(), options(doc, out, false), s -> {}).run());
+    assertTrue(e.getMessage().contains("unknown input format for 'notes.docx'"), e.getMessage());
+    e = assertThrows(PrepException.class,
+        () -> new PrepJob(TestSpark.get(), options(tmp.resolve("gone.txt"), out, false), s -> {}).run());
+    assertTrue(e.getMessage().contains("gone.txt: does not exist"), e.getMessage());
+    assertOnly(tmp, "notes.docx");
+  }
+
+  @Test
   void optionsAreValidatedWithTheOptionNamed() {
     PrepException e = assertThrows(PrepException.class, () -> PrepMain.parse(new String[] {"--input", "a.txt",
         "--output", "o", "--vocab-size", "100"}));
