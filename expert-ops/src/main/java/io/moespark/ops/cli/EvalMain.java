@@ -25,9 +25,8 @@ public final class EvalMain {
       int[] tokens = TokenData.load(file, "auto", "--tokens");
       TokenData.checkVocab(tokens, model.config().vocabSize(), "--tokens " + file);
       double cf = Double.parseDouble(a.optional("--capacity-factor", "0"));
-      long[] count = new long[1];
-      double loss = Trainer.evaluate(model, tokens, a.integer("--batch", 8), Integer.MAX_VALUE, cf, count);
-      System.out.printf(Locale.ROOT, "{\"loss\": %.6f, \"tokens\": %d}%n", loss, count[0]);
+      Trainer.Evaluation e = Trainer.evaluate(model, tokens, a.integer("--batch", 8), Integer.MAX_VALUE, cf);
+      System.out.printf(Locale.ROOT, "{\"loss\": %.6f, \"tokens\": %d}%n", e.loss(), e.tokens());
     });
   }
 }

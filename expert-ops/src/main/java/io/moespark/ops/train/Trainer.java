@@ -144,9 +144,12 @@ public final class Trainer {
     }
   }
 
+  /** Mean next-token CE over {@code tokens} predicted positions. */
+  public record Evaluation(double loss, long tokens) {}
+
   /** Mean next-token CE over the windows (at most maxWindows) of a token stream, dropless by default. */
-  public static double evaluate(TransformerLM model, int[] tokens, int batch, int maxWindows, double capacityFactor,
-      long[] tokensOut) {
+  public static Evaluation evaluate(TransformerLM model, int[] tokens, int batch, int maxWindows,
+      double capacityFactor) {
     int seq = model.config().seqLen();
     int[] starts = Batches.evalStarts(tokens.length, seq);
     int n = Math.min(starts.length, maxWindows);
@@ -165,16 +168,13 @@ public final class Trainer {
       sum += model.evalLossSum(s.inputs(), s.targets(), s.sequences(), Exchange.LOCAL, Reducer.LOCAL);
     }
     long count = (long) n * seq;
-    if (tokensOut != null) {
-      tokensOut[0] = count;
-    }
-    return sum / count;
+    return new Evaluation(sum / count, count);
   }
 
   /** Validation loss with the run's eval settings. */
   public double evaluate(int[] valTokens) {
     double loss = evaluate(model, valTokens, cfg.train().batchSize(),
-        cfg.train().evalBatches() * cfg.train().batchSize(), cfg.moe().evalCapacityFactor(), null);
+        cfg.train().evalBatches() * cfg.train().batchSize(), cfg.moe().evalCapacityFactor()).loss();
     model.setCapacityFactor(cfg.moe().capacityFactor());
     return loss;
   }
