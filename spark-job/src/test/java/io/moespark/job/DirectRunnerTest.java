@@ -20,7 +20,8 @@ import org.nd4j.linalg.api.buffer.DataType;
 /**
  * Two executor JVMs with two task slots each (local-cluster[2,2,2048]): the direct runner with R ranks
  * gives the per-step losses and final parameters of the single-process trainer on the same global
- * batches (dropless), for R = 1, R = 2, and E = 6 experts over R = 4 ranks (uneven placement: 1, 2, 1, 2).
+ * batches (dropless), for R = 1, R = 2, and E = 6 experts over R = 4 ranks (uneven placement: 1, 2, 1, 2);
+ * each step's statistics reach the driver while the stage runs.
  */
 class DirectRunnerTest {
   static final Path CORPUS = Path.of("..", "data", "corpus", "moby-dick.txt.gz").toAbsolutePath().normalize();
@@ -50,8 +51,16 @@ class DirectRunnerTest {
     for (int s = 0; s < steps; s++) {
       refLoss[s] = reference.step().loss().total();
     }
-    DirectRunner.Result run = DirectRunner.run(sc, cfg, steps, 120_000);
+    List<DirectRunner.StepResult> streamed = new java.util.ArrayList<>();
+    int[] whileRunning = {0};
+    DirectRunner.Result run = DirectRunner.run(sc, cfg, steps, 120_000, s -> {
+      streamed.add(s);
+      whileRunning[0] += sc.statusTracker().getActiveJobIds().length > 0 ? 1 : 0;
+    });
     assertEquals(steps, run.steps().size());
+    // Every step reaches the driver once, in order, and (through the plugin) while the stage still runs.
+    assertEquals(run.steps(), streamed);
+    assertTrue(whileRunning[0] >= 1, "no step statistics arrived before the stage ended");
     for (int s = 0; s < steps; s++) {
       double rel = Math.abs(run.steps().get(s).loss() - refLoss[s]) / Math.abs(refLoss[s]);
       assertTrue(rel <= 1e-5, "step " + s + ": direct " + run.steps().get(s).loss() + " vs " + refLoss[s]);

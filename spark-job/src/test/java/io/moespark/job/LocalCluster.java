@@ -21,6 +21,7 @@ public final class LocalCluster {
         .set("spark.authenticate", "true")
         .set("spark.authenticate.secret", "local-cluster-test-secret")
         .set("spark.network.crypto.enabled", "true")
+        .set("spark.plugins", StepFeedPlugin.CLASS)
         .set("spark.ui.enabled", "false");
     JavaSparkContext sc = new JavaSparkContext(conf);
     sc.setLogLevel("WARN");
