@@ -111,7 +111,7 @@ public final class DispatchPlan {
 
   /** Layout transform: buffer[slot[a]] = x[token[a]] for every kept assignment. */
   public void pack(INDArray x, INDArray buffer) {
-    Rows.gather(x, sendToken, null, sendToken.length, buffer);
+    Rows.gather(x, sendToken, sendToken.length, buffer);
   }
 
   /** Gradient of {@link #pack}: dx[token[a]] += dBuffer[slot[a]]. */

@@ -44,7 +44,8 @@ public final class MoeLayer {
   private INDArray dInBuf;
   private int[][] recvCounts;
   private INDArray returned;
-  private INDArray[] sharedOut;
+  /** Scratch for one shared expert's output (forward) or input gradient (backward), reused every step. */
+  private INDArray sharedScratch;
   private double[] dGate;
   private double[] auxGradPerProb;
   private double zScale;
@@ -199,12 +200,11 @@ public final class MoeLayer {
     returned = concatRows(returnedBlocks);
     y.assign(0);
     plan.combine(returned, y);
-    sharedOut = new INDArray[shared.length];
     int[] all = {0}, start = {0}, len = {(int) x.size(0)};
-    for (int s = 0; s < shared.length; s++) {
-      sharedOut[s] = x.ulike();
-      shared[s].forward(x, all, start, len, sharedOut[s]);
-      y.addi(sharedOut[s]);
+    sharedScratch = Buffers.ensure(sharedScratch, x.dataType(), x.shape());
+    for (ExpertBank s : shared) {
+      s.forward(x, all, start, len, sharedScratch);
+      y.addi(sharedScratch);
     }
   }
 
@@ -212,10 +212,9 @@ public final class MoeLayer {
 
   /** Shared experts' backward into dx, gate gradients, and the expert-output gradient per destination. */
   public INDArray[] combineBackward(INDArray dy, INDArray dx) {
-    INDArray tmp = x.ulike();
     for (ExpertBank s : shared) {
-      s.backward(dy, tmp);
-      dx.addi(tmp);
+      s.backward(dy, sharedScratch);
+      dx.addi(sharedScratch);
     }
     dReturnedBuf = Buffers.grow(dReturnedBuf, x.dataType(), returned.size(0), x.size(1));
     INDArray dReturned = Buffers.rows(dReturnedBuf, 0, returned.size(0));

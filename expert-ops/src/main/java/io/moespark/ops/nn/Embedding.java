@@ -14,7 +14,7 @@ public final class Embedding {
         throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + v + ")");
       }
     }
-    Rows.gather(table, ids, null, ids.length, out);
+    Rows.gather(table, ids, ids.length, out);
   }
 
   /** dtable[ids[i]] += dout[i], sequentially so repeated ids sum in a fixed order. */

@@ -11,8 +11,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 public final class Rows {
   private Rows() {}
 
-  /** dst[i] = scale[i] * src[srcRow[i]] for i in [0, count) (scale null: 1); a negative row gives zeros. */
-  public static void gather(INDArray src, int[] srcRow, double[] scale, int count, INDArray dst) {
+  /** dst[i] = src[srcRow[i]] for i in [0, count); a negative row gives zeros. */
+  public static void gather(INDArray src, int[] srcRow, int count, INDArray dst) {
     if (count == 0) {
       return;
     }
@@ -21,9 +21,8 @@ public final class Rows {
     Parallel.rows(count, (from, to) -> {
       for (int i = from; i < to; i++) {
         int o = i * d, p = srcRow[i] * d;
-        double g = scale == null ? 1.0 : scale[i];
         for (int c = 0; c < d; c++) {
-          t.set(o + c, srcRow[i] < 0 ? 0.0 : g * s.get(p + c));
+          t.set(o + c, srcRow[i] < 0 ? 0.0 : s.get(p + c));
         }
       }
     });
