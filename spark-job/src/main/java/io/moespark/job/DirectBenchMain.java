@@ -10,10 +10,10 @@ import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaSparkContext;
 
 /**
- * {@code moe-bench-direct --config FILE --ranks R --steps S [--master URL] [--set key=value]...}: trains
- * S + 1 steps with the direct runner and prints one JSON line: tokens/s over steps 2..S+1 (the first
- * warms up), and the stage's overhead (job wall time minus the steps: task start, data load, the
- * allGather set-up).
+ * {@code moe-bench-direct --config FILE --ranks R --steps S [--master URL] [--set key=value]...}: opens R
+ * ranks, runs one warm-up step, then S timed steps in stages of {@code parallel.steps_per_stage}, and
+ * prints one JSON line: tokens/s of the steps themselves and of the wall clock, and the per-step overhead
+ * of the driver loop (wall time minus step time, over S: job submission, task launch, result collection).
  */
 public final class DirectBenchMain {
   private DirectBenchMain() {}
@@ -57,19 +57,26 @@ public final class DirectBenchMain {
     sc.setLogLevel("WARN");
     try {
       long t0 = System.nanoTime();
-      DirectRunner.Result r = DirectRunner.run(sc, cfg, steps + 1, 600_000);
-      double wall = (System.nanoTime() - t0) / 1e9, stepSeconds = 0, allSteps = 0;
-      long tokens = 0;
-      for (DirectRunner.StepResult s : r.steps()) {
-        allSteps += s.seconds();
-        if (s.step() > 0) {
-          stepSeconds += s.seconds();
-          tokens += s.tokens();
+      try (DirectRunner d = DirectRunner.open(sc, cfg, ExpertPlacement.contiguous(cfg, ranks), null)) {
+        double open = (System.nanoTime() - t0) / 1e9;
+        d.steps(1, s -> {}, "warm-up step");
+        long t1 = System.nanoTime();
+        List<StepResult> timed = new ArrayList<>();
+        while (timed.size() < steps) {
+          timed.addAll(d.steps(Math.min(cfg.parallel().stepsPerStage(), steps - timed.size()), s -> {}, "timed steps"));
         }
+        double wall = (System.nanoTime() - t1) / 1e9, stepSeconds = 0;
+        long tokens = 0;
+        for (StepResult s : timed) {
+          stepSeconds += s.report().seconds();
+          tokens += s.report().tokens();
+        }
+        System.out.printf(Locale.ROOT, "{\"runner\": \"direct\", \"master\": \"%s\", \"ranks\": %d, \"steps\": %d, "
+            + "\"steps_per_stage\": %d, \"tokens_per_s\": %.1f, \"wall_tokens_per_s\": %.1f, \"seconds_per_step\": %.4f, "
+            + "\"overhead_per_step_s\": %.4f, \"open_s\": %.2f}%n", sc.master(), ranks, steps,
+            cfg.parallel().stepsPerStage(), tokens / stepSeconds, tokens / wall, stepSeconds / steps,
+            (wall - stepSeconds) / steps, open);
       }
-      System.out.printf(Locale.ROOT, "{\"runner\": \"direct\", \"master\": \"%s\", \"ranks\": %d, \"steps\": %d, "
-          + "\"tokens_per_s\": %.1f, \"seconds_per_step\": %.4f, \"stage_overhead_s\": %.2f}%n",
-          sc.master(), ranks, steps, tokens / stepSeconds, stepSeconds / steps, wall - allSteps);
     } finally {
       sc.stop();
     }

@@ -1,149 +1,391 @@
 package io.moespark.job;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moespark.job.data.RunData;
+import io.moespark.job.io.CheckpointStore;
 import io.moespark.job.net.DirectCollective;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
-import io.moespark.ops.moe.ShardLayout;
+import io.moespark.ops.io.Checkpoint;
 import io.moespark.ops.tensor.Parallel;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.train.StepReport;
-import io.moespark.ops.train.TokenData;
 import io.moespark.ops.train.Trainer;
 import java.io.Serializable;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.BarrierTaskContext;
+import org.apache.spark.SparkConf;
+import org.apache.spark.SparkEnv;
 import org.apache.spark.api.java.JavaFutureAction;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.rdd.RDD;
 import org.nd4j.linalg.api.buffer.DataType;
 import scala.Function1;
+import scala.Tuple2;
+import scala.jdk.javaapi.CollectionConverters;
+import scala.reflect.ClassTag;
 import scala.reflect.ClassTag$;
 
 /**
- * The direct runner: one barrier stage of R tasks, one per rank, each a {@link Trainer} holding its dense
- * replica and expert shard (contiguous placement) for the whole stage; the MoE exchanges, statistics and
- * dense-gradient all-reduce go over the {@link DirectCollective}. First version: the run is one stage;
- * each step's statistics reach the driver as the step ends through {@link StepFeedPlugin} when it is
- * installed (else when the stage ends). Resident state across stages and checkpoints come next.
+ * The direct runner: R ranks resident on executors ({@link RankState}), driven by barrier stages of R
+ * tasks. {@link #open} creates the ranks (fresh, or from a checkpoint written with any R) and exchanges
+ * the collective's addresses once; every later stage is pinned to the executors that hold the ranks
+ * (preferred locations) and runs a few steps, an evaluation, a checkpoint or the parameter gather over
+ * the {@link DirectCollective}. Each step's statistics reach the driver as the step ends through
+ * {@link StepFeedPlugin} when installed (else when the stage ends).
  */
-public final class DirectRunner {
+public final class DirectRunner implements AutoCloseable {
   private static final ObjectMapper JSON = new ObjectMapper();
+  private static final ClassTag<Integer> INT = ClassTag$.MODULE$.apply(Integer.class);
+  private static final ClassTag<RankReply> REPLY = ClassTag$.MODULE$.apply(RankReply.class);
 
-  /** Global statistics of one step, as rank 0 saw them (they are identical on every rank). */
-  public record StepResult(int step, double loss, double ce, double aux, double z, double gradNorm,
-      double maxOverMeanLoad, double seconds, long tokens) implements Serializable {}
+  /** What a stage asks every rank to do. */
+  sealed interface Op extends Serializable permits Open, Steps, Evaluate, Save, Gather, Close {}
 
-  /** What one rank returns: the step results (rank 0) and the parameters it owns (dense ones on rank 0). */
-  public record RankOutput(int rank, List<StepResult> steps, Map<String, float[]> params) implements Serializable {}
+  record Open(String cfgJson, ExpertPlacement placement, CheckpointStore.Stored from) implements Op {}
+
+  /** Steps [from, from + count): a rank at another step fails instead of running out of order. */
+  record Steps(int from, int count) implements Op {}
+
+  record Evaluate() implements Op {}
+
+  record Save(String dir) implements Op {}
+
+  record Gather() implements Op {}
+
+  record Close() implements Op {}
+
+  /** One rank's answer; the fields its op does not fill are null or 0. */
+  record RankReply(int rank, String executor, String location, String address, long valTokens, List<StepResult> steps,
+      Trainer.DivergenceException diverged, double valLoss, CheckpointStore.Shard shard, String stateJson,
+      Map<String, float[]> params) implements Serializable {
+    static RankReply of(int rank) {
+      return new RankReply(rank, null, null, null, 0, List.of(), null, 0, null, null, Map.of());
+    }
+  }
 
   /** Both runners' view of a finished run. */
   public record Result(List<StepResult> steps, Map<String, float[]> params) {}
 
-  private DirectRunner() {}
+  private final JavaSparkContext sc;
+  private final String runId = UUID.randomUUID().toString();
+  private final RunConfig cfg;
+  private final ExpertPlacement placement;
+  private final String[] executors;
+  private final String[] locations;
+  private final String[] addresses;
+  private long valTokens;
+  private int nextStep;
 
-  /** Trains {@code steps} steps with R = {@code cfg.parallel.ranks} tasks; needs R free task slots. */
-  public static Result run(JavaSparkContext sc, RunConfig cfg, int steps, long timeoutMs) throws Exception {
-    return run(sc, cfg, steps, timeoutMs, s -> {});
+  private DirectRunner(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement) {
+    this.sc = sc;
+    this.cfg = cfg;
+    this.placement = placement;
+    this.executors = new String[placement.ranks()];
+    this.locations = new String[placement.ranks()];
+    this.addresses = new String[placement.ranks()];
   }
 
   /**
-   * As {@link #run(JavaSparkContext, RunConfig, int, long)}, calling {@code onStep} once per step, in
-   * order, as soon as the driver has the step's statistics.
+   * Creates the ranks of a run on R = {@code placement.ranks()} executor task slots: data loaded on each
+   * executor, model built from the config's seed or restored from {@code from}, collective connected.
    */
-  public static Result run(JavaSparkContext sc, RunConfig cfg, int steps, long timeoutMs,
-      Consumer<StepResult> onStep) throws Exception {
-    String runId = UUID.randomUUID().toString();
-    int ranks = cfg.parallel().ranks();
-    // Executors have their own working directories: a relative local data path means the driver's.
-    var tree = (com.fasterxml.jackson.databind.node.ObjectNode) ConfigLoader.toTree(cfg);
+  public static DirectRunner open(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement,
+      CheckpointStore.Stored from) {
+    DirectRunner d = new DirectRunner(sc, cfg, placement);
+    List<RankReply> replies = d.stage(new Open(ConfigLoader.toTree(absoluteData(cfg)).toString(), placement, from),
+        "open " + placement.ranks() + " ranks" + (from == null ? "" : " from " + from.dir()), null);
+    for (RankReply r : replies) {
+      d.executors[r.rank()] = r.executor();
+      d.locations[r.rank()] = r.location();
+      d.addresses[r.rank()] = r.address();
+    }
+    d.valTokens = replies.get(0).valTokens();
+    d.nextStep = from == null ? 0 : from.step();
+    return d;
+  }
+
+  /** The config with a relative local data path made absolute: executors have their own working directories. */
+  private static RunConfig absoluteData(RunConfig cfg) {
     String data = cfg.data().path();
-    if (!data.contains(":") && !Path.of(data).isAbsolute()) {
-      ((com.fasterxml.jackson.databind.node.ObjectNode) tree.get("data")).put("path",
-          Path.of(data).toAbsolutePath().normalize().toString());
+    if (data.contains(":") || Path.of(data).isAbsolute()) {
+      return cfg;
     }
-    String cfgJson = JSON.writeValueAsString(tree);
-    Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<RankOutput>> body =
-        (Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<RankOutput>> & Serializable)
-            it -> scala.jdk.javaapi.CollectionConverters.asScala(List.of(rank(runId, cfgJson, steps, timeoutMs))
-                .iterator());
-    List<Integer> ids = new ArrayList<>();
-    for (int r = 0; r < ranks; r++) {
-      ids.add(r);
-    }
-    sc.setJobDescription("direct runner · " + steps + " steps · R=" + ranks);
-    BlockingQueue<StepResult> feed = StepFeedPlugin.open(runId);
-    List<RankOutput> outs;
-    int delivered = 0;
-    try {
-      JavaFutureAction<List<RankOutput>> job = JavaRDD.fromRDD(sc.parallelize(ids, ranks).rdd().barrier()
-          .mapPartitions(body, false, ClassTag$.MODULE$.apply(RankOutput.class)),
-          ClassTag$.MODULE$.apply(RankOutput.class)).collectAsync();
-      while (!job.isDone()) {
-        StepResult s = feed.poll(100, TimeUnit.MILLISECONDS);
-        if (s != null && s.step() == delivered) {
-          onStep.accept(s);
-          delivered++;
-        }
+    ObjectNode tree = (ObjectNode) ConfigLoader.toTree(cfg);
+    ((ObjectNode) tree.get("data")).put("path", Path.of(data).toAbsolutePath().normalize().toString());
+    return ConfigLoader.fromTree(tree, "run config");
+  }
+
+  /** Trains {@code steps} steps with R = {@code cfg.parallel.ranks} fresh ranks and gathers the parameters. */
+  public static Result run(JavaSparkContext sc, RunConfig cfg, int steps, Consumer<StepResult> onStep) {
+    try (DirectRunner d = open(sc, cfg, ExpertPlacement.contiguous(cfg, cfg.parallel().ranks()), null)) {
+      List<StepResult> all = new ArrayList<>();
+      while (all.size() < steps) {
+        all.addAll(d.steps(Math.min(cfg.parallel().stepsPerStage(), steps - all.size()), onStep, "direct run"));
       }
-      outs = job.get();
+      return new Result(all, d.gather());
+    }
+  }
+
+  public int nextStep() {
+    return nextStep;
+  }
+
+  /** Validation tokens the ranks hold (0: no validation data). */
+  public long valTokens() {
+    return valTokens;
+  }
+
+  /** Each rank's direct-path endpoint (host:port), by rank. */
+  public List<String> addresses() {
+    return List.of(addresses);
+  }
+
+  /** The executor id holding each rank. */
+  public List<String> executors() {
+    return List.of(executors);
+  }
+
+  /**
+   * Runs the next {@code count} steps as one stage, calling {@code onStep} once per step in order as soon
+   * as the driver has its statistics. Throws {@link Trainer.DivergenceException} on a non-finite loss
+   * (the ranks stop at that step together: the loss is global).
+   */
+  public List<StepResult> steps(int count, Consumer<StepResult> onStep, String description) {
+    int from = nextStep;
+    BlockingQueue<StepResult> feed = StepFeedPlugin.open(runId);
+    List<StepResult> delivered = new ArrayList<>();
+    List<RankReply> replies;
+    try {
+      replies = stage(new Steps(from, count), description, job -> {
+        while (!job.isDone()) {
+          StepResult s = feed.poll(100, TimeUnit.MILLISECONDS);
+          if (s != null && s.step() == from + delivered.size()) {
+            onStep.accept(s);
+            delivered.add(s);
+          }
+        }
+      });
     } finally {
       StepFeedPlugin.close(runId);
     }
-    List<StepResult> results = null;
-    Map<String, float[]> params = new LinkedHashMap<>();
-    for (RankOutput o : outs) {
-      if (o.rank() == 0) {
-        results = o.steps();
-      }
-      params.putAll(o.params());
-    }
+    RankReply zero = replies.get(0);
     // Steps whose message had not arrived when the stage ended (or no plugin): from the stage's result.
-    for (int s = delivered; s < results.size(); s++) {
-      onStep.accept(results.get(s));
+    for (StepResult s : zero.steps().subList(delivered.size(), zero.steps().size())) {
+      onStep.accept(s);
+      delivered.add(s);
     }
-    return new Result(results, params);
+    nextStep = from + zero.steps().size();
+    if (zero.diverged() != null) {
+      throw zero.diverged();
+    }
+    return delivered;
   }
 
-  private static RankOutput rank(String runId, String cfgJson, int steps, long timeoutMs) {
-    BarrierTaskContext task = BarrierTaskContext.get();
+  /** Validation loss over every rank's share of the validation windows. */
+  public double evaluate() {
+    return stage(new Evaluate(), "validation after step " + nextStep, null).get(0).valLoss();
+  }
+
+  /** Every rank writes its checkpoint shard into {@code dir}; returns the shards and rank 0's state. */
+  public Saved save(String dir) {
+    List<RankReply> replies = stage(new Save(dir), "checkpoint at step " + nextStep, null);
+    List<CheckpointStore.Shard> shards = new ArrayList<>();
+    for (RankReply r : replies) {
+      shards.add(r.shard());
+    }
+    return new Saved(shards, replies.get(0).stateJson());
+  }
+
+  /** What {@link #save} returns: the shards written and the trainer state for state.json. */
+  public record Saved(List<CheckpointStore.Shard> shards, String stateJson) {}
+
+  /** All parameters by name (dense from rank 0, experts from their owners). */
+  public Map<String, float[]> gather() {
+    Map<String, float[]> params = new LinkedHashMap<>();
+    for (RankReply r : stage(new Gather(), "gather parameters", null)) {
+      params.putAll(r.params());
+    }
+    return params;
+  }
+
+  /** Releases the ranks' state and collectives on their executors. */
+  @Override
+  public void close() {
+    stage(new Close(), "close ranks", null);
+  }
+
+  private interface Waiter {
+    void await(JavaFutureAction<List<RankReply>> job) throws InterruptedException;
+  }
+
+  /** One barrier stage of R tasks running {@code op}, pinned to the ranks' executors once they exist. */
+  private List<RankReply> stage(Op op, String description, Waiter waiter) {
+    RDD<Integer> ids = pinned(sc, locations);
+    String id = runId;
+    String[] homes = executors.clone();
+    Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<RankReply>> body =
+        (Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<RankReply>> & Serializable)
+            it -> CollectionConverters.asScala(List.of(rank(id, homes, op)).iterator());
+    sc.setJobDescription(description);
     try {
-      RunConfig cfg = ConfigLoader.fromTree(JSON.readTree(cfgJson), "run config");
-      int r = task.partitionId(), ranks = task.numPartitions();
-      Parallel.setThreads(task.cpus());
-      int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format(), "data.path");
-      TokenData.checkVocab(tokens, cfg.model().vocabSize(), "data.path " + cfg.data().path());
-      Trainer trainer = new Trainer(cfg, TokenData.split(tokens, cfg.data().valFraction()).train(), DataType.FLOAT,
-          r, ranks, layer -> ShardLayout.contiguous(cfg.moe().experts(), ranks, r));
-      List<StepResult> results = new ArrayList<>();
-      try (DirectCollective c = DirectCollective.forBarrierTask(task, timeoutMs)) {
-        for (int s = 0; s < steps; s++) {
-          StepReport rep = trainer.step(c, c);
-          StepResult result = new StepResult(rep.step(), rep.loss().total(), rep.loss().ce(), rep.loss().aux(),
-              rep.loss().z(), rep.gradNorm(), rep.maxOverMeanLoad(), rep.seconds(), rep.tokens());
-          results.add(result);
-          if (r == 0) {
-            StepFeedPlugin.publish(runId, result);
-          }
-        }
+      JavaFutureAction<List<RankReply>> job =
+          JavaRDD.fromRDD(ids.barrier().mapPartitions(body, false, REPLY), REPLY).collectAsync();
+      if (waiter != null) {
+        waiter.await(job);
       }
-      Map<String, float[]> params = new LinkedHashMap<>();
-      for (Param p : trainer.model().params().all()) {
+      List<RankReply> replies = new ArrayList<>(job.get());
+      replies.sort((a, b) -> Integer.compare(a.rank(), b.rank()));
+      return replies;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while waiting for " + description, e);
+    } catch (java.util.concurrent.ExecutionException e) {
+      throw new IllegalStateException(description + " failed: " + rootMessage(e), e);
+    } finally {
+      sc.setJobDescription(null);
+    }
+  }
+
+  /** Partitions 0..n-1 holding their own index, partition i preferring {@code locations[i]} (null: anywhere). */
+  static RDD<Integer> pinned(JavaSparkContext sc, String[] locations) {
+    List<Tuple2<Integer, scala.collection.immutable.Seq<String>>> items = new ArrayList<>();
+    for (int i = 0; i < locations.length; i++) {
+      List<String> prefs = locations[i] == null ? List.of() : List.of(locations[i]);
+      items.add(new Tuple2<>(i, CollectionConverters.asScala(prefs).toList()));
+    }
+    return sc.sc().makeRDD(CollectionConverters.asScala(items).toList(), INT);
+  }
+
+  private static String rootMessage(Throwable e) {
+    String m = e.getMessage();
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t.getMessage() != null && t.getMessage().contains("run ")) {
+        m = t.getMessage();
+      }
+    }
+    return m;
+  }
+
+  private static RankReply rank(String runId, String[] homes, Op op) {
+    BarrierTaskContext task = BarrierTaskContext.get();
+    int r = task.partitionId();
+    SparkEnv env = SparkEnv.get();
+    String executor = env.executorId();
+    try {
+      if (op instanceof Open o) {
+        return open(runId, task, o);
+      }
+      if (op instanceof Close) {
+        RankState.release(runId, r);
+        return RankReply.of(r);
+      }
+      RankState st = RankState.get(runId, r, executor, homes[r]);
+      Trainer t = st.trainer;
+      if (op instanceof Steps s) {
+        return steps(runId, r, st, s);
+      }
+      if (op instanceof Evaluate) {
+        return new RankReply(r, executor, null, null, 0, List.of(), null, t.evaluate(st.val, st.collective, st.collective),
+            null, null, Map.of());
+      }
+      if (op instanceof Save s) {
+        CheckpointStore.Shard shard = CheckpointStore.writeShard(s.dir(), r, t.checkpointTensors(),
+            hadoopConf(env.conf()));
+        String state = r == 0 ? Checkpoint.toJson(t.checkpointState()).toString() : null;
+        return new RankReply(r, executor, null, null, 0, List.of(), null, 0, shard, state, Map.of());
+      }
+      Map<String, float[]> params = new LinkedHashMap<>(); // Gather
+      for (Param p : t.model().params().all()) {
         if (p.isExpert() || r == 0) {
           params.put(p.name(), p.value().dup('c').data().asFloat());
         }
       }
-      return new RankOutput(r, r == 0 ? results : List.of(), params);
+      return new RankReply(r, executor, null, null, 0, List.of(), null, 0, null, null, params);
+    } catch (RuntimeException e) {
+      throw e.getMessage() != null && e.getMessage().startsWith("run ") ? e
+          : new IllegalStateException("run " + runId + " rank " + r + " on executor " + executor + ": " + e, e);
     } catch (Exception e) {
-      throw new IllegalStateException("rank " + task.partitionId() + " failed: " + e.getMessage(), e);
+      throw new IllegalStateException("run " + runId + " rank " + r + " on executor " + executor + ": " + e, e);
     }
+  }
+
+  private static RankReply open(String runId, BarrierTaskContext task, Open o) throws Exception {
+    int r = task.partitionId(), ranks = task.numPartitions();
+    SparkEnv env = SparkEnv.get();
+    RunConfig cfg = ConfigLoader.fromTree(JSON.readTree(o.cfgJson()), "run config");
+    Parallel.setThreads(task.cpus());
+    Configuration conf = hadoopConf(env.conf());
+    RunData data = RunData.load(cfg, conf);
+    Trainer trainer = new Trainer(cfg, data.train(), DataType.FLOAT, r, ranks, l -> o.placement().layout(l, r));
+    if (o.from() != null) {
+      Set<String> needed = new HashSet<>();
+      for (Param p : trainer.model().params().all()) {
+        needed.add(p.name());
+        needed.add("exp_avg." + p.name());
+        needed.add("exp_avg_sq." + p.name());
+      }
+      String source = o.from().dir();
+      trainer.restore(CheckpointStore.readShards(o.from(), needed, conf),
+          Checkpoint.fromJson(JSON.readTree(o.from().stateJson()), source + "/" + Checkpoint.STATE), source);
+    }
+    DirectCollective c = DirectCollective.forBarrierTask(task, cfg.parallel().timeoutS() * 1000L);
+    RankState.register(runId, r, trainer, c, data.val());
+    String host = env.blockManager().blockManagerId().host();
+    // The form Spark's scheduler reads as "this executor" (ExecutorCacheTaskLocation); none in local mode.
+    String location = env.executorId().equals("driver") ? null : "executor_" + host + "_" + env.executorId();
+    return new RankReply(r, env.executorId(), location, c.address(host), data.val().length, List.of(), null, 0, null, null, Map.of());
+  }
+
+  private static RankReply steps(String runId, int r, RankState st, Steps s) throws Exception {
+    Trainer t = st.trainer;
+    if (t.nextStep() != s.from()) {
+      throw new IllegalStateException("run " + runId + " rank " + r + " is at step " + t.nextStep()
+          + ", the driver asked for step " + s.from() + " (a stage retried after a partial failure); "
+          + "restart the run with --resume from its last checkpoint");
+    }
+    DirectCollective c = st.collective;
+    List<StepResult> results = new ArrayList<>();
+    for (int i = 0; i < s.count(); i++) {
+      long bytes0 = c.bytesSent();
+      double busy0 = c.busySeconds();
+      StepReport rep;
+      try {
+        rep = t.step(c, c);
+      } catch (Trainer.DivergenceException e) {
+        return new RankReply(r, null, null, null, 0, r == 0 ? results : List.of(), e, 0, null, null, Map.of());
+      }
+      double exchange = c.busySeconds() - busy0;
+      double[] bytes = {c.bytesSent() - bytes0};
+      c.sum(bytes);
+      StepResult result = new StepResult(rep, exchange, (long) bytes[0]);
+      if (r == 0) {
+        results.add(result);
+        StepFeedPlugin.publish(runId, result);
+      }
+    }
+    return new RankReply(r, null, null, null, 0, results, null, 0, null, null, Map.of());
+  }
+
+  /** The Hadoop configuration an executor sees: defaults plus the application's spark.hadoop.* settings. */
+  static Configuration hadoopConf(SparkConf conf) {
+    Configuration c = new Configuration();
+    for (Tuple2<String, String> kv : conf.getAllWithPrefix("spark.hadoop.")) {
+      c.set(kv._1(), kv._2());
+    }
+    return c;
   }
 }

@@ -22,10 +22,10 @@ public final class StepFeedPlugin implements SparkPlugin {
   public static final String CLASS = StepFeedPlugin.class.getName();
 
   private static volatile PluginContext executorContext;
-  private static final Map<String, BlockingQueue<DirectRunner.StepResult>> FEEDS = new ConcurrentHashMap<>();
+  private static final Map<String, BlockingQueue<StepResult>> FEEDS = new ConcurrentHashMap<>();
 
   /** A step's statistics for run {@code runId}. */
-  record StepMessage(String runId, DirectRunner.StepResult step) implements Serializable {}
+  record StepMessage(String runId, StepResult step) implements Serializable {}
 
   @Override
   public DriverPlugin driverPlugin() {
@@ -33,7 +33,7 @@ public final class StepFeedPlugin implements SparkPlugin {
       @Override
       public Object receive(Object message) {
         if (message instanceof StepMessage m) {
-          BlockingQueue<DirectRunner.StepResult> q = FEEDS.get(m.runId());
+          BlockingQueue<StepResult> q = FEEDS.get(m.runId());
           if (q != null) {
             q.add(m.step());
           }
@@ -54,7 +54,7 @@ public final class StepFeedPlugin implements SparkPlugin {
   }
 
   /** Executor side: sends a step's statistics; false when the plugin is not installed in this JVM. */
-  static boolean publish(String runId, DirectRunner.StepResult step) throws IOException {
+  static boolean publish(String runId, StepResult step) throws IOException {
     PluginContext ctx = executorContext;
     if (ctx == null) {
       return false;
@@ -64,7 +64,7 @@ public final class StepFeedPlugin implements SparkPlugin {
   }
 
   /** Driver side: the queue the steps of {@code runId} arrive in, until {@link #close}. */
-  static BlockingQueue<DirectRunner.StepResult> open(String runId) {
+  static BlockingQueue<StepResult> open(String runId) {
     return FEEDS.computeIfAbsent(runId, k -> new LinkedBlockingQueue<>());
   }
 

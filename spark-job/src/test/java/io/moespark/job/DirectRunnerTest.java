@@ -1,35 +1,46 @@
 package io.moespark.job;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.tensor.Param;
-import io.moespark.ops.train.TokenData;
 import io.moespark.ops.train.Trainer;
-import java.nio.file.Path;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.network.TransportContext;
+import org.apache.spark.network.client.TransportClient;
+import org.apache.spark.network.client.TransportClientFactory;
+import org.apache.spark.network.server.NoOpRpcHandler;
+import org.apache.spark.network.util.MapConfigProvider;
+import org.apache.spark.network.util.TransportConf;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.CsvSource;
-import org.nd4j.linalg.api.buffer.DataType;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * Two executor JVMs with two task slots each (local-cluster[2,2,2048]): the direct runner with R ranks
- * gives the per-step losses and final parameters of the single-process trainer on the same global
- * batches (dropless), for R = 1, R = 2, and E = 6 experts over R = 4 ranks (uneven placement: 1, 2, 1, 2);
- * each step's statistics reach the driver while the stage runs.
+ * Two executor JVMs with one task slot each (local-cluster[2,1,2048], authentication and encryption
+ * on): the direct runner's ranks stay resident across stages of two steps and give the per-step losses
+ * and final parameters of the single-process trainer on the same global batches (dropless), for R = 1
+ * and R = 2; each step's statistics reach the driver while its stage runs; a client without the
+ * secret is refused by a running rank and the run is unaffected; a rank whose state is not on the
+ * executor its task lands on fails with both executors named.
  */
 class DirectRunnerTest {
-  static final Path CORPUS = Path.of("..", "data", "corpus", "moby-dick.txt.gz").toAbsolutePath().normalize();
   static JavaSparkContext sc;
 
   @BeforeAll
   static void cluster() {
-    sc = LocalCluster.start(2, 2, 2048);
+    sc = LocalCluster.start(2, 1, 2048);
   }
 
   @AfterAll
@@ -37,39 +48,113 @@ class DirectRunnerTest {
     sc.stop();
   }
 
-  @ParameterizedTest(name = "E={0} R={1}")
-  @CsvSource({"4, 1", "4, 2", "6, 4"})
-  void ranksMatchTheSingleProcessTrainer(int experts, int ranks) throws Exception {
+  @ParameterizedTest(name = "R={0}")
+  @ValueSource(ints = {1, 2})
+  void ranksMatchTheSingleProcessTrainer(int ranks) {
     int steps = 5;
-    RunConfig cfg = ConfigLoader.load(null, List.of("model.d_model=32", "model.n_layers=2", "model.n_heads=2",
-        "model.d_ff=64", "model.seq_len=32", "moe.experts=" + experts, "moe.top_k=2", "moe.d_expert=48",
-        "moe.shared_experts=1", "moe.capacity_factor=0", "train.batch_size=8", "train.steps=" + steps,
-        "train.warmup_steps=2", "data.path=" + CORPUS, "parallel.ranks=" + ranks));
-    Trainer reference = Trainer.singleProcess(cfg,
-        TokenData.split(TokenData.load(CORPUS, "auto", "data.path"), cfg.data().valFraction()).train(), DataType.FLOAT);
+    RunConfig cfg = SmallRuns.config(4, ranks, "parallel.steps_per_stage=2");
     double[] refLoss = new double[steps];
-    for (int s = 0; s < steps; s++) {
-      refLoss[s] = reference.step().loss().total();
-    }
-    List<DirectRunner.StepResult> streamed = new java.util.ArrayList<>();
+    Trainer reference = SmallRuns.reference(cfg, refLoss);
+    List<StepResult> streamed = new ArrayList<>();
     int[] whileRunning = {0};
-    DirectRunner.Result run = DirectRunner.run(sc, cfg, steps, 120_000, s -> {
+    DirectRunner.Result run = DirectRunner.run(sc, cfg, steps, s -> {
       streamed.add(s);
       whileRunning[0] += sc.statusTracker().getActiveJobIds().length > 0 ? 1 : 0;
     });
     assertEquals(steps, run.steps().size());
-    // Every step reaches the driver once, in order, and (through the plugin) while the stage still runs.
+    // Every step reaches the driver once, in order, and (through the plugin) while its stage still runs.
     assertEquals(run.steps(), streamed);
-    assertTrue(whileRunning[0] >= 1, "no step statistics arrived before the stage ended");
-    for (int s = 0; s < steps; s++) {
-      double rel = Math.abs(run.steps().get(s).loss() - refLoss[s]) / Math.abs(refLoss[s]);
-      assertTrue(rel <= 1e-5, "step " + s + ": direct " + run.steps().get(s).loss() + " vs " + refLoss[s]);
-    }
+    assertTrue(whileRunning[0] >= 1, "no step statistics arrived before a stage ended");
+    assertSameLosses(refLoss, run.steps());
     assertTrue(refLoss[steps - 1] < refLoss[0], "the loss falls");
+    assertSameParams(reference, run.params());
+    // Bytes between executors: none with one rank, some with two.
+    assertEquals(ranks > 1, run.steps().get(1).bytesExchanged() > 0);
+  }
+
+  @Test
+  void aClientWithoutTheSecretIsRefusedByARunningRankAndTheRunGoesOn() throws Exception {
+    int steps = 4;
+    RunConfig cfg = SmallRuns.config(4, 2, "train.steps=" + steps);
+    double[] refLoss = new double[steps];
+    SmallRuns.reference(cfg, refLoss);
+    List<StepResult> results = new ArrayList<>();
+    ExecutorService attacker = Executors.newSingleThreadExecutor();
+    try (DirectRunner d = DirectRunner.open(sc, cfg, ExpertPlacement.contiguous(cfg, 2), null)) {
+      String[] target = d.addresses().get(1).split(":");
+      Future<Boolean> refused = attacker.submit(() -> {
+        while (sc.statusTracker().getActiveJobIds().length == 0) {
+          Thread.sleep(5);
+        }
+        // A forged block for the next exchange sequence numbers, sent without the authentication handshake.
+        TransportConf conf = new TransportConf("moe", new MapConfigProvider(Map.of()));
+        try (TransportContext ctx = new TransportContext(conf, new NoOpRpcHandler());
+            TransportClientFactory f = ctx.createClientFactory()) {
+          TransportClient client = f.createClient(target[0], Integer.parseInt(target[1]));
+          for (long seq = 1; seq < 50; seq++) {
+            ByteBuffer forged = ByteBuffer.allocate(64).putLong(0, seq); // sequence number first, as real blocks
+            try {
+              client.sendRpcSync(forged, 2_000);
+              return false;
+            } catch (RuntimeException expected) {
+              if (!client.isActive()) {
+                return true;
+              }
+            }
+          }
+          return true;
+        } catch (java.io.IOException | RuntimeException e) {
+          return true; // refused at connection time
+        }
+      });
+      results.addAll(d.steps(steps, s -> {}, "steps under attack"));
+      assertTrue(refused.get(), "an unauthenticated client got an RPC through");
+    } finally {
+      attacker.shutdownNow();
+    }
+    assertSameLosses(refLoss, results);
+  }
+
+  @Test
+  void aRankWhoseStateIsNotOnItsExecutorFailsNamingBoth() throws Exception {
+    RunConfig cfg = SmallRuns.config(4, 1, "train.steps=2");
+    try (DirectRunner d = DirectRunner.open(sc, cfg, ExpertPlacement.contiguous(cfg, 1), null)) {
+      String home = d.executors().get(0);
+      // Occupy the rank's executor (its only slot) so the scheduler gives up waiting and runs the stage elsewhere.
+      sc.setJobGroup("blocker", "occupies executor " + home, true);
+      String hostPort = d.addresses().get(0);
+      String location = "executor_" + hostPort.substring(0, hostPort.lastIndexOf(':')) + "_" + home;
+      org.apache.spark.api.java.JavaRDD.fromRDD(DirectRunner.pinned(sc, new String[] {location}),
+              scala.reflect.ClassTag$.MODULE$.apply(Integer.class))
+          .map(i -> {
+            Thread.sleep(120_000);
+            return i;
+          }).collectAsync();
+      sc.clearJobGroup();
+      while (sc.statusTracker().getActiveJobIds().length == 0) {
+        Thread.sleep(10);
+      }
+      IllegalStateException e = assertThrows(IllegalStateException.class, () -> d.steps(1, s -> {}, "misplaced"));
+      sc.cancelJobGroup("blocker");
+      String m = e.getMessage();
+      assertTrue(m.contains("no resident state on executor") && m.contains("lives on executor " + home)
+          && m.contains("--resume"), m);
+    }
+  }
+
+  static void assertSameLosses(double[] ref, List<StepResult> got) {
+    assertEquals(ref.length, got.size());
+    for (int s = 0; s < ref.length; s++) {
+      double rel = Math.abs(got.get(s).loss() - ref[s]) / Math.abs(ref[s]);
+      assertTrue(rel <= 1e-5, "step " + s + ": direct " + got.get(s).loss() + " vs " + ref[s]);
+    }
+  }
+
+  static void assertSameParams(Trainer reference, Map<String, float[]> got) {
     List<Param> params = reference.model().params().all();
-    assertEquals(params.size(), run.params().size());
+    assertEquals(params.size(), got.size());
     for (Param p : params) {
-      float[] mine = run.params().get(p.name()), ref = p.value().dup('c').data().asFloat();
+      float[] mine = got.get(p.name()), ref = p.value().dup('c').data().asFloat();
       double diff = 0, norm = 0;
       for (int i = 0; i < ref.length; i++) {
         diff = Math.max(diff, Math.abs(mine[i] - ref[i]));

@@ -8,10 +8,10 @@ import java.util.Map;
 import java.util.Set;
 
 /** GNU-style {@code --name value} / {@code --flag} options; unknown options are errors naming them. */
-final class Args {
+public final class Args {
   private final Map<String, List<String>> values = new HashMap<>();
 
-  Args(String[] argv, int from, Set<String> withValue, Set<String> flags) {
+  public Args(String[] argv, int from, Set<String> withValue, Set<String> flags) {
     for (int i = from; i < argv.length; i++) {
       String a = argv[i];
       if (withValue.contains(a)) {
@@ -30,7 +30,7 @@ final class Args {
     }
   }
 
-  String required(String name) {
+  public String required(String name) {
     String v = optional(name, null);
     if (v == null) {
       throw new ConfigException("option " + name + " is required");
@@ -38,20 +38,20 @@ final class Args {
     return v;
   }
 
-  String optional(String name, String dflt) {
+  public String optional(String name, String dflt) {
     List<String> v = values.get(name);
     return v == null ? dflt : v.get(v.size() - 1);
   }
 
-  List<String> all(String name) {
+  public List<String> all(String name) {
     return values.getOrDefault(name, List.of());
   }
 
-  boolean flag(String name) {
+  public boolean flag(String name) {
     return values.containsKey(name);
   }
 
-  int integer(String name, int dflt) {
+  public int integer(String name, int dflt) {
     String v = optional(name, null);
     if (v == null) {
       return dflt;
@@ -68,7 +68,7 @@ final class Args {
   }
 
   /** Runs a command body; known failures print one line to stderr and exit 1 (usage problems: 2). */
-  static void run(String command, Body body) {
+  public static void run(String command, Body body) {
     try {
       body.run();
     } catch (ConfigException e) {
@@ -80,7 +80,7 @@ final class Args {
     }
   }
 
-  interface Body {
+  public interface Body {
     void run() throws Exception;
   }
 }

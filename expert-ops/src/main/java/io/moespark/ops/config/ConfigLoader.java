@@ -69,8 +69,16 @@ public final class ConfigLoader {
 
   /** Reads back what {@link #toTree} wrote. */
   public static RunConfig fromTree(JsonNode tree, String source) {
+    return fromTree(tree, source, List.of());
+  }
+
+  /** Reads back what {@link #toTree} wrote, then applies the overrides in order. */
+  public static RunConfig fromTree(JsonNode tree, String source, List<String> overrides) {
     ObjectNode t = defaults();
     merge(t, (ObjectNode) tree, "", source);
+    for (String o : overrides) {
+      applyOverride(t, o);
+    }
     return bind(t, source);
   }
 

@@ -32,7 +32,12 @@ public record RunConfig(
 
   public record Data(String path, String format, String split, double valFraction) {}
 
-  public record Parallel(int ranks, String dispatch) {}
+  /**
+   * @param stepsPerStage steps the direct runner runs per Spark job (each step's statistics still reach
+   *     the driver as it ends)
+   * @param timeoutS how long a rank waits for a peer in an exchange before the step fails
+   */
+  public record Parallel(int ranks, String dispatch, int stepsPerStage, int timeoutS) {}
 
   public record Checkpoint(int every, int keep) {}
 
@@ -79,12 +84,15 @@ public record RunConfig(
     positive("train.eval_batches", train.evalBatches());
     positive("train.log_every", train.logEvery());
     check(data.path() != null && !data.path().isBlank(), "data.path", data.path(), "a file or directory path");
-    check(data.format().equals("auto") || data.format().equals("text") || data.format().equals("tokens"),
-        "data.format", data.format(), "one of auto, text, tokens");
+    check(data.format().equals("auto") || data.format().equals("text") || data.format().equals("tokens")
+        || data.format().equals("prepared"),
+        "data.format", data.format(), "one of auto, text, tokens, prepared");
     check(data.valFraction() >= 0 && data.valFraction() < 1, "data.val_fraction", data.valFraction(), "in [0, 1)");
     positive("parallel.ranks", parallel.ranks());
     check(parallel.dispatch().equals("direct") || parallel.dispatch().equals("shuffle"), "parallel.dispatch",
         parallel.dispatch(), "one of direct, shuffle");
+    positive("parallel.steps_per_stage", parallel.stepsPerStage());
+    positive("parallel.timeout_s", parallel.timeoutS());
     check(checkpoint.every() >= 0, "checkpoint.every", checkpoint.every(), ">= 0 (0: only at the end)");
     positive("checkpoint.keep", checkpoint.keep());
     return this;

@@ -5,87 +5,84 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.ops.model.TransformerLM;
 import io.moespark.ops.optim.AdamW;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
-import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
-import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
-import java.util.HexFormat;
-import java.util.List;
+import io.moespark.ops.tensor.Param;
+import java.util.LinkedHashMap;
+import java.util.Locale;
 import java.util.Map;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * A training checkpoint directory: the exported model files, {@code optimizer.safetensors} (AdamW
- * moments), {@code state.json} (step, optimizer step, selection biases) and {@code manifest.json} (SHA-256
- * and size of every file), written atomically. The data position is the step: batches are a function
- * of (seed, step).
+ * The checkpoint format, independent of where it is stored. Rank r of R writes one shard file,
+ * {@link #shardFile}, with the parameters it owns (its experts; rank 0 also the dense ones) and their
+ * AdamW moments ({@code exp_avg.NAME}, {@code exp_avg_sq.NAME}). Expert tensors carry their global
+ * expert id in the name, so a checkpoint written with R ranks loads with any other R: a rank takes the
+ * tensors it holds from the union of the shards. {@link State} (step, optimizer step, selection biases)
+ * goes to {@link #STATE}; the data position is the step, since batches are a function of (seed, step).
+ * The store (manifest of checksums, temporary directory and rename) is the runner's.
  */
 public final class Checkpoint {
-  public static final String OPTIMIZER = "optimizer.safetensors";
   public static final String STATE = "state.json";
   public static final String MANIFEST = "manifest.json";
-  private static final List<String> FILES = List.of(ModelFiles.WEIGHTS, ModelFiles.CONFIG, OPTIMIZER, STATE);
 
   /** What a checkpoint restores besides the tensors. */
   public record State(int step, long optimizerStep, double[][] selectionBias) {}
 
   private Checkpoint() {}
 
-  public static void save(Path dir, TransformerLM model, AdamW optimizer, State state) throws IOException {
-    AtomicDir.write(dir, tmp -> {
-      ModelFiles.writeInto(tmp, model);
-      try (OutputStream out = Files.newOutputStream(tmp.resolve(OPTIMIZER))) {
-        SafeTensors.write(optimizer.state(), Map.of(), out);
-      }
-      ObjectNode s = ModelFiles.JSON.createObjectNode();
-      s.put("step", state.step());
-      s.put("optimizer_step", state.optimizerStep());
-      ArrayNode biases = s.putArray("selection_bias");
-      for (double[] layer : state.selectionBias()) {
-        ArrayNode a = biases.addArray();
-        for (double b : layer) {
-          a.add(b);
-        }
-      }
-      ModelFiles.JSON.writeValue(tmp.resolve(STATE).toFile(), s);
-      ObjectNode manifest = ModelFiles.JSON.createObjectNode();
-      for (String f : FILES) {
-        ObjectNode e = manifest.putObject(f);
-        e.put("sha256", sha256(tmp.resolve(f)));
-        e.put("bytes", Files.size(tmp.resolve(f)));
-      }
-      ModelFiles.JSON.writeValue(tmp.resolve(MANIFEST).toFile(), manifest);
-    });
+  public static String shardFile(int rank) {
+    return String.format(Locale.ROOT, "shard-%05d.safetensors", rank);
   }
 
-  /** Verifies the manifest, then loads weights and optimizer state into model and optimizer. */
-  public static State load(Path dir, TransformerLM model, AdamW optimizer) throws IOException {
-    Path manifestFile = dir.resolve(MANIFEST);
-    if (!Files.exists(manifestFile)) {
-      throw new NoSuchFileException(manifestFile + " (not a complete checkpoint directory)");
-    }
-    JsonNode manifest = ModelFiles.JSON.readTree(manifestFile.toFile());
-    for (String f : FILES) {
-      JsonNode e = manifest.get(f);
-      Path p = dir.resolve(f);
-      if (e == null || !Files.exists(p)) {
-        throw new IOException(dir + ": checkpoint file " + f + " missing");
+  /** The tensors rank {@code rank} writes: its expert parameters (dense ones too on rank 0) and their moments. */
+  public static Map<String, INDArray> shardTensors(TransformerLM model, AdamW optimizer, int rank) {
+    Map<String, INDArray> moments = optimizer.state();
+    Map<String, INDArray> out = new LinkedHashMap<>();
+    for (Param p : model.params().all()) {
+      if (p.isExpert() || rank == 0) {
+        out.put(p.name(), p.value());
+        for (String kind : new String[] {"exp_avg.", "exp_avg_sq."}) {
+          INDArray m = moments.get(kind + p.name());
+          if (m == null) {
+            throw new IllegalStateException("no optimizer moments for " + p.name() + ": checkpoint before the first step");
+          }
+          out.put(kind + p.name(), m);
+        }
       }
-      if (!sha256(p).equals(e.get("sha256").asText())) {
-        throw new IOException(p + ": checksum does not match " + MANIFEST + " (corrupt checkpoint)");
+    }
+    return out;
+  }
+
+  /**
+   * Loads every parameter the model holds, and its moments, from {@code tensors} (the union of the
+   * shards it needs), checking names and shapes; {@code source} names the checkpoint in errors.
+   */
+  public static void restore(Map<String, INDArray> tensors, TransformerLM model, AdamW optimizer, long optimizerStep,
+      String source) {
+    ModelFiles.assign(tensors, model, source);
+    optimizer.restore(model.params().all(), tensors, optimizerStep);
+  }
+
+  public static ObjectNode toJson(State state) {
+    ObjectNode s = ModelFiles.JSON.createObjectNode();
+    s.put("step", state.step());
+    s.put("optimizer_step", state.optimizerStep());
+    ArrayNode biases = s.putArray("selection_bias");
+    for (double[] layer : state.selectionBias()) {
+      ArrayNode a = biases.addArray();
+      for (double b : layer) {
+        a.add(b);
       }
     }
-    ModelFiles.loadWeights(dir.resolve(ModelFiles.WEIGHTS), model);
-    JsonNode s = ModelFiles.JSON.readTree(dir.resolve(STATE).toFile());
-    Map<String, INDArray> opt;
-    try (InputStream in = Files.newInputStream(dir.resolve(OPTIMIZER))) {
-      opt = SafeTensors.read(in, dir.resolve(OPTIMIZER).toString());
+    return s;
+  }
+
+  /** Reads {@link #toJson}'s output; {@code source} names the file in errors. */
+  public static State fromJson(JsonNode s, String source) {
+    for (String key : new String[] {"step", "optimizer_step", "selection_bias"}) {
+      if (s == null || !s.has(key)) {
+        throw new IllegalArgumentException(source + ": missing '" + key + "'");
+      }
     }
-    optimizer.restore(model.params().all(), opt, s.get("optimizer_step").asLong());
     JsonNode b = s.get("selection_bias");
     double[][] bias = new double[b.size()][];
     for (int i = 0; i < bias.length; i++) {
@@ -95,18 +92,5 @@ public final class Checkpoint {
       }
     }
     return new State(s.get("step").asInt(), s.get("optimizer_step").asLong(), bias);
-  }
-
-  static String sha256(Path file) throws IOException {
-    try (InputStream in = Files.newInputStream(file)) {
-      MessageDigest md = MessageDigest.getInstance("SHA-256");
-      byte[] buf = new byte[1 << 16];
-      for (int n; (n = in.read(buf)) > 0; ) {
-        md.update(buf, 0, n);
-      }
-      return HexFormat.of().formatHex(md.digest());
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
   }
 }

@@ -34,17 +34,24 @@ public final class ModelFiles {
 
   private ModelFiles() {}
 
-  /** Writes weights and config.json into {@code dir} (an existing directory). */
+  /** Writes weights and config.json into {@code dir} (an existing local directory). */
   public static void writeInto(Path dir, TransformerLM model) throws IOException {
     try (OutputStream out = Files.newOutputStream(dir.resolve(WEIGHTS))) {
-      SafeTensors.write(model.params().values(), Map.of("format", "pt"), out);
+      writeWeights(model, out);
     }
-    JSON.writeValue(dir.resolve(CONFIG).toFile(), configJson(model.config(), model.moeConfig()));
+    try (OutputStream out = Files.newOutputStream(dir.resolve(CONFIG))) {
+      writeConfig(model, out);
+    }
   }
 
-  /** Exports atomically to {@code dir}, replacing an earlier export only once the new one is complete. */
-  public static void export(Path dir, TransformerLM model) throws IOException {
-    AtomicDir.write(dir, tmp -> writeInto(tmp, model));
+  /** The {@link #WEIGHTS} file: every parameter of a model that holds all experts. */
+  public static void writeWeights(TransformerLM model, OutputStream out) throws IOException {
+    SafeTensors.write(model.params().values(), Map.of("format", "pt"), out);
+  }
+
+  /** The {@link #CONFIG} file. */
+  public static void writeConfig(TransformerLM model, OutputStream out) throws IOException {
+    out.write(JSON.writeValueAsBytes(configJson(model.config(), model.moeConfig())));
   }
 
   public static ObjectNode configJson(RunConfig.Model m, RunConfig.Moe e) {

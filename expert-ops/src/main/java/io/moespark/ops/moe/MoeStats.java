@@ -4,7 +4,8 @@ package io.moespark.ops.moe;
  * Global statistics of one MoE layer for one step (all ranks): assignments per expert before and after
  * capacity dropping, and the unscaled aux and z losses.
  */
-public record MoeStats(long[] assignedPerExpert, long[] keptPerExpert, double aux, double z) {
+public record MoeStats(long[] assignedPerExpert, long[] keptPerExpert, double aux, double z)
+    implements java.io.Serializable {
   public long assigned() {
     long s = 0;
     for (long c : assignedPerExpert) {

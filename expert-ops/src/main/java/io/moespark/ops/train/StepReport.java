@@ -2,11 +2,18 @@ package io.moespark.ops.train;
 
 import io.moespark.ops.model.LossTerms;
 import io.moespark.ops.moe.MoeStats;
+import java.io.Serializable;
 import java.util.List;
 
-/** What one training step reports: loss terms, optimizer numbers, speed and per-layer expert load. */
+/**
+ * What one training step reports: loss terms, optimizer numbers, speed and per-layer expert load.
+ * Serializable so that a runner can ship it from the ranks to a driver as it is.
+ */
 public record StepReport(int step, LossTerms loss, double lr, double gradNorm, double seconds, long tokens,
-    List<MoeStats> layers) {
+    List<MoeStats> layers) implements Serializable {
+  public StepReport {
+    layers = List.copyOf(layers);
+  }
 
   public double tokensPerSecond() {
     return tokens / seconds;

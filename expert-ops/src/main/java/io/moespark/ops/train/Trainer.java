@@ -9,19 +9,18 @@ import io.moespark.ops.moe.MoeLayer;
 import io.moespark.ops.moe.MoeStats;
 import io.moespark.ops.moe.Reducer;
 import io.moespark.ops.moe.ShardLayout;
-import io.moespark.ops.tensor.Param;
-import java.util.function.IntFunction;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
-import org.nd4j.linalg.indexing.NDArrayIndex;
 import io.moespark.ops.optim.AdamW;
 import io.moespark.ops.optim.GradClip;
 import io.moespark.ops.optim.LrSchedule;
-import java.io.IOException;
-import java.nio.file.Path;
+import io.moespark.ops.tensor.Param;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.function.IntFunction;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 
 /**
  * One rank's trainer: its model replica and expert shard, optimizer state, and the step. A step takes the
@@ -147,49 +146,84 @@ public final class Trainer {
   /** Mean next-token CE over {@code tokens} predicted positions. */
   public record Evaluation(double loss, long tokens) {}
 
-  /** Mean next-token CE over the windows (at most maxWindows) of a token stream, dropless by default. */
+  /**
+   * Mean next-token CE of a model holding every expert over the consecutive windows of a token stream
+   * (at most maxWindows), dropless unless a capacity factor is given.
+   */
   public static Evaluation evaluate(TransformerLM model, int[] tokens, int batch, int maxWindows,
       double capacityFactor) {
+    return evaluate(model, tokens, batch, maxWindows, capacityFactor, 0, 1, Exchange.LOCAL, Reducer.LOCAL);
+  }
+
+  /**
+   * Rank {@code rank}'s part of a distributed evaluation: every batch of windows is split over the
+   * ranks as a training batch is, and the CE sums are added over ranks. The windows are a function of
+   * the data only, so the result does not depend on R.
+   */
+  static Evaluation evaluate(TransformerLM model, int[] tokens, int batch, int maxWindows, double capacityFactor,
+      int rank, int ranks, Exchange ex, Reducer reducer) {
     int seq = model.config().seqLen();
     int[] starts = Batches.evalStarts(tokens.length, seq);
     int n = Math.min(starts.length, maxWindows);
-    if (n == 0) {
-      throw new IllegalArgumentException("evaluation data has " + tokens.length + " tokens, fewer than one window of "
-          + (seq + 1));
+    int b = Math.min(batch, n);
+    if (b < ranks) {
+      throw new IllegalArgumentException("evaluation data has " + tokens.length + " tokens: " + n + " windows of "
+          + (seq + 1) + ", fewer than one per rank (" + ranks + ")");
+    }
+    // A last partial batch counts when every rank gets a window of it (always, for one rank).
+    if (n % b != 0 && n % b < ranks) {
+      n -= n % b;
     }
     model.setCapacityFactor(capacityFactor);
     for (MoeLayer m : model.moeLayers()) {
       m.setSelectionBias(null);
     }
-    double sum = 0;
-    for (int from = 0; from < n; from += batch) {
-      int to = Math.min(n, from + batch);
+    double[] sum = {0};
+    for (int first = 0; first < n; first += b) {
+      int size = Math.min(b, n - first);
+      int from = first + (int) ((long) rank * size / ranks), to = first + (int) ((long) (rank + 1) * size / ranks);
       Batches.Slice s = Batches.windows(tokens, starts, from, to, seq);
-      sum += model.evalLossSum(s.inputs(), s.targets(), s.sequences(), Exchange.LOCAL, Reducer.LOCAL);
+      sum[0] += model.evalLossSum(s.inputs(), s.targets(), s.sequences(), ex, reducer);
     }
+    reducer.sum(sum);
     long count = (long) n * seq;
-    return new Evaluation(sum / count, count);
+    return new Evaluation(sum[0] / count, count);
   }
 
-  /** Validation loss with the run's eval settings. */
-  public double evaluate(int[] valTokens) {
-    double loss = evaluate(model, valTokens, cfg.train().batchSize(),
-        cfg.train().evalBatches() * cfg.train().batchSize(), cfg.moe().evalCapacityFactor()).loss();
+  /** Validation loss with the run's eval settings, over this rank's exchange (all ranks call it together). */
+  public double evaluate(int[] valTokens, Exchange ex, Reducer reducer) {
+    RunConfig.Train t = cfg.train();
+    double loss = evaluate(model, valTokens, t.batchSize(), t.evalBatches() * t.batchSize(),
+        cfg.moe().evalCapacityFactor(), rank, ranks, ex, reducer).loss();
     model.setCapacityFactor(cfg.moe().capacityFactor());
     return loss;
   }
 
-  public void saveCheckpoint(Path dir) throws IOException {
-    Checkpoint.save(dir, model, optimizer, new Checkpoint.State(step, optimizer.step(), selectionBias));
+  /** Validation loss of the single-process trainer. */
+  public double evaluate(int[] valTokens) {
+    return evaluate(valTokens, Exchange.LOCAL, Reducer.LOCAL);
   }
 
-  /** Restores a checkpoint; the next step is the one after the checkpoint's. */
-  public void loadCheckpoint(Path dir) throws IOException {
-    Checkpoint.State s = Checkpoint.load(dir, model, optimizer);
+  /** This rank's checkpoint shard: see {@link Checkpoint#shardTensors}. */
+  public Map<String, INDArray> checkpointTensors() {
+    return Checkpoint.shardTensors(model, optimizer, rank);
+  }
+
+  public Checkpoint.State checkpointState() {
+    double[][] bias = new double[selectionBias.length][];
+    for (int i = 0; i < bias.length; i++) {
+      bias[i] = selectionBias[i].clone();
+    }
+    return new Checkpoint.State(step, optimizer.step(), bias);
+  }
+
+  /** Restores a checkpoint (tensors: the union of the shards this rank needs); the next step is the one after it. */
+  public void restore(Map<String, INDArray> tensors, Checkpoint.State s, String source) {
     if (s.selectionBias().length != selectionBias.length) {
-      throw new IllegalArgumentException(dir + ": checkpoint has " + s.selectionBias().length
+      throw new IllegalArgumentException(source + ": checkpoint has " + s.selectionBias().length
           + " MoE layers of selection bias, the config " + selectionBias.length);
     }
+    Checkpoint.restore(tensors, model, optimizer, s.optimizerStep(), source);
     for (int i = 0; i < selectionBias.length; i++) {
       selectionBias[i] = s.selectionBias()[i].clone();
     }

@@ -62,6 +62,8 @@ public final class DirectCollective implements Exchange, Reducer, Closeable {
   private final Map<Long, CompletableFuture<ByteBuffer>> mailbox = new ConcurrentHashMap<>();
   private final List<TransportClient> peers = new ArrayList<>();
   private long seq;
+  private long bytesSent;
+  private long busyNanos;
 
   private DirectCollective(int rank, int ranks, String host, Security security, long timeoutMs) {
     this.rank = rank;
@@ -141,69 +143,90 @@ public final class DirectCollective implements Exchange, Reducer, Closeable {
 
   @Override
   public INDArray[] allToAll(INDArray[] send) {
-    long s = ++seq;
-    for (int d = 0; d < ranks; d++) {
-      if (d != rank) {
-        post(d, Blocks.matrix(s, rank, send[d]));
+    long t0 = System.nanoTime();
+    try {
+      long s = ++seq;
+      for (int d = 0; d < ranks; d++) {
+        if (d != rank) {
+          post(d, Blocks.matrix(s, rank, send[d]));
+        }
       }
+      INDArray[] recv = new INDArray[ranks];
+      for (int src = 0; src < ranks; src++) {
+        recv[src] = src == rank ? send[rank] : Blocks.readMatrix(take(s, src));
+      }
+      return recv;
+    } finally {
+      busyNanos += System.nanoTime() - t0;
     }
-    INDArray[] recv = new INDArray[ranks];
-    for (int src = 0; src < ranks; src++) {
-      recv[src] = src == rank ? send[rank] : Blocks.readMatrix(take(s, src));
-    }
-    return recv;
   }
 
   @Override
   public int[][] allToAllCounts(int[][] send) {
-    long s = ++seq;
-    for (int d = 0; d < ranks; d++) {
-      if (d != rank) {
-        post(d, Blocks.ints(s, rank, new int[][] {send[d]}));
+    long t0 = System.nanoTime();
+    try {
+      long s = ++seq;
+      for (int d = 0; d < ranks; d++) {
+        if (d != rank) {
+          post(d, Blocks.ints(s, rank, new int[][] {send[d]}));
+        }
       }
+      int[][] recv = new int[ranks][];
+      for (int src = 0; src < ranks; src++) {
+        recv[src] = src == rank ? send[rank].clone() : Blocks.readInts(take(s, src))[0];
+      }
+      return recv;
+    } finally {
+      busyNanos += System.nanoTime() - t0;
     }
-    int[][] recv = new int[ranks][];
-    for (int src = 0; src < ranks; src++) {
-      recv[src] = src == rank ? send[rank].clone() : Blocks.readInts(take(s, src))[0];
-    }
-    return recv;
   }
 
   @Override
   public void sum(double[] values) {
-    long s = ++seq;
-    for (int d = 0; d < ranks; d++) {
-      if (d != rank) {
-        post(d, Blocks.doubles(s, rank, values));
+    long t0 = System.nanoTime();
+    try {
+      long s = ++seq;
+      for (int d = 0; d < ranks; d++) {
+        if (d != rank) {
+          post(d, Blocks.doubles(s, rank, values));
+        }
       }
-    }
-    double[] mine = values.clone();
-    java.util.Arrays.fill(values, 0);
-    for (int src = 0; src < ranks; src++) {
-      double[] v = src == rank ? mine : Blocks.readDoubles(take(s, src));
-      for (int i = 0; i < v.length; i++) {
-        values[i] += v[i];
+      double[] mine = values.clone();
+      java.util.Arrays.fill(values, 0);
+      for (int src = 0; src < ranks; src++) {
+        double[] v = src == rank ? mine : Blocks.readDoubles(take(s, src));
+        for (int i = 0; i < v.length; i++) {
+          values[i] += v[i];
+        }
       }
+    } finally {
+      busyNanos += System.nanoTime() - t0;
     }
   }
 
   @Override
   public void sum(INDArray values) {
-    long s = ++seq;
-    INDArray flat = values.reshape(1, values.length());
-    for (int d = 0; d < ranks; d++) {
-      if (d != rank) {
-        post(d, Blocks.matrix(s, rank, flat));
+    long t0 = System.nanoTime();
+    try {
+      long s = ++seq;
+      INDArray flat = values.reshape(1, values.length());
+      for (int d = 0; d < ranks; d++) {
+        if (d != rank) {
+          post(d, Blocks.matrix(s, rank, flat));
+        }
       }
-    }
-    INDArray mine = values.dup();
-    values.assign(0);
-    for (int src = 0; src < ranks; src++) {
-      values.addi(src == rank ? mine : Blocks.readMatrix(take(s, src)).reshape(values.shape()));
+      INDArray mine = values.dup();
+      values.assign(0);
+      for (int src = 0; src < ranks; src++) {
+        values.addi(src == rank ? mine : Blocks.readMatrix(take(s, src)).reshape(values.shape()));
+      }
+    } finally {
+      busyNanos += System.nanoTime() - t0;
     }
   }
 
   private void post(int dest, ByteBuffer message) {
+    bytesSent += message.remaining();
     try {
       peers.get(dest).sendRpcSync(message, timeoutMs);
     } catch (RuntimeException e) {
@@ -230,6 +253,16 @@ public final class DirectCollective implements Exchange, Reducer, Closeable {
 
   private CompletableFuture<ByteBuffer> slot(long s, int source) {
     return mailbox.computeIfAbsent(s * ranks + source, k -> new CompletableFuture<>());
+  }
+
+  /** Bytes this rank has sent to its peers since it started. */
+  public long bytesSent() {
+    return bytesSent;
+  }
+
+  /** Seconds this rank has spent inside collective calls (sending, and waiting for its peers). */
+  public double busySeconds() {
+    return busyNanos / 1e9;
   }
 
   /** Messages waiting to be taken (for tests: nothing arrives unauthenticated). */

@@ -1,0 +1,316 @@
+package io.moespark.job;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moespark.job.data.PreparedData;
+import io.moespark.job.io.CheckpointStore;
+import io.moespark.job.io.RunFiles;
+import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.ConfigLoader;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.io.ModelFiles;
+import io.moespark.ops.model.TransformerLM;
+import io.moespark.ops.moe.MoeStats;
+import io.moespark.ops.tensor.Param;
+import io.moespark.ops.train.StepReport;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataOutputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * The driver's step loop of one run: opens the ranks (fresh, or from the run's last checkpoint with
+ * {@code resume}), runs stages of {@code parallel.steps_per_stage} steps cut at evaluation and
+ * checkpoint boundaries, and for every step writes a line to {@code RUN/metrics.jsonl} and (every
+ * {@code train.log_every}) a progress line; validation every {@code train.eval_every} steps; atomic
+ * checkpoints every {@code checkpoint.every} steps and at the end; the final model exported to
+ * {@code RUN/model/} with the data's tokenizer. All jobs of the run share one job group; each job's
+ * description says which steps it runs and the last loss and load seen. A non-finite loss stops the run
+ * with a message; nothing written before it is touched.
+ */
+public final class TrainJob {
+  public static final String CONFIG = "config.json";
+  public static final String METRICS = "metrics.jsonl";
+  public static final String MODEL = "model";
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  /**
+   * How a run ended: steps done, last training loss, last validation loss (NaN if none), the exported
+   * model's directory (null when stopped early).
+   */
+  public record Outcome(int steps, double loss, double valLoss, String modelDir) {}
+
+  private final JavaSparkContext sc;
+  private final RunConfig cfg;
+  private final Path runDir;
+  private final FileSystem fs;
+  private final PrintStream console;
+  private final String configJson;
+  private FSDataOutputStream metrics;
+  private StepResult last;
+  private ObjectNode held; // the metrics line of a step whose validation loss is still to come
+  private double valLoss = Double.NaN;
+  private long loopStart;
+  private int loopFirstStep;
+
+  private TrainJob(JavaSparkContext sc, RunConfig cfg, Path runDir, FileSystem fs, PrintStream console) {
+    this.sc = sc;
+    this.cfg = cfg;
+    this.runDir = runDir;
+    this.fs = fs;
+    this.console = console;
+    this.configJson = ConfigLoader.toTree(cfg).toPrettyString();
+  }
+
+  /**
+   * Runs (or with {@code resume}, continues) the run in {@code runDir}, any Hadoop path. With
+   * {@code stopAt} > 0 the run stops after that step with a checkpoint (and no export), to be continued
+   * later with {@code resume}: the result is bit-identical to an uninterrupted run.
+   */
+  public static Outcome run(JavaSparkContext sc, RunConfig cfg, String runDir, boolean resume, int stopAt,
+      PrintStream console) throws IOException {
+    if (!cfg.parallel().dispatch().equals("direct")) {
+      throw new ConfigException("parallel.dispatch: '" + cfg.parallel().dispatch()
+          + "' is not available yet; use direct");
+    }
+    Configuration conf = sc.hadoopConfiguration();
+    Path dir = new Path(runDir);
+    FileSystem fs = RunFiles.fs(dir, conf);
+    Path qualified = fs.makeQualified(dir); // executors write checkpoint shards here: no relative paths
+    TrainJob job = new TrainJob(sc, cfg, qualified, fs, console);
+    return job.run(resume, stopAt > 0 ? Math.min(stopAt, cfg.train().steps()) : cfg.train().steps());
+  }
+
+  private Outcome run(boolean resume, int stopAt) throws IOException {
+    CheckpointStore store = new CheckpointStore(runDir.toString(), cfg.checkpoint().keep(), fs.getConf());
+    CheckpointStore.Stored from = null;
+    ExpertPlacement placement = ExpertPlacement.contiguous(cfg, cfg.parallel().ranks());
+    if (resume) {
+      from = store.latest().orElseThrow(() -> new ConfigException("--resume: no checkpoint under "
+          + new Path(runDir, CheckpointStore.DIR)));
+      JsonNode state = JSON.readTree(from.stateJson());
+      if (state.path("ranks").asInt() == cfg.parallel().ranks()) {
+        placement = ExpertPlacement.fromJson(state.get("placement"), cfg.parallel().ranks());
+      }
+      if (from.step() >= cfg.train().steps()) {
+        throw new ConfigException("--resume: the last checkpoint is at step " + from.step() + ", train.steps is "
+            + cfg.train().steps() + ": nothing left to run (raise train.steps with --set)");
+      }
+      console.printf(Locale.ROOT, "resuming from %s (step %d, written with %d ranks)%n", from.dir(), from.step(),
+          state.path("ranks").asInt());
+    } else if (fs.exists(new Path(runDir, METRICS)) || fs.exists(new Path(runDir, CheckpointStore.DIR))) {
+      throw new ConfigException("--run-dir " + runDir + " already holds a run; pass --resume to continue it or "
+          + "choose another directory");
+    }
+    fs.mkdirs(runDir);
+    writeFile(new Path(runDir, CONFIG), configJson);
+    openMetrics(from == null ? 0 : from.step());
+    sc.setJobGroup("moe-spark-" + runDir.getName() + "-" + System.currentTimeMillis(),
+        "moe-spark train " + runDir.getName(), false);
+    try (DirectRunner ranks = DirectRunner.open(sc, cfg, placement, from)) {
+      console.printf(Locale.ROOT, "%d rank(s) on executors %s; %,d validation tokens%n", placement.ranks(),
+          ranks.executors(), ranks.valTokens());
+      loop(ranks, store, placement, stopAt);
+      String model = null;
+      if (ranks.nextStep() == cfg.train().steps()) {
+        model = export(ranks.gather());
+        console.println("model exported to " + model);
+      } else {
+        console.printf(Locale.ROOT, "stopped after step %d of %d; continue with --resume%n", ranks.nextStep(),
+            cfg.train().steps());
+      }
+      return new Outcome(ranks.nextStep(), last == null ? Double.NaN : last.loss(), valLoss, model);
+    } finally {
+      metrics.close();
+      sc.clearJobGroup();
+    }
+  }
+
+  private void loop(DirectRunner ranks, CheckpointStore store, ExpertPlacement placement, int stopAt)
+      throws IOException {
+    RunConfig.Train t = cfg.train();
+    int total = t.steps();
+    loopStart = System.nanoTime();
+    loopFirstStep = ranks.nextStep();
+    while (ranks.nextStep() < stopAt) {
+      int next = ranks.nextStep();
+      int count = Math.min(cfg.parallel().stepsPerStage(), stopAt - next);
+      count = Math.min(count, untilBoundary(next, t.evalEvery()));
+      count = Math.min(count, untilBoundary(next, cfg.checkpoint().every()));
+      ranks.steps(count, this::onStep, description(next, count, total));
+      int done = ranks.nextStep();
+      if (held != null) {
+        if (ranks.valTokens() > 0) {
+          valLoss = ranks.evaluate();
+          held.put("val_loss", valLoss);
+          console.printf(Locale.ROOT, "step %d/%d · validation loss %.4f%n", done, total, valLoss);
+        }
+        writeMetrics(held);
+        held = null;
+      }
+      boolean every = cfg.checkpoint().every() > 0 && done % cfg.checkpoint().every() == 0;
+      if (every || done == stopAt) {
+        checkpoint(ranks, store, placement);
+      }
+    }
+  }
+
+  private static int untilBoundary(int next, int every) {
+    return every <= 0 ? Integer.MAX_VALUE : every - next % every;
+  }
+
+  private String description(int next, int count, int total) {
+    String steps = count == 1 ? "step " + (next + 1) : "steps " + (next + 1) + "–" + (next + count);
+    if (last == null) {
+      return steps + "/" + total;
+    }
+    return String.format(Locale.ROOT, "%s/%d · loss %.4f · max/mean load %.2f", steps, total, last.loss(),
+        last.report().maxOverMeanLoad());
+  }
+
+  private void onStep(StepResult s) {
+    last = s;
+    StepReport r = s.report();
+    int total = cfg.train().steps();
+    ObjectNode line = metricsLine(s);
+    boolean evalAfter = cfg.train().evalEvery() > 0
+        && ((r.step() + 1) % cfg.train().evalEvery() == 0 || r.step() + 1 == total);
+    try {
+      if (evalAfter) {
+        held = line;
+      } else {
+        writeMetrics(line);
+      }
+    } catch (IOException e) {
+      throw new IllegalStateException("cannot write " + new Path(runDir, METRICS) + ": " + e.getMessage(), e);
+    }
+    if ((r.step() + 1) % cfg.train().logEvery() == 0 || r.step() + 1 == total || r.step() == loopFirstStep) {
+      double perStep = (System.nanoTime() - loopStart) / 1e9 / (r.step() + 1 - loopFirstStep);
+      long eta = Math.round(perStep * (total - r.step() - 1));
+      console.printf(Locale.ROOT, "step %d/%d · loss %.4f (ce %.4f, aux %.4f) · %,.0f tok/s · max/mean load %.2f · "
+          + "dropped %.1f%% · exchange %.0f%% · ETA %dm%02ds%n", r.step() + 1, total, r.loss().total(), r.loss().ce(),
+          r.loss().aux(), r.tokensPerSecond(), r.maxOverMeanLoad(), 100 * r.droppedFraction(),
+          100 * s.exchangeSeconds() / r.seconds(), eta / 60, eta % 60);
+    }
+  }
+
+  /** One metrics.jsonl object. */
+  static ObjectNode metricsLine(StepResult s) {
+    StepReport r = s.report();
+    ObjectNode n = JSON.createObjectNode();
+    n.put("step", r.step());
+    n.put("loss", r.loss().total());
+    n.put("ce", r.loss().ce());
+    n.put("aux", r.loss().aux());
+    n.put("z", r.loss().z());
+    n.put("lr", r.lr());
+    n.put("grad_norm", r.gradNorm());
+    n.put("seconds", r.seconds());
+    n.put("tokens_per_s", r.tokensPerSecond());
+    n.put("max_over_mean_load", r.maxOverMeanLoad());
+    n.put("dropped_fraction", r.droppedFraction());
+    n.put("exchange_seconds", s.exchangeSeconds());
+    n.put("bytes_exchanged", s.bytesExchanged());
+    var assigned = n.putArray("expert_tokens");
+    var kept = n.putArray("expert_tokens_kept");
+    for (MoeStats l : r.layers()) {
+      var a = assigned.addArray();
+      var k = kept.addArray();
+      for (int e = 0; e < l.assignedPerExpert().length; e++) {
+        a.add(l.assignedPerExpert()[e]);
+        k.add(l.keptPerExpert()[e]);
+      }
+    }
+    return n;
+  }
+
+  private void checkpoint(DirectRunner ranks, CheckpointStore store, ExpertPlacement placement) throws IOException {
+    int step = ranks.nextStep();
+    String tmp = store.begin(step);
+    try {
+      DirectRunner.Saved saved = ranks.save(tmp);
+      ObjectNode state = (ObjectNode) JSON.readTree(saved.stateJson());
+      state.put("ranks", placement.ranks());
+      state.set("placement", placement.toJson(JSON));
+      String dir = store.commit(tmp, step, state, configJson, saved.shards());
+      console.println("checkpoint " + dir);
+    } catch (IOException | RuntimeException e) {
+      store.abort(tmp);
+      throw e;
+    }
+  }
+
+  private String export(Map<String, float[]> params) throws IOException {
+    TransformerLM model = TransformerLM.singleRank(cfg.model(), cfg.moe(), DataType.FLOAT);
+    for (Param p : model.params().all()) {
+      float[] v = params.get(p.name());
+      if (v == null) {
+        throw new IllegalStateException("no rank returned parameter " + p.name());
+      }
+      p.value().assign(Nd4j.createFromArray(v).reshape(p.value().shape()));
+    }
+    Path target = new Path(runDir, MODEL);
+    String tokenizer = PreparedData.isPrepared(cfg.data().path(), fs.getConf())
+        ? PreparedData.open(cfg.data().path(), fs.getConf(), "data.path").tokenizer().toString() : null;
+    RunFiles.writeDir(fs, target, tmp -> {
+      RunFiles.write(fs, new Path(tmp, ModelFiles.WEIGHTS), out -> ModelFiles.writeWeights(model, out));
+      RunFiles.write(fs, new Path(tmp, ModelFiles.CONFIG), out -> ModelFiles.writeConfig(model, out));
+      if (tokenizer != null) {
+        Path src = new Path(tokenizer);
+        FileSystem srcFs = src.getFileSystem(fs.getConf());
+        RunFiles.write(fs, new Path(tmp, PreparedData.TOKENIZER), out -> {
+          try (InputStream in = srcFs.open(src)) {
+            in.transferTo(out);
+          }
+        });
+      }
+    });
+    return target.toString();
+  }
+
+  /** metrics.jsonl: kept up to {@code fromStep} (a resumed run rewrites the steps after its checkpoint). */
+  private void openMetrics(int fromStep) throws IOException {
+    Path file = new Path(runDir, METRICS);
+    if (fromStep == 0 || !fs.exists(file)) {
+      metrics = fs.create(file, true);
+      return;
+    }
+    List<String> kept = new ArrayList<>();
+    try (BufferedReader in = new BufferedReader(new InputStreamReader(fs.open(file), StandardCharsets.UTF_8))) {
+      for (String l; (l = in.readLine()) != null; ) {
+        if (!l.isBlank() && JSON.readTree(l).path("step").asInt() < fromStep) {
+          kept.add(l);
+        }
+      }
+    }
+    writeFile(file, kept.isEmpty() ? "" : String.join("\n", kept) + "\n");
+    metrics = fs.append(file);
+  }
+
+  private void writeMetrics(ObjectNode line) throws IOException {
+    metrics.write((JSON.writeValueAsString(line) + "\n").getBytes(StandardCharsets.UTF_8));
+    metrics.hflush();
+  }
+
+  /** Replaces a small file atomically. */
+  private void writeFile(Path file, String text) throws IOException {
+    Path tmp = RunFiles.tempSibling(file);
+    RunFiles.write(fs, tmp, (OutputStream out) -> out.write(text.getBytes(StandardCharsets.UTF_8)));
+    RunFiles.commit(fs, tmp, file);
+  }
+}

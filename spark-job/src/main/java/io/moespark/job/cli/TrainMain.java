@@ -1,0 +1,90 @@
+package io.moespark.job.cli;
+
+import io.moespark.job.StepFeedPlugin;
+import io.moespark.job.TrainJob;
+import io.moespark.ops.cli.Args;
+import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.ConfigLoader;
+import io.moespark.ops.config.RunConfig;
+import java.io.IOException;
+import java.io.InputStream;
+import java.util.Set;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaSparkContext;
+
+/**
+ * {@code moe-train --config FILE [--set key=value]... [--master URL] [--run-dir DIR] [--resume]
+ * [--stop-at STEP]}: the training job. In-process on {@code local[*]} unless a master is given here or by spark-submit;
+ * {@code --resume} continues the run in DIR from its last checkpoint (the config defaults to DIR's
+ * config.json, and {@code --set} may change e.g. {@code parallel.ranks} or {@code train.steps});
+ * {@code --stop-at} ends the run after that step with a checkpoint (for time-sliced clusters).
+ */
+public final class TrainMain {
+  private TrainMain() {}
+
+  public static void main(String[] argv) {
+    Args.run("moe-train", () -> {
+      Args a = new Args(argv, 0, Set.of("--config", "--set", "--master", "--run-dir", "--stop-at"), Set.of("--resume"));
+      boolean resume = a.flag("--resume");
+      String config = a.optional("--config", null);
+      String runDir = a.optional("--run-dir", null);
+      if (config == null && !(resume && runDir != null)) {
+        throw new ConfigException("option --config is required (or --resume with --run-dir)");
+      }
+      if (runDir == null) {
+        runDir = "runs/" + java.nio.file.Path.of(config).getFileName().toString().replaceFirst("\\.ya?ml$", "");
+      }
+      SparkConf conf = sparkConf(a.optional("--master", null), "moe-spark train " + runDir);
+      JavaSparkContext sc = new JavaSparkContext(conf);
+      sc.setLogLevel("WARN");
+      try {
+        RunConfig cfg = config != null ? ConfigLoader.load(java.nio.file.Path.of(config), a.all("--set"))
+            : ConfigLoader.fromTree(readRunConfig(runDir, sc.hadoopConfiguration()), runDir + "/" + TrainJob.CONFIG,
+                a.all("--set"));
+        TrainJob.Outcome o = TrainJob.run(sc, cfg, runDir, resume, a.integer("--stop-at", 0), System.out);
+        System.out.printf(java.util.Locale.ROOT, "done: %d steps, final loss %.4f%s%n", o.steps(), o.loss(),
+            Double.isNaN(o.valLoss()) ? "" : String.format(java.util.Locale.ROOT, ", validation loss %.4f", o.valLoss()));
+      } finally {
+        sc.stop();
+      }
+    });
+  }
+
+  /**
+   * The application's Spark configuration: spark-submit's settings when present, else the given master
+   * or local[*]; the step-statistics plugin is always added to {@code spark.plugins}.
+   */
+  static SparkConf sparkConf(String master, String appName) {
+    SparkConf conf = new SparkConf().setIfMissing("spark.app.name", appName);
+    if (master != null) {
+      conf.setMaster(master);
+    } else {
+      conf.setIfMissing("spark.master", "local[*]");
+    }
+    String plugins = conf.get("spark.plugins", "");
+    if (!plugins.contains(StepFeedPlugin.CLASS)) {
+      conf.set("spark.plugins", plugins.isEmpty() ? StepFeedPlugin.CLASS : plugins + "," + StepFeedPlugin.CLASS);
+    }
+    // Executors started by this launcher (local-cluster) load the job from the jar this class came from.
+    String self = TrainMain.class.getProtectionDomain().getCodeSource().getLocation().getPath();
+    if (self.endsWith(".jar") && conf.get("spark.jars", "").isEmpty()) {
+      conf.setJars(new String[] {self});
+    }
+    return conf;
+  }
+
+  private static com.fasterxml.jackson.databind.JsonNode readRunConfig(String runDir, Configuration conf)
+      throws IOException {
+    Path file = new Path(runDir, TrainJob.CONFIG);
+    FileSystem fs = file.getFileSystem(conf);
+    if (!fs.exists(file)) {
+      throw new ConfigException("--resume: " + file + " does not exist (not a run directory); pass --config");
+    }
+    try (InputStream in = fs.open(file)) {
+      return new com.fasterxml.jackson.databind.ObjectMapper().readTree(in);
+    }
+  }
+}

@@ -1,0 +1,128 @@
+package io.moespark.job.data;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moespark.ops.config.ConfigException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.parquet.example.data.Group;
+import org.apache.parquet.hadoop.ParquetReader;
+import org.apache.parquet.hadoop.example.GroupReadSupport;
+
+/**
+ * data-prep's output directory (any Hadoop path): {@code manifest.json}, {@code tokenizer.json} and one
+ * Parquet directory per split whose rows are {@code tokens array<int>} windows of seq_len + 1. A split
+ * reads as one token stream: its part files in name order, rows in file order, so the stream (and every
+ * batch drawn from it) is the same on every executor and in every run. Read with parquet-hadoop
+ * directly, so executors load their data inside a task without a SparkSession.
+ */
+public final class PreparedData {
+  public static final String MANIFEST = "manifest.json";
+  public static final String TOKENIZER = "tokenizer.json";
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private final Path dir;
+  private final FileSystem fs;
+  private final JsonNode manifest;
+
+  private PreparedData(Path dir, FileSystem fs, JsonNode manifest) {
+    this.dir = dir;
+    this.fs = fs;
+    this.manifest = manifest;
+  }
+
+  /** True when {@code path} is a directory holding a data-prep manifest. */
+  public static boolean isPrepared(String path, Configuration conf) {
+    try {
+      Path p = new Path(path);
+      FileSystem fs = p.getFileSystem(conf);
+      return fs.isDirectory(p) && fs.exists(new Path(p, MANIFEST));
+    } catch (IOException | IllegalArgumentException e) {
+      return false;
+    }
+  }
+
+  /** @param what how the user named the directory (an option or config key), for error messages */
+  public static PreparedData open(String path, Configuration conf, String what) {
+    Path dir = new Path(path);
+    try {
+      FileSystem fs = dir.getFileSystem(conf);
+      Path m = new Path(dir, MANIFEST);
+      if (!fs.exists(m)) {
+        throw new ConfigException(what + ": " + path + " is not a prepared data directory (no " + MANIFEST
+            + "; run bin/moe-prep first)");
+      }
+      try (InputStream in = fs.open(m)) {
+        return new PreparedData(dir, fs, JSON.readTree(in));
+      }
+    } catch (IOException e) {
+      throw new ConfigException(what + ": cannot read " + path + ": " + e.getMessage(), e);
+    }
+  }
+
+  public int vocabSize() {
+    return manifest.path("vocab_size").asInt();
+  }
+
+  public List<String> splits() {
+    List<String> names = new ArrayList<>();
+    manifest.path("splits").fieldNames().forEachRemaining(names::add);
+    return names;
+  }
+
+  public boolean hasSplit(String split) {
+    return manifest.path("splits").has(split);
+  }
+
+  public Path tokenizer() {
+    return new Path(dir, manifest.path("tokenizer").asText(TOKENIZER));
+  }
+
+  /** The split's windows concatenated into one stream. */
+  public int[] read(String split) {
+    JsonNode s = manifest.path("splits").get(split);
+    if (s == null) {
+      throw new ConfigException(dir + ": no split '" + split + "' (the manifest has " + splits() + ")");
+    }
+    Path splitDir = new Path(dir, s.path("path").asText(split));
+    try {
+      FileStatus[] files = fs.listStatus(splitDir, p -> p.getName().endsWith(".parquet"));
+      Arrays.sort(files, (a, b) -> a.getPath().getName().compareTo(b.getPath().getName()));
+      long expected = s.path("tokens").asLong(-1);
+      int[] out = new int[(int) Math.max(expected, 0)];
+      int n = 0;
+      for (FileStatus f : files) {
+        try (ParquetReader<Group> r = ParquetReader.builder(new GroupReadSupport(), f.getPath())
+            .withConf(fs.getConf()).build()) {
+          for (Group row; (row = r.read()) != null; ) {
+            Group list = row.getGroup("tokens", 0);
+            int len = list.getFieldRepetitionCount("list");
+            if (n + len > out.length) {
+              out = Arrays.copyOf(out, Math.max(n + len, out.length * 2));
+            }
+            for (int i = 0; i < len; i++) {
+              out[n++] = list.getGroup("list", i).getInteger("element", 0);
+            }
+          }
+        }
+      }
+      if (expected >= 0 && n != expected) {
+        throw new ConfigException(splitDir + ": " + n + " tokens, the manifest says " + expected
+            + " (incomplete or modified prepared data)");
+      }
+      return n == out.length ? out : Arrays.copyOf(out, n);
+    } catch (IOException | RuntimeException e) {
+      if (e instanceof ConfigException c) {
+        throw c;
+      }
+      throw new ConfigException(splitDir + ": cannot read split '" + split + "': " + e.getMessage(), e);
+    }
+  }
+}

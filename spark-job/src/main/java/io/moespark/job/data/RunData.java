@@ -1,0 +1,34 @@
+package io.moespark.job.data;
+
+import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.train.TokenData;
+import org.apache.hadoop.conf.Configuration;
+
+/**
+ * The token streams of a run, as each rank loads them: a data-prep directory (train split from
+ * {@code data.split}, validation from its "val" split, its tokenizer exported with the model), or a raw
+ * local file (text bytes or int32 tokens) whose last {@code data.val_fraction} is validation.
+ *
+ * @param tokenizer the tokenizer.json to export with the model, or null for raw byte or token files
+ */
+public record RunData(int[] train, int[] val, String tokenizer) {
+  public static RunData load(RunConfig cfg, Configuration conf) {
+    RunConfig.Data d = cfg.data();
+    int vocab = cfg.model().vocabSize();
+    if (d.format().equals("prepared") || d.format().equals("auto") && PreparedData.isPrepared(d.path(), conf)) {
+      PreparedData p = PreparedData.open(d.path(), conf, "data.path");
+      if (p.vocabSize() > vocab) {
+        throw new ConfigException("data.path " + d.path() + ": its tokenizer has " + p.vocabSize()
+            + " tokens, more than model.vocab_size = " + vocab);
+      }
+      int[] train = p.read(d.split());
+      int[] val = !d.split().equals("val") && p.hasSplit("val") ? p.read("val") : new int[0];
+      return new RunData(train, val, p.tokenizer().toString());
+    }
+    int[] tokens = TokenData.load(java.nio.file.Path.of(d.path()), d.format(), "data.path");
+    TokenData.checkVocab(tokens, vocab, "data.path " + d.path());
+    TokenData.Split split = TokenData.split(tokens, d.valFraction());
+    return new RunData(split.train(), split.val(), null);
+  }
+}
