@@ -37,10 +37,8 @@ public final class RunFiles {
 
   public static FileSystem fs(Path p, Configuration conf) throws IOException {
     FileSystem fs = p.getFileSystem(conf);
-    if (fs instanceof LocalFileSystem) {
-      fs.setWriteChecksum(false); // no .crc side files in local run directories; manifests carry SHA-256
-    }
-    return fs;
+    // Locally, the raw file system: no .crc side files (manifests carry SHA-256) and append works.
+    return fs instanceof LocalFileSystem local ? local.getRaw() : fs;
   }
 
   /** Creates (or replaces) {@code file} and returns its digest. */

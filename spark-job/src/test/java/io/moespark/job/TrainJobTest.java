@@ -1,0 +1,157 @@
+package io.moespark.job;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moespark.job.io.CheckpointStore;
+import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.ConfigLoader;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.io.Checkpoint;
+import io.moespark.ops.io.ModelFiles;
+import io.moespark.ops.train.Trainer;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The driver loop on two executor JVMs (local-cluster[2,1,2048], R = 2): the run directory, a run
+ * stopped after step 3 and resumed is bit-identical to an uninterrupted one, a checkpoint written with
+ * R = 2 resumes with R = 1, corrupt checkpoints and reused run directories are refused by name, and a
+ * diverging run stops with a message and leaves what it wrote intact.
+ */
+class TrainJobTest {
+  static final ObjectMapper JSON = new ObjectMapper();
+  static JavaSparkContext sc;
+  static final PrintStream QUIET = new PrintStream(new ByteArrayOutputStream());
+
+  @BeforeAll
+  static void cluster() {
+    sc = LocalCluster.start(2, 1, 2048);
+  }
+
+  @AfterAll
+  static void stop() {
+    sc.stop();
+  }
+
+  static RunConfig cfg(int ranks, String... more) {
+    List<String> sets = new ArrayList<>(List.of("train.steps=6", "train.eval_every=3", "checkpoint.every=3",
+        "moe.bias_update_rate=0.01", "parallel.steps_per_stage=2"));
+    sets.addAll(List.of(more));
+    return SmallRuns.config(4, ranks, sets.toArray(String[]::new));
+  }
+
+  @Test
+  void stoppedAndResumedRunIsBitIdenticalAndAnyRCanResume(@TempDir Path tmp) throws IOException {
+    Path straight = tmp.resolve("straight"), resumed = tmp.resolve("resumed"), oneRank = tmp.resolve("one-rank");
+    RunConfig two = cfg(2, "checkpoint.keep=1");
+    TrainJob.Outcome a = TrainJob.run(sc, two, straight.toString(), false, 0, QUIET);
+    assertEquals(6, a.steps());
+
+    // The run directory.
+    assertEquals(two, ConfigLoader.fromTree(JSON.readTree(straight.resolve("config.json").toFile()), "config.json"));
+    List<JsonNode> m = metrics(straight);
+    assertEquals(6, m.size());
+    for (int i = 0; i < 6; i++) {
+      assertEquals(i, m.get(i).get("step").asInt());
+      for (String k : List.of("loss", "ce", "aux", "tokens_per_s", "max_over_mean_load", "dropped_fraction",
+          "exchange_seconds", "bytes_exchanged", "expert_tokens", "expert_tokens_kept")) {
+        assertTrue(m.get(i).has(k), k + " missing in " + m.get(i));
+      }
+      assertEquals(i == 2 || i == 5, m.get(i).has("val_loss"), "validation after steps 3 and 6 only");
+      assertEquals(2, m.get(i).get("expert_tokens").size(), "two MoE layers");
+    }
+    assertTrue(m.get(5).get("val_loss").asDouble() < m.get(2).get("val_loss").asDouble(), "validation loss falls");
+    try (Stream<Path> s = Files.list(straight.resolve(CheckpointStore.DIR))) {
+      assertEquals(List.of("step-00000006"), s.map(p -> p.getFileName().toString()).toList(), "keep = 1");
+    }
+    assertEquals(two.model(), ModelFiles.load(straight.resolve("model")).config());
+
+    // Stopped after step 3, then resumed: the same bits.
+    TrainJob.Outcome stopped = TrainJob.run(sc, two, resumed.toString(), false, 3, QUIET);
+    assertEquals(3, stopped.steps());
+    assertEquals(null, stopped.modelDir());
+    TrainJob.run(sc, two, resumed.toString(), true, 0, QUIET);
+    List<JsonNode> r = metrics(resumed);
+    assertEquals(6, r.size());
+    for (int i = 0; i < 6; i++) {
+      for (String k : List.of("loss", "ce", "aux", "grad_norm", "val_loss")) {
+        assertEquals(m.get(i).path(k).asDouble(Double.NaN), r.get(i).path(k).asDouble(Double.NaN), 0.0, k + " " + i);
+      }
+    }
+    assertArrayEquals(Files.readAllBytes(straight.resolve("model/model.safetensors")),
+        Files.readAllBytes(resumed.resolve("model/model.safetensors")));
+
+    // A checkpoint written by two ranks, continued by one.
+    TrainJob.run(sc, two, oneRank.toString(), false, 3, QUIET);
+    RunConfig one = ConfigLoader.fromTree(ConfigLoader.toTree(two), "test", List.of("parallel.ranks=1"));
+    TrainJob.run(sc, one, oneRank.toString(), true, 0, QUIET);
+    List<JsonNode> o = metrics(oneRank);
+    for (int i = 3; i < 6; i++) {
+      double ref = m.get(i).get("loss").asDouble(), got = o.get(i).get("loss").asDouble();
+      assertTrue(Math.abs(got - ref) <= 1e-5 * Math.abs(ref), "step " + i + ": " + got + " vs " + ref);
+    }
+  }
+
+  @Test
+  void corruptCheckpointAndReusedRunDirectoryAreRefusedByName(@TempDir Path tmp) throws IOException {
+    Path run = tmp.resolve("run");
+    RunConfig c = cfg(2);
+    TrainJob.run(sc, c, run.toString(), false, 3, QUIET);
+    ConfigException reuse = assertThrows(ConfigException.class,
+        () -> TrainJob.run(sc, c, run.toString(), false, 0, QUIET));
+    assertTrue(reuse.getMessage().contains("already holds a run") && reuse.getMessage().contains("--resume"),
+        reuse.getMessage());
+    Path shard = run.resolve(CheckpointStore.DIR).resolve("step-00000003").resolve(Checkpoint.shardFile(1));
+    byte[] bytes = Files.readAllBytes(shard);
+    bytes[bytes.length - 1] ^= 1;
+    Files.write(shard, bytes);
+    IllegalStateException e = assertThrows(IllegalStateException.class,
+        () -> TrainJob.run(sc, c, run.toString(), true, 0, QUIET));
+    assertTrue(e.getMessage().contains(Checkpoint.shardFile(1)) && e.getMessage().contains("checksum"), e.getMessage());
+    assertEquals(3, metrics(run).size(), "the metrics of the first three steps are kept");
+  }
+
+  @Test
+  void divergenceStopsWithAMessageAndKeepsWhatWasWritten(@TempDir Path tmp) throws IOException {
+    Path run = tmp.resolve("run");
+    RunConfig c = cfg(2, "train.lr=1e30", "train.warmup_steps=0", "train.grad_clip=0", "checkpoint.every=1",
+        "parallel.steps_per_stage=1", "train.eval_every=0");
+    Trainer.DivergenceException e = assertThrows(Trainer.DivergenceException.class,
+        () -> TrainJob.run(sc, c, run.toString(), false, 0, QUIET));
+    assertTrue(e.getMessage().contains("diverged at step") && e.getMessage().contains("train.lr"), e.getMessage());
+    int diverged = Integer.parseInt(e.getMessage().replaceAll(".*diverged at step (\\d+).*", "$1"));
+    assertTrue(diverged >= 1, "step 0 has a finite loss: " + e.getMessage());
+    assertEquals(diverged, metrics(run).size(), "one line per finished step");
+    try (Stream<Path> s = Files.list(run.resolve(CheckpointStore.DIR))) {
+      List<String> names = s.map(p -> p.getFileName().toString()).sorted().toList();
+      assertFalse(names.isEmpty());
+      assertTrue(names.stream().allMatch(n -> n.startsWith("step-")), "no temporary directories left: " + names);
+    }
+    assertFalse(Files.exists(run.resolve("model")), "no export of a diverged run");
+  }
+
+  static List<JsonNode> metrics(Path run) throws IOException {
+    List<JsonNode> out = new ArrayList<>();
+    for (String l : Files.readAllLines(run.resolve(TrainJob.METRICS))) {
+      out.add(JSON.readTree(l));
+    }
+    return out;
+  }
+}
