@@ -20,14 +20,6 @@ if [[ ! -f $jar || ! -f $cp_file || -n $(find "$root/$module/src/main" "$root/$m
   fi
   rm -f "$log"
 fi
-# Spark's own --add-opens list (launcher JavaModuleOptions).
-opens="--add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.lang.invoke=ALL-UNNAMED
- --add-opens=java.base/java.lang.reflect=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED
- --add-opens=java.base/java.net=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED
- --add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.util.concurrent=ALL-UNNAMED
- --add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED --add-opens=java.base/jdk.internal.ref=ALL-UNNAMED
- --add-opens=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/sun.nio.cs=ALL-UNNAMED
- --add-opens=java.base/sun.security.action=ALL-UNNAMED --add-opens=java.base/sun.util.calendar=ALL-UNNAMED
- -Djdk.reflect.useDirectMethodHandle=false -Dio.netty.tryReflectionSetAccessible=true"
+source "$root/bin/spark-opens.sh"
 # shellcheck disable=SC2086
-exec java ${MOE_JAVA_OPTS:--Xmx8g} $opens -cp "$jar:$(cat "$cp_file")${MOE_EXTRA_CP:+:$MOE_EXTRA_CP}" "$main_class" "$@"
+exec java ${MOE_JAVA_OPTS:--Xmx8g} $opens -Dlog4j2.configurationFile="$root/conf/log4j2.properties" -cp "$jar:$(cat "$cp_file")${MOE_EXTRA_CP:+:$MOE_EXTRA_CP}" "$main_class" "$@"

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.job.data.RunData;
 import io.moespark.job.io.CheckpointStore;
 import io.moespark.job.net.DirectCollective;
+import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.io.Checkpoint;
@@ -24,6 +25,8 @@ import java.util.UUID;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.BarrierTaskContext;
 import org.apache.spark.SparkConf;
@@ -51,6 +54,8 @@ public final class DirectRunner implements AutoCloseable {
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final ClassTag<Integer> INT = ClassTag$.MODULE$.apply(Integer.class);
   private static final ClassTag<RankReply> REPLY = ClassTag$.MODULE$.apply(RankReply.class);
+  private static final Pattern LOCAL = Pattern.compile("local(?:\\[(\\*|\\d+)(?:,\\d+)?])?");
+  private static final Pattern LOCAL_CLUSTER = Pattern.compile("local-cluster\\[(\\d+),\\s*(\\d+),.*]");
 
   /** What a stage asks every rank to do. */
   sealed interface Op extends Serializable permits Open, Steps, Evaluate, Save, Gather, Close {}
@@ -105,6 +110,7 @@ public final class DirectRunner implements AutoCloseable {
    */
   public static DirectRunner open(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement,
       CheckpointStore.Stored from) {
+    checkSlots(sc, placement.ranks());
     DirectRunner d = new DirectRunner(sc, cfg, placement);
     List<RankReply> replies = d.stage(new Open(ConfigLoader.toTree(absoluteData(cfg)).toString(), placement, from),
         "open " + placement.ranks() + " ranks" + (from == null ? "" : " from " + from.dir()), null);
@@ -116,6 +122,30 @@ public final class DirectRunner implements AutoCloseable {
     d.valTokens = replies.get(0).valTokens();
     d.nextStep = from == null ? 0 : from.step();
     return d;
+  }
+
+  /**
+   * A barrier stage of R tasks needs R free task slots at once; Spark finds out only after minutes of
+   * retries, so local masters, whose slots are known up front, are checked here.
+   */
+  private static void checkSlots(JavaSparkContext sc, int ranks) {
+    String master = sc.master();
+    int taskCpus = sc.getConf().getInt("spark.task.cpus", 1);
+    Matcher local = LOCAL.matcher(master), cluster = LOCAL_CLUSTER.matcher(master);
+    int slots;
+    if (local.matches()) {
+      String n = local.group(1);
+      int cores = n == null ? 1 : n.equals("*") ? Runtime.getRuntime().availableProcessors() : Integer.parseInt(n);
+      slots = cores / taskCpus;
+    } else if (cluster.matches()) {
+      slots = Integer.parseInt(cluster.group(1)) * (Integer.parseInt(cluster.group(2)) / taskCpus);
+    } else {
+      return;
+    }
+    if (slots < ranks) {
+      throw new ConfigException("parallel.ranks = " + ranks + " needs " + ranks + " task slots at once; master "
+          + master + " has " + slots + " (lower parallel.ranks or give the master more cores)");
+    }
   }
 
   /** The config with a relative local data path made absolute: executors have their own working directories. */
@@ -299,8 +329,8 @@ public final class DirectRunner implements AutoCloseable {
         return steps(runId, r, st, s);
       }
       if (op instanceof Evaluate) {
-        return new RankReply(r, executor, null, null, 0, List.of(), null, t.evaluate(st.val, st.collective, st.collective),
-            null, null, Map.of());
+        double loss = t.evaluate(st.val, st.collective, st.collective);
+        return new RankReply(r, executor, null, null, 0, List.of(), null, loss, null, null, Map.of());
       }
       if (op instanceof Save s) {
         CheckpointStore.Shard shard = CheckpointStore.writeShard(s.dir(), r, t.checkpointTensors(),
@@ -347,7 +377,8 @@ public final class DirectRunner implements AutoCloseable {
     String host = env.blockManager().blockManagerId().host();
     // The form Spark's scheduler reads as "this executor" (ExecutorCacheTaskLocation); none in local mode.
     String location = env.executorId().equals("driver") ? null : "executor_" + host + "_" + env.executorId();
-    return new RankReply(r, env.executorId(), location, c.address(host), data.val().length, List.of(), null, 0, null, null, Map.of());
+    return new RankReply(r, env.executorId(), location, c.address(host), data.val().length, List.of(), null, 0, null,
+        null, Map.of());
   }
 
   private static RankReply steps(String runId, int r, RankState st, Steps s) throws Exception {

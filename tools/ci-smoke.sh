@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# After `mvn verify`: the user-facing commands, literally. (1) Prepare the bundled corpus, train conf/tiny.yaml
+# on two executor JVMs (local-cluster), check the loss fell, score the model with moe-eval. (2) The job jar under
+# a plain SparkSubmit whose classpath is Spark's jars only (the project's jars, ND4J and JavaCPP removed), so
+# everything else must come from the job jar.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+bin/moe-prep --input data/corpus/moby-dick.txt.gz --output "$work/prepared" --vocab-size 1024 --seq-len 64
+bin/moe-train --config conf/tiny.yaml --master 'local-cluster[2,1,2048]' --run-dir "$work/run" \
+  --set data.path="$work/prepared" | tee "$work/train.log"
+loss() { sed -n "$1"p "$work/run/metrics.jsonl" | sed 's/.*"loss":\([-0-9.eE]*\).*/\1/'; }
+first=$(loss 1)
+last=$(loss '$')
+echo "training loss: first step $first, last step $last"
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 1.0) }' || { echo "the loss did not fall by 1 nat" >&2; exit 1; }
+eval_json=$(bin/moe-eval --model "$work/run/model" --data "$work/prepared" --split val)
+echo "moe-eval: $eval_json"
+val=$(echo "$eval_json" | sed 's/.*"loss": \([-0-9.eE]*\).*/\1/')
+awk -v v="$val" -v a="$first" 'BEGIN { exit !(v < a - 1.0) }' || { echo "validation loss $val not below the start" >&2; exit 1; }
+
+source bin/spark-opens.sh
+mkdir "$work/spark-jars"
+for j in spark-job/target/spark-home/jars/*.jar; do
+  case $(basename "$j") in
+    expert-ops-*|data-prep-*|spark-job-*|nd4j-*|javacpp-*|openblas-*|junit-*|jackson-dataformat-yaml-*) ;;
+    *) ln -s "$root/$j" "$work/spark-jars/" ;;
+  esac
+done
+# shellcheck disable=SC2086
+java -Xmx4g $opens -Dlog4j2.configurationFile="$root/conf/log4j2.properties" -cp "$work/spark-jars/*" \
+  org.apache.spark.deploy.SparkSubmit --master 'local[2]' --class io.moespark.job.cli.TrainMain \
+  spark-job/target/moe-spark-job.jar --config conf/tiny.yaml --run-dir "$work/submitted" \
+  --set data.path="$work/prepared" --set train.steps=20 --set train.eval_every=10
+test -f "$work/submitted/model/model.safetensors" && test -f "$work/submitted/model/tokenizer.json"
+echo "ci-smoke: ok"
