@@ -64,6 +64,8 @@ public final class TrainMain {
     } else {
       conf.setIfMissing("spark.master", "local[*]");
     }
+    // A retried barrier stage cannot repair resident rank state (it fails again, naming the rank): fail fast.
+    conf.setIfMissing("spark.stage.maxConsecutiveAttempts", "1");
     String plugins = conf.get("spark.plugins", "");
     if (!plugins.contains(StepFeedPlugin.CLASS)) {
       conf.set("spark.plugins", plugins.isEmpty() ? StepFeedPlugin.CLASS : plugins + "," + StepFeedPlugin.CLASS);
