@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.job.data.RunData;
 import io.moespark.job.io.CheckpointStore;
-import io.moespark.job.net.DirectCollective;
+import io.moespark.job.net.Collective;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
@@ -47,7 +47,7 @@ import scala.reflect.ClassTag$;
  * tasks. {@link #open} creates the ranks (fresh, or from a checkpoint written with any R) and exchanges
  * the collective's addresses once; every later stage is pinned to the executors that hold the ranks
  * (preferred locations) and runs a few steps, an evaluation, a checkpoint or the parameter gather over
- * the {@link DirectCollective}. Each step's statistics reach the driver as the step ends through
+ * the run's {@link Collective}. Each step's statistics reach the driver as the step ends through
  * {@link StepFeedPlugin} when installed (else when the stage ends).
  */
 public final class DirectRunner implements AutoCloseable {
@@ -372,12 +372,12 @@ public final class DirectRunner implements AutoCloseable {
       trainer.restore(CheckpointStore.readShards(o.from(), needed, conf),
           Checkpoint.fromJson(JSON.readTree(o.from().stateJson()), source + "/" + Checkpoint.STATE), source);
     }
-    DirectCollective c = DirectCollective.forBarrierTask(task, cfg.parallel().timeoutS() * 1000L);
+    Collective c = Collective.forBarrierTask(cfg.parallel().transport(), task, cfg.parallel().timeoutS() * 1000L);
     RankState.register(runId, r, trainer, c, data.val());
     String host = env.blockManager().blockManagerId().host();
     // The form Spark's scheduler reads as "this executor" (ExecutorCacheTaskLocation); none in local mode.
     String location = env.executorId().equals("driver") ? null : "executor_" + host + "_" + env.executorId();
-    return new RankReply(r, env.executorId(), location, c.address(host), data.val().length, List.of(), null, 0, null,
+    return new RankReply(r, env.executorId(), location, c.endpoint(), data.val().length, List.of(), null, 0, null,
         null, Map.of());
   }
 
@@ -388,7 +388,7 @@ public final class DirectRunner implements AutoCloseable {
           + ", the driver asked for step " + s.from() + " (a stage retried after a partial failure); "
           + "restart the run with --resume from its last checkpoint");
     }
-    DirectCollective c = st.collective;
+    Collective c = st.collective;
     List<StepResult> results = new ArrayList<>();
     for (int i = 0; i < s.count(); i++) {
       long bytes0 = c.bytesSent();

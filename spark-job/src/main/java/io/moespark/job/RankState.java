@@ -1,6 +1,6 @@
 package io.moespark.job;
 
-import io.moespark.job.net.DirectCollective;
+import io.moespark.job.net.Collective;
 import io.moespark.ops.train.Trainer;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -16,16 +16,16 @@ final class RankState implements AutoCloseable {
   private static final Map<String, RankState> RESIDENT = new ConcurrentHashMap<>();
 
   final Trainer trainer;
-  final DirectCollective collective;
+  final Collective collective;
   final int[] val;
 
-  private RankState(Trainer trainer, DirectCollective collective, int[] val) {
+  private RankState(Trainer trainer, Collective collective, int[] val) {
     this.trainer = trainer;
     this.collective = collective;
     this.val = val;
   }
 
-  static void register(String runId, int rank, Trainer trainer, DirectCollective collective, int[] val) {
+  static void register(String runId, int rank, Trainer trainer, Collective collective, int[] val) {
     RankState s = new RankState(trainer, collective, val);
     if (RESIDENT.putIfAbsent(key(runId, rank), s) != null) {
       s.close();

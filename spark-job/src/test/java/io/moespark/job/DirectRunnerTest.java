@@ -14,15 +14,12 @@ import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.network.TransportContext;
 import org.apache.spark.network.client.TransportClient;
 import org.apache.spark.network.client.TransportClientFactory;
 import org.apache.spark.network.server.NoOpRpcHandler;
 import org.apache.spark.network.util.MapConfigProvider;
 import org.apache.spark.network.util.TransportConf;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -35,18 +32,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * secret is refused by a running rank and the run is unaffected; a rank whose state is not on the
  * executor its task lands on fails with both executors named.
  */
-class DirectRunnerTest {
-  static JavaSparkContext sc;
-
-  @BeforeAll
-  static void cluster() {
-    sc = LocalCluster.start(2, 1, 2048);
-  }
-
-  @AfterAll
-  static void stop() {
-    sc.stop();
-  }
+class DirectRunnerTest extends OnTwoExecutors {
 
   @ParameterizedTest(name = "R={0}")
   @ValueSource(ints = {1, 2})

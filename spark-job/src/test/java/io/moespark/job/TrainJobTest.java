@@ -23,9 +23,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
-import org.apache.spark.api.java.JavaSparkContext;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -35,20 +32,9 @@ import org.junit.jupiter.api.io.TempDir;
  * R = 2 resumes with R = 1, corrupt checkpoints and reused run directories are refused by name, and a
  * diverging run stops with a message and leaves what it wrote intact.
  */
-class TrainJobTest {
+class TrainJobTest extends OnTwoExecutors {
   static final ObjectMapper JSON = new ObjectMapper();
-  static JavaSparkContext sc;
   static final PrintStream QUIET = new PrintStream(new ByteArrayOutputStream());
-
-  @BeforeAll
-  static void cluster() {
-    sc = LocalCluster.start(2, 1, 2048);
-  }
-
-  @AfterAll
-  static void stop() {
-    sc.stop();
-  }
 
   static RunConfig cfg(int ranks, String... more) {
     List<String> sets = new ArrayList<>(List.of("train.steps=6", "train.eval_every=3", "checkpoint.every=3",

@@ -36,8 +36,9 @@ public record RunConfig(
    * @param stepsPerStage steps the direct runner runs per Spark job (each step's statistics still reach
    *     the driver as it ends)
    * @param timeoutS how long a rank waits for a peer in an exchange before the step fails
+   * @param transport the direct path's collective: socket (Spark's transport) or nccl (GPUs)
    */
-  public record Parallel(int ranks, String dispatch, int stepsPerStage, int timeoutS) {}
+  public record Parallel(int ranks, String dispatch, int stepsPerStage, int timeoutS, String transport) {}
 
   public record Checkpoint(int every, int keep) {}
 
@@ -93,6 +94,8 @@ public record RunConfig(
         parallel.dispatch(), "one of direct, shuffle");
     positive("parallel.steps_per_stage", parallel.stepsPerStage());
     positive("parallel.timeout_s", parallel.timeoutS());
+    check(parallel.transport().equals("socket") || parallel.transport().equals("nccl"), "parallel.transport",
+        parallel.transport(), "one of socket, nccl");
     check(checkpoint.every() >= 0, "checkpoint.every", checkpoint.every(), ">= 0 (0: only at the end)");
     positive("checkpoint.keep", checkpoint.keep());
     return this;

@@ -1,8 +1,5 @@
 package io.moespark.job.net;
 
-import io.moespark.ops.moe.Exchange;
-import io.moespark.ops.moe.Reducer;
-import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -45,7 +42,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * collectives in the same order; a per-call sequence number matches the messages. Sums run in rank order,
  * so every rank gets bit-identical results.
  */
-public final class DirectCollective implements Exchange, Reducer, Closeable {
+public final class DirectCollective implements Collective {
   /** How the transport authenticates: the Spark configuration and the application's secret. */
   public record Security(Map<String, String> sparkConf, String appId, SecretKeyHolder keys) {
     public boolean authenticate() {
@@ -55,6 +52,7 @@ public final class DirectCollective implements Exchange, Reducer, Closeable {
 
   private final int rank;
   private final int ranks;
+  private final String host;
   private final long timeoutMs;
   private final TransportContext context;
   private final TransportServer server;
@@ -68,6 +66,7 @@ public final class DirectCollective implements Exchange, Reducer, Closeable {
   private DirectCollective(int rank, int ranks, String host, Security security, long timeoutMs) {
     this.rank = rank;
     this.ranks = ranks;
+    this.host = host;
     this.timeoutMs = timeoutMs;
     TransportConf conf = new TransportConf("moe", new MapConfigProvider(security.sparkConf()));
     this.context = new TransportContext(conf, new Inbox(), true);
@@ -97,7 +96,7 @@ public final class DirectCollective implements Exchange, Reducer, Closeable {
     DirectCollective c = start(task.partitionId(), task.numPartitions(), host,
         new Security(conf, env.conf().getAppId(), env.securityManager()), timeoutMs);
     try {
-      c.connect(List.of(task.allGather(c.address(host))));
+      c.connect(List.of(task.allGather(c.endpoint())));
     } catch (IOException | InterruptedException | RuntimeException e) {
       c.close();
       throw e;
@@ -111,11 +110,12 @@ public final class DirectCollective implements Exchange, Reducer, Closeable {
   }
 
   /** "host:port" to give the other ranks. */
-  public String address(String host) {
+  @Override
+  public String endpoint() {
     return host + ":" + server.getPort();
   }
 
-  /** Opens a client to every other rank; {@code addresses} are all ranks' {@link #address}es, by rank. */
+  /** Opens a client to every other rank; {@code addresses} are all ranks' {@link #endpoint}s, by rank. */
   public void connect(List<String> addresses) throws IOException, InterruptedException {
     if (addresses.size() != ranks) {
       throw new IllegalArgumentException("expected " + ranks + " addresses, got " + addresses.size());
@@ -255,12 +255,12 @@ public final class DirectCollective implements Exchange, Reducer, Closeable {
     return mailbox.computeIfAbsent(s * ranks + source, k -> new CompletableFuture<>());
   }
 
-  /** Bytes this rank has sent to its peers since it started. */
+  @Override
   public long bytesSent() {
     return bytesSent;
   }
 
-  /** Seconds this rank has spent inside collective calls (sending, and waiting for its peers). */
+  @Override
   public double busySeconds() {
     return busyNanos / 1e9;
   }

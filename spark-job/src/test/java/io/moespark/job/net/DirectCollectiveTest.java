@@ -3,6 +3,7 @@ package io.moespark.job.net;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -61,7 +62,7 @@ class DirectCollectiveTest {
     for (int r = 0; r < ranks; r++) {
       cs.add(DirectCollective.start(r, ranks, HOST, sec, 30_000));
     }
-    List<String> addresses = cs.stream().map(c -> c.address(HOST)).toList();
+    List<String> addresses = cs.stream().map(c -> c.endpoint()).toList();
     for (DirectCollective c : cs) {
       c.connect(addresses);
     }
@@ -138,7 +139,7 @@ class DirectCollectiveTest {
     DirectCollective.Security sec = security(true, false, "s3cret");
     onRanks(2, sec, c -> c.allToAllCounts(new int[][] {{1}, {2}}), cs);
     try {
-      String[] target = cs.get(0).address(HOST).split(":");
+      String[] target = cs.get(0).endpoint().split(":");
       TransportConf conf = new TransportConf("moe", new MapConfigProvider(Map.of()));
       ByteBuffer forged = Blocks.ints(99, 1, new int[][] {{42}});
       // No authentication at all.
@@ -172,5 +173,12 @@ class DirectCollectiveTest {
     } finally {
       cs.forEach(DirectCollective::close);
     }
+  }
+
+  @Test
+  void ncclWithoutTheCudaProfileNamesTheBuildCommand() {
+    io.moespark.ops.config.ConfigException e = assertThrows(io.moespark.ops.config.ConfigException.class,
+        () -> Collective.forBarrierTask("nccl", null, 1_000));
+    assertTrue(e.getMessage().contains("parallel.transport") && e.getMessage().contains("-Pcuda"), e.getMessage());
   }
 }

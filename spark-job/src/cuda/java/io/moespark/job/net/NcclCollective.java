@@ -1,0 +1,325 @@
+package io.moespark.job.net;
+
+import static org.bytedeco.cuda.global.cudart.cudaFree;
+import static org.bytedeco.cuda.global.cudart.cudaGetErrorString;
+import static org.bytedeco.cuda.global.cudart.cudaMalloc;
+import static org.bytedeco.cuda.global.cudart.cudaMemcpy;
+import static org.bytedeco.cuda.global.cudart.cudaMemcpyDeviceToHost;
+import static org.bytedeco.cuda.global.cudart.cudaMemcpyHostToDevice;
+import static org.bytedeco.cuda.global.cudart.cudaSetDevice;
+import static org.bytedeco.cuda.global.cudart.cudaStreamCreate;
+import static org.bytedeco.cuda.global.cudart.cudaStreamSynchronize;
+import static org.bytedeco.cuda.global.nccl.ncclAllReduce;
+import static org.bytedeco.cuda.global.nccl.ncclCommDestroy;
+import static org.bytedeco.cuda.global.nccl.ncclCommInitRank;
+import static org.bytedeco.cuda.global.nccl.ncclDouble;
+import static org.bytedeco.cuda.global.nccl.ncclFloat;
+import static org.bytedeco.cuda.global.nccl.ncclGetErrorString;
+import static org.bytedeco.cuda.global.nccl.ncclGetUniqueId;
+import static org.bytedeco.cuda.global.nccl.ncclGroupEnd;
+import static org.bytedeco.cuda.global.nccl.ncclGroupStart;
+import static org.bytedeco.cuda.global.nccl.ncclInt32;
+import static org.bytedeco.cuda.global.nccl.ncclRecv;
+import static org.bytedeco.cuda.global.nccl.ncclSend;
+import static org.bytedeco.cuda.global.nccl.ncclSum;
+
+import java.util.HexFormat;
+import java.util.List;
+import org.apache.spark.BarrierTaskContext;
+import org.apache.spark.resource.ResourceInformation;
+import org.bytedeco.cuda.cudart.CUstream_st;
+import org.bytedeco.cuda.nccl.ncclComm;
+import org.bytedeco.cuda.nccl.ncclUniqueId;
+import org.bytedeco.javacpp.DoublePointer;
+import org.bytedeco.javacpp.IntPointer;
+import org.bytedeco.javacpp.Pointer;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * The direct path on GPUs: the same all-to-all and all-reduce as {@link DirectCollective}, over NCCL
+ * (JavaCPP's {@code org.bytedeco:cuda} presets; built only with the {@code cuda} Maven profile). One
+ * communicator per run, its unique id created by rank 0 and shared with {@code BarrierTaskContext.allGather};
+ * the rank's device is the GPU Spark assigned to the task ({@code spark.task.resource.gpu.amount=1}).
+ * An all-to-all is two NCCL groups of one send and one receive per peer: the block shapes, then the
+ * blocks, each block contiguous. expert-ops computes on the host today (ND4J's CPU backend), so blocks
+ * are staged through one device buffer that grows as needed; with device-resident activations the
+ * copies go and the NCCL calls stay.
+ */
+public final class NcclCollective implements Collective {
+  private final int rank;
+  private final int ranks;
+  private final int device;
+  private final ncclComm comm = new ncclComm();
+  private final CUstream_st stream = new CUstream_st();
+  private Pointer scratch = new Pointer();
+  private long scratchBytes;
+  private long bytesSent;
+  private long busyNanos;
+
+  private NcclCollective(int rank, int ranks, int device, byte[] uniqueId) {
+    this.rank = rank;
+    this.ranks = ranks;
+    this.device = device;
+    cuda(cudaSetDevice(device), "cudaSetDevice(" + device + ")");
+    cuda(cudaStreamCreate(stream), "cudaStreamCreate");
+    ncclUniqueId id = new ncclUniqueId();
+    for (int i = 0; i < uniqueId.length; i++) {
+      id.internal(i, uniqueId[i]);
+    }
+    nccl(ncclCommInitRank(comm, ranks, id, rank), "ncclCommInitRank(rank " + rank + " of " + ranks + ")");
+  }
+
+  /** A fresh NCCL unique id (rank 0 makes it; every rank passes the same bytes to {@link #create}). */
+  public static byte[] newUniqueId() {
+    ncclUniqueId id = new ncclUniqueId();
+    nccl(ncclGetUniqueId(id), "ncclGetUniqueId");
+    byte[] b = new byte[(int) id.sizeof()];
+    for (int i = 0; i < b.length; i++) {
+      b[i] = id.internal(i);
+    }
+    return b;
+  }
+
+  /** Joins the communicator of {@code ranks} ranks on {@code device}; blocks until every rank has joined. */
+  public static NcclCollective create(int rank, int ranks, int device, byte[] uniqueId) {
+    return new NcclCollective(rank, ranks, device, uniqueId);
+  }
+
+  /** The collective of a barrier task: rank = partition, device = the task's GPU, id through one allGather. */
+  public static NcclCollective forBarrierTask(BarrierTaskContext task, long timeoutMs) {
+    ResourceInformation gpu = task.resourcesJMap().get("gpu");
+    int device = gpu == null ? 0 : Integer.parseInt(gpu.addresses()[0]);
+    String mine = task.partitionId() == 0 ? HexFormat.of().formatHex(newUniqueId()) : "";
+    List<String> all = List.of(task.allGather(mine));
+    return create(task.partitionId(), task.numPartitions(), device, HexFormat.of().parseHex(all.get(0)));
+  }
+
+  @Override
+  public int ranks() {
+    return ranks;
+  }
+
+  @Override
+  public int rank() {
+    return rank;
+  }
+
+  @Override
+  public INDArray[] allToAll(INDArray[] send) {
+    long t0 = System.nanoTime();
+    try {
+      int[][] shapes = new int[ranks][];
+      Pointer[] sendHost = new Pointer[ranks];
+      long[] sendCount = new long[ranks], recvCount = new long[ranks];
+      for (int d = 0; d < ranks; d++) {
+        INDArray c = contiguous(send[d]);
+        shapes[d] = new int[] {(int) c.rows(), (int) c.columns()};
+        sendHost[d] = c.data().addressPointer();
+        sendCount[d] = c.length();
+      }
+      int[][] recvShapes = exchangeFixed(shapes, 2);
+      DataType type = send[rank].dataType();
+      INDArray[] recv = new INDArray[ranks];
+      Pointer[] recvHost = new Pointer[ranks];
+      for (int s = 0; s < ranks; s++) {
+        recv[s] = Nd4j.createUninitialized(type, recvShapes[s][0], recvShapes[s][1]);
+        recvHost[s] = recv[s].data().addressPointer();
+        recvCount[s] = recv[s].length();
+      }
+      exchangeBlocks(sendHost, sendCount, recvHost, recvCount, type == DataType.DOUBLE ? ncclDouble : ncclFloat,
+          type.width());
+      return recv;
+    } finally {
+      busyNanos += System.nanoTime() - t0;
+    }
+  }
+
+  /**
+   * The core of the all-to-all: block p of {@code sendHost} ({@code sendCount[p]} elements) goes to rank
+   * p, and rank s's block lands in {@code recvHost[s]}; all host memory, staged through the device.
+   */
+  void exchangeBlocks(Pointer[] sendHost, long[] sendCount, Pointer[] recvHost, long[] recvCount, int ncclType,
+      int elem) {
+    long[] sendOff = new long[ranks + 1], recvOff = new long[ranks + 1];
+    for (int p = 0; p < ranks; p++) {
+      sendOff[p + 1] = sendOff[p] + sendCount[p] * elem;
+      recvOff[p + 1] = recvOff[p] + recvCount[p] * elem;
+    }
+    long recvBase = sendOff[ranks];
+    Pointer dev = scratch(recvBase + recvOff[ranks]);
+    for (int p = 0; p < ranks; p++) {
+      copy(at(dev, sendOff[p]), sendHost[p], sendCount[p] * elem, cudaMemcpyHostToDevice);
+    }
+    nccl(ncclGroupStart(), "ncclGroupStart");
+    for (int p = 0; p < ranks; p++) {
+      nccl(ncclSend(at(dev, sendOff[p]), sendCount[p], ncclType, p, comm, stream), "ncclSend");
+      nccl(ncclRecv(at(dev, recvBase + recvOff[p]), recvCount[p], ncclType, p, comm, stream), "ncclRecv");
+      bytesSent += p == rank ? 0 : sendCount[p] * elem;
+    }
+    nccl(ncclGroupEnd(), "ncclGroupEnd");
+    cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    for (int s = 0; s < ranks; s++) {
+      copy(recvHost[s], at(dev, recvBase + recvOff[s]), recvCount[s] * elem, cudaMemcpyDeviceToHost);
+    }
+  }
+
+  @Override
+  public int[][] allToAllCounts(int[][] send) {
+    long t0 = System.nanoTime();
+    try {
+      int[][] lengths = new int[ranks][];
+      int max = 0;
+      for (int d = 0; d < ranks; d++) {
+        lengths[d] = new int[] {send[d].length};
+        max = Math.max(max, send[d].length);
+      }
+      int[][] recvLengths = exchangeFixed(lengths, 1);
+      for (int[] l : recvLengths) {
+        max = Math.max(max, l[0]);
+      }
+      int[][] padded = new int[ranks][];
+      for (int d = 0; d < ranks; d++) {
+        padded[d] = java.util.Arrays.copyOf(send[d], max);
+      }
+      int[][] got = exchangeFixed(padded, max);
+      int[][] recv = new int[ranks][];
+      for (int s = 0; s < ranks; s++) {
+        recv[s] = java.util.Arrays.copyOf(got[s], recvLengths[s][0]);
+      }
+      return recv;
+    } finally {
+      busyNanos += System.nanoTime() - t0;
+    }
+  }
+
+  @Override
+  public void sum(double[] values) {
+    long t0 = System.nanoTime();
+    try (DoublePointer host = new DoublePointer(values)) {
+      long bytes = (long) values.length * Double.BYTES;
+      Pointer dev = scratch(bytes);
+      copy(dev, host, bytes, cudaMemcpyHostToDevice);
+      allReduce(dev, values.length, ncclDouble, bytes);
+      copy(host, dev, bytes, cudaMemcpyDeviceToHost);
+      host.get(values);
+    } finally {
+      busyNanos += System.nanoTime() - t0;
+    }
+  }
+
+  @Override
+  public void sum(INDArray values) {
+    long t0 = System.nanoTime();
+    try {
+      INDArray c = contiguous(values);
+      long bytes = c.length() * c.dataType().width();
+      Pointer dev = scratch(bytes);
+      copy(dev, c.data().addressPointer(), bytes, cudaMemcpyHostToDevice);
+      allReduce(dev, c.length(), c.dataType() == DataType.DOUBLE ? ncclDouble : ncclFloat, bytes);
+      copy(c.data().addressPointer(), dev, bytes, cudaMemcpyDeviceToHost);
+      if (c != values) {
+        values.assign(c.reshape(values.shape()));
+      }
+    } finally {
+      busyNanos += System.nanoTime() - t0;
+    }
+  }
+
+  @Override
+  public long bytesSent() {
+    return bytesSent;
+  }
+
+  @Override
+  public double busySeconds() {
+    return busyNanos / 1e9;
+  }
+
+  @Override
+  public String endpoint() {
+    return "nccl rank " + rank + " of " + ranks + " on cuda:" + device;
+  }
+
+  @Override
+  public void close() {
+    ncclCommDestroy(comm);
+    if (scratchBytes > 0) {
+      cudaFree(scratch);
+    }
+  }
+
+  private void allReduce(Pointer dev, long count, int type, long bytes) {
+    nccl(ncclAllReduce(dev, dev, count, type, ncclSum, comm, stream), "ncclAllReduce");
+    cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    bytesSent += ranks > 1 ? bytes : 0;
+  }
+
+  /** An all-to-all of {@code width} ints per peer (the receiver knows the size). */
+  private int[][] exchangeFixed(int[][] send, int width) {
+    long bytes = (long) ranks * width * Integer.BYTES;
+    try (IntPointer host = new IntPointer((long) 2 * ranks * width)) {
+      for (int p = 0; p < ranks; p++) {
+        host.position((long) p * width).put(send[p], 0, width);
+      }
+      host.position(0);
+      Pointer dev = scratch(2 * bytes);
+      copy(dev, host, bytes, cudaMemcpyHostToDevice);
+      nccl(ncclGroupStart(), "ncclGroupStart");
+      for (int p = 0; p < ranks; p++) {
+        nccl(ncclSend(at(dev, (long) p * width * Integer.BYTES), width, ncclInt32, p, comm, stream), "ncclSend");
+        nccl(ncclRecv(at(dev, bytes + (long) p * width * Integer.BYTES), width, ncclInt32, p, comm, stream),
+            "ncclRecv");
+      }
+      nccl(ncclGroupEnd(), "ncclGroupEnd");
+      cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+      copy(host, at(dev, bytes), bytes, cudaMemcpyDeviceToHost);
+      int[][] out = new int[ranks][width];
+      for (int p = 0; p < ranks; p++) {
+        host.position((long) p * width).get(out[p], 0, width);
+      }
+      return out;
+    }
+  }
+
+  private Pointer scratch(long bytes) {
+    if (bytes > scratchBytes) {
+      if (scratchBytes > 0) {
+        cudaFree(scratch);
+      }
+      scratch = new Pointer();
+      long size = Math.max(bytes, 2 * scratchBytes);
+      cuda(cudaMalloc(scratch, size), "cudaMalloc(" + size + ")");
+      scratchBytes = size;
+    }
+    return scratch;
+  }
+
+  private static INDArray contiguous(INDArray a) {
+    return a.isView() || a.ordering() != 'c' ? a.dup('c') : a;
+  }
+
+  /** A pointer {@code offset} bytes into {@code base} (JavaCPP positions count elements of the pointer's type). */
+  private static Pointer at(Pointer base, long offset) {
+    return new Pointer(base).position(base.position() + offset);
+  }
+
+  private static void copy(Pointer dst, Pointer src, long bytes, int kind) {
+    if (bytes > 0) {
+      cuda(cudaMemcpy(dst, src, bytes, kind), "cudaMemcpy");
+    }
+  }
+
+  private static void cuda(int status, String what) {
+    if (status != 0) {
+      throw new IllegalStateException(what + " failed: " + cudaGetErrorString(status).getString());
+    }
+  }
+
+  private static void nccl(int status, String what) {
+    if (status != 0) {
+      throw new IllegalStateException(what + " failed: " + ncclGetErrorString(status).getString());
+    }
+  }
+}
