@@ -47,20 +47,15 @@ import org.nd4j.linalg.factory.Nd4j;
  * are staged through one device buffer that grows as needed; with device-resident activations the
  * copies go and the NCCL calls stay.
  */
-public final class NcclCollective implements Collective {
-  private final int rank;
-  private final int ranks;
+public final class NcclCollective extends CollectiveBase {
   private final int device;
   private final ncclComm comm = new ncclComm();
   private final CUstream_st stream = new CUstream_st();
   private Pointer scratch = new Pointer();
   private long scratchBytes;
-  private long bytesSent;
-  private long busyNanos;
 
   private NcclCollective(int rank, int ranks, int device, byte[] uniqueId) {
-    this.rank = rank;
-    this.ranks = ranks;
+    super(rank, ranks);
     this.device = device;
     cuda(cudaSetDevice(device), "cudaSetDevice(" + device + ")");
     cuda(cudaStreamCreate(stream), "cudaStreamCreate");
@@ -94,16 +89,6 @@ public final class NcclCollective implements Collective {
     String mine = task.partitionId() == 0 ? HexFormat.of().formatHex(newUniqueId()) : "";
     List<String> all = List.of(task.allGather(mine));
     return create(task.partitionId(), task.numPartitions(), device, HexFormat.of().parseHex(all.get(0)));
-  }
-
-  @Override
-  public int ranks() {
-    return ranks;
-  }
-
-  @Override
-  public int rank() {
-    return rank;
   }
 
   @Override
@@ -225,16 +210,6 @@ public final class NcclCollective implements Collective {
     } finally {
       busyNanos += System.nanoTime() - t0;
     }
-  }
-
-  @Override
-  public long bytesSent() {
-    return bytesSent;
-  }
-
-  @Override
-  public double busySeconds() {
-    return busyNanos / 1e9;
   }
 
   @Override

@@ -42,7 +42,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * collectives in the same order; a per-call sequence number matches the messages. Sums run in rank order,
  * so every rank gets bit-identical results.
  */
-public final class DirectCollective implements Collective {
+public final class DirectCollective extends CollectiveBase {
   /** How the transport authenticates: the Spark configuration and the application's secret. */
   public record Security(Map<String, String> sparkConf, String appId, SecretKeyHolder keys) {
     public boolean authenticate() {
@@ -50,8 +50,6 @@ public final class DirectCollective implements Collective {
     }
   }
 
-  private final int rank;
-  private final int ranks;
   private final String host;
   private final long timeoutMs;
   private final TransportContext context;
@@ -60,12 +58,9 @@ public final class DirectCollective implements Collective {
   private final Map<Long, CompletableFuture<ByteBuffer>> mailbox = new ConcurrentHashMap<>();
   private final List<TransportClient> peers = new ArrayList<>();
   private long seq;
-  private long bytesSent;
-  private long busyNanos;
 
   private DirectCollective(int rank, int ranks, String host, Security security, long timeoutMs) {
-    this.rank = rank;
-    this.ranks = ranks;
+    super(rank, ranks);
     this.host = host;
     this.timeoutMs = timeoutMs;
     TransportConf conf = new TransportConf("moe", new MapConfigProvider(security.sparkConf()));
@@ -129,16 +124,6 @@ public final class DirectCollective implements Collective {
       int colon = a.lastIndexOf(':');
       peers.add(clientFactory.createClient(a.substring(0, colon), Integer.parseInt(a.substring(colon + 1))));
     }
-  }
-
-  @Override
-  public int ranks() {
-    return ranks;
-  }
-
-  @Override
-  public int rank() {
-    return rank;
   }
 
   @Override
@@ -253,16 +238,6 @@ public final class DirectCollective implements Collective {
 
   private CompletableFuture<ByteBuffer> slot(long s, int source) {
     return mailbox.computeIfAbsent(s * ranks + source, k -> new CompletableFuture<>());
-  }
-
-  @Override
-  public long bytesSent() {
-    return bytesSent;
-  }
-
-  @Override
-  public double busySeconds() {
-    return busyNanos / 1e9;
   }
 
   /** Messages waiting to be taken (for tests: nothing arrives unauthenticated). */
