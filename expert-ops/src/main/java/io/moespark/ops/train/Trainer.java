@@ -164,30 +164,41 @@ public final class Trainer {
       int rank, int ranks, Exchange ex, Reducer reducer) {
     int seq = model.config().seqLen();
     int[] starts = Batches.evalStarts(tokens.length, seq);
-    int n = Math.min(starts.length, maxWindows);
-    int b = Math.min(batch, n);
-    if (b < ranks) {
-      throw new IllegalArgumentException("evaluation data has " + tokens.length + " tokens: " + n + " windows of "
-          + (seq + 1) + ", fewer than one per rank (" + ranks + ")");
-    }
-    // A last partial batch counts when every rank gets a window of it (always, for one rank).
-    if (n % b != 0 && n % b < ranks) {
-      n -= n % b;
-    }
+    int[] sizes = evalBatchSizes(tokens.length, seq, batch, maxWindows, ranks);
     model.setCapacityFactor(capacityFactor);
     for (MoeLayer m : model.moeLayers()) {
       m.setSelectionBias(null);
     }
     double[] sum = {0};
-    for (int first = 0; first < n; first += b) {
-      int size = Math.min(b, n - first);
+    int first = 0;
+    for (int size : sizes) {
       int from = first + (int) ((long) rank * size / ranks), to = first + (int) ((long) (rank + 1) * size / ranks);
       Batches.Slice s = Batches.windows(tokens, starts, from, to, seq);
       sum[0] += model.evalLossSum(s.inputs(), s.targets(), s.sequences(), ex, reducer);
+      first += size;
     }
     reducer.sum(sum);
-    long count = (long) n * seq;
+    long count = (long) first * seq;
     return new Evaluation(sum[0] / count, count);
+  }
+
+  /**
+   * The windows of each evaluation batch: batches of {@code batch} of the first min(windows, maxWindows)
+   * windows of T + 1; a last partial batch counts when every rank gets a window of it (always, for one
+   * rank).
+   */
+  static int[] evalBatchSizes(int tokens, int seq, int batch, int maxWindows, int ranks) {
+    int n = Math.min(Batches.evalStarts(tokens, seq).length, maxWindows);
+    int b = Math.min(batch, n);
+    if (b < ranks) {
+      throw new IllegalArgumentException("evaluation data has " + tokens + " tokens: " + n + " windows of "
+          + (seq + 1) + ", fewer than one per rank (" + ranks + ")");
+    }
+    int[] sizes = new int[n / b + (n % b >= ranks ? 1 : 0)];
+    for (int i = 0; i < sizes.length; i++) {
+      sizes[i] = Math.min(b, n - i * b);
+    }
+    return sizes;
   }
 
   /** Validation loss with the run's eval settings, over this rank's exchange (all ranks call it together). */

@@ -11,18 +11,18 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * {@link Reducer} per rank. Sums run in rank order, so results are deterministic. For tests of the
  * phase API with more than one rank.
  */
-final class InMemoryGroup {
+public final class InMemoryGroup {
   private final int ranks;
   private final CyclicBarrier barrier;
   private final Object[][] mail;
 
-  InMemoryGroup(int ranks) {
+  public InMemoryGroup(int ranks) {
     this.ranks = ranks;
     this.barrier = new CyclicBarrier(ranks);
     this.mail = new Object[ranks][ranks];
   }
 
-  Exchange exchange(int rank) {
+  public Exchange exchange(int rank) {
     return new Exchange() {
       @Override
       public int ranks() {
@@ -56,7 +56,7 @@ final class InMemoryGroup {
     };
   }
 
-  Reducer reducer(int rank) {
+  public Reducer reducer(int rank) {
     return new Reducer() {
       @Override
       public void sum(double[] values) {
