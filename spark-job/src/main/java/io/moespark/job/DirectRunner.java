@@ -11,6 +11,7 @@ import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.io.Checkpoint;
 import io.moespark.ops.tensor.Parallel;
 import io.moespark.ops.tensor.Param;
+import io.moespark.ops.train.StepProgram;
 import io.moespark.ops.train.StepReport;
 import io.moespark.ops.train.Trainer;
 import java.io.Serializable;
@@ -195,6 +196,9 @@ public final class DirectRunner implements AutoCloseable {
    * (the ranks stop at that step together: the loss is global).
    */
   public List<StepResult> steps(int count, Consumer<StepResult> onStep, String description) {
+    if (shuffle()) {
+      return shuffleSteps(count, onStep, description);
+    }
     int from = nextStep;
     BlockingQueue<StepResult> feed = StepFeedPlugin.open(runId);
     List<StepResult> delivered = new ArrayList<>();
@@ -227,7 +231,37 @@ public final class DirectRunner implements AutoCloseable {
 
   /** Validation loss over every rank's share of the validation windows. */
   public double evaluate() {
-    return stage(new Evaluate(), "validation after step " + nextStep, null).get(0).valLoss();
+    String description = "validation after step " + nextStep;
+    if (shuffle()) {
+      StepProgram program = StepProgram.evaluation(cfg, placement.ranks(), (int) valTokens);
+      return ShuffleSteps.run(sc, runId, executors, locations, placement, program, false, nextStep, description)
+          .get(0).valLoss();
+    }
+    return stage(new Evaluate(), description, null).get(0).valLoss();
+  }
+
+  private boolean shuffle() {
+    return cfg.parallel().dispatch().equals("shuffle");
+  }
+
+  /** The shuffle path: one Spark job per step, its statistics with the job's result. */
+  private List<StepResult> shuffleSteps(int count, Consumer<StepResult> onStep, String description) {
+    StepProgram program = StepProgram.training(cfg, placement.ranks());
+    List<StepResult> done = new ArrayList<>();
+    for (int i = 0; i < count; i++) {
+      List<ShuffleSteps.Outcome> outcomes = ShuffleSteps.run(sc, runId, executors, locations, placement, program,
+          true, nextStep, description + " · step " + (nextStep + 1));
+      ShuffleSteps.Outcome zero = outcomes.get(0);
+      if (zero.diverged() != null) {
+        throw zero.diverged();
+      }
+      long bytes = outcomes.stream().mapToLong(ShuffleSteps.Outcome::bytesSent).sum();
+      StepResult s = new StepResult(zero.report(), zero.waitSeconds(), bytes);
+      nextStep++;
+      onStep.accept(s);
+      done.add(s);
+    }
+    return done;
   }
 
   /** Every rank writes its checkpoint shard into {@code dir}; returns the shards and rank 0's state. */
@@ -372,12 +406,14 @@ public final class DirectRunner implements AutoCloseable {
       trainer.restore(CheckpointStore.readShards(o.from(), needed, conf),
           Checkpoint.fromJson(JSON.readTree(o.from().stateJson()), source + "/" + Checkpoint.STATE), source);
     }
-    Collective c = Collective.forBarrierTask(cfg.parallel().transport(), task, cfg.parallel().timeoutS() * 1000L);
-    RankState.register(runId, r, trainer, c, data.val());
+    long timeoutMs = cfg.parallel().timeoutS() * 1000L;
+    boolean shuffle = cfg.parallel().dispatch().equals("shuffle");
+    Collective c = shuffle ? null : Collective.forBarrierTask(cfg.parallel().transport(), task, timeoutMs);
+    RankState.register(runId, r, trainer, c, shuffle ? new ShuffleBridge(r, ranks, timeoutMs) : null, data.val());
     String host = env.blockManager().blockManagerId().host();
     // The form Spark's scheduler reads as "this executor" (ExecutorCacheTaskLocation); none in local mode.
     String location = env.executorId().equals("driver") ? null : "executor_" + host + "_" + env.executorId();
-    return new RankReply(r, env.executorId(), location, c.endpoint(), data.val().length, List.of(), null, 0, null,
+    return new RankReply(r, env.executorId(), location, c == null ? null : c.endpoint(), data.val().length, List.of(), null, 0, null,
         null, Map.of());
   }
 

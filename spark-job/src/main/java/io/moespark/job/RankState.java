@@ -8,7 +8,7 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * One rank's state, resident in its executor's JVM between the stages of a run: the trainer (dense
  * replica, expert shard, optimizer state, activations of the step in flight), its end of the direct
- * collective and its validation tokens. Registered under (run id, rank) by the stage that creates it;
+ * path (the direct collective, or the shuffle bridge and its worker thread) and its validation tokens. Registered under (run id, rank) by the stage that creates it;
  * later stages look it up, and a task that finds nothing (a lost executor, or a task placed on another
  * executor) fails with both executors named: the state is never silently recreated.
  */
@@ -16,17 +16,20 @@ final class RankState implements AutoCloseable {
   private static final Map<String, RankState> RESIDENT = new ConcurrentHashMap<>();
 
   final Trainer trainer;
-  final Collective collective;
+  final Collective collective; // direct path; null on the shuffle path
+  final ShuffleBridge bridge; // shuffle path; null on the direct path
   final int[] val;
 
-  private RankState(Trainer trainer, Collective collective, int[] val) {
+  private RankState(Trainer trainer, Collective collective, ShuffleBridge bridge, int[] val) {
     this.trainer = trainer;
     this.collective = collective;
+    this.bridge = bridge;
     this.val = val;
   }
 
-  static void register(String runId, int rank, Trainer trainer, Collective collective, int[] val) {
-    RankState s = new RankState(trainer, collective, val);
+  static void register(String runId, int rank, Trainer trainer, Collective collective, ShuffleBridge bridge,
+      int[] val) {
+    RankState s = new RankState(trainer, collective, bridge, val);
     if (RESIDENT.putIfAbsent(key(runId, rank), s) != null) {
       s.close();
       throw new IllegalStateException("run " + runId + " rank " + rank + " already has state on this executor");
@@ -58,7 +61,12 @@ final class RankState implements AutoCloseable {
 
   @Override
   public void close() {
-    collective.close();
+    if (collective != null) {
+      collective.close();
+    }
+    if (bridge != null) {
+      bridge.close();
+    }
   }
 
   private static String key(String runId, int rank) {

@@ -84,10 +84,6 @@ public final class TrainJob {
    */
   public static Outcome run(JavaSparkContext sc, RunConfig cfg, String runDir, boolean resume, int stopAt,
       PrintStream console) throws IOException {
-    if (!cfg.parallel().dispatch().equals("direct")) {
-      throw new ConfigException("parallel.dispatch: '" + cfg.parallel().dispatch()
-          + "' is not available yet; use direct");
-    }
     Configuration conf = sc.hadoopConfiguration();
     Path dir = new Path(runDir);
     FileSystem fs = RunFiles.fs(dir, conf);

@@ -22,6 +22,7 @@ public final class LocalCluster {
         .set("spark.authenticate.secret", "local-cluster-test-secret")
         .set("spark.network.crypto.enabled", "true")
         .set("spark.plugins", StepFeedPlugin.CLASS)
+        .set("spark.shuffle.compress", "false") // shuffle bytes are the blocks' bytes (ShuffleRunnerTest)
         .set("spark.ui.enabled", "false");
     JavaSparkContext sc = new JavaSparkContext(conf);
     sc.setLogLevel("WARN");

@@ -12,7 +12,7 @@ import java.util.List;
  * carries, which compute precedes it (so stages can be named after the step's phases) and, for MoE
  * exchanges, the layer and direction. {@link Trainer}'s actual calls are tested against it.
  */
-public record StepProgram(List<Call> calls) {
+public record StepProgram(List<Call> calls) implements java.io.Serializable {
   /** What a call carries: per-peer int arrays, per-peer matrices, or a sum of doubles or of an array. */
   public enum Kind { COUNTS, BLOCKS, SUM_VALUES, SUM_ARRAY }
 
@@ -21,7 +21,7 @@ public record StepProgram(List<Call> calls) {
    * @param layer the model layer of an MoE exchange, -1 for the step's own reductions
    * @param toExperts true when blocks travel from token ranks to the expert shards (dispatch direction)
    */
-  public record Call(Kind kind, String after, int layer, boolean toExperts) {}
+  public record Call(Kind kind, String after, int layer, boolean toExperts) implements java.io.Serializable {}
 
   public StepProgram {
     calls = List.copyOf(calls);

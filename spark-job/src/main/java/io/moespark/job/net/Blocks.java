@@ -7,8 +7,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * Wire format of the direct path: one message per (source, destination) block, a compact header then raw
- * little-endian values; no Java serialization.
+ * Wire format of both paths: one message (direct path) or shuffle record (shuffle path) per (source,
+ * destination) block, a compact header then raw little-endian values; no Java serialization.
  *
  * <pre>
  * header: seq (long) | source rank (int) | kind (byte: 0 matrix, 1 ints, 2 doubles) | count fields
@@ -17,15 +17,15 @@ import org.nd4j.linalg.factory.Nd4j;
  * doubles: length (int) | values
  * </pre>
  */
-final class Blocks {
-  static final int HEADER = 8 + 4 + 1;
+public final class Blocks {
+  public static final int HEADER = 8 + 4 + 1;
   static final byte MATRIX = 0;
   static final byte INTS = 1;
   static final byte DOUBLES = 2;
 
   private Blocks() {}
 
-  static ByteBuffer matrix(long seq, int source, INDArray m) {
+  public static ByteBuffer matrix(long seq, int source, INDArray m) {
     boolean f = m.dataType() == DataType.FLOAT;
     long rows = m.isEmpty() ? 0 : m.size(0), cols = m.rank() < 2 ? m.length() : m.size(m.rank() - 1);
     if (m.rank() == 1) {
@@ -47,7 +47,7 @@ final class Blocks {
   }
 
   /** Reads a matrix message (after the header) into a new [rows, cols] array. */
-  static INDArray readMatrix(ByteBuffer b) {
+  public static INDArray readMatrix(ByteBuffer b) {
     boolean f = b.get() == 0;
     int rows = b.getInt(), cols = b.getInt();
     DataType type = f ? DataType.FLOAT : DataType.DOUBLE;
@@ -67,7 +67,7 @@ final class Blocks {
     return m;
   }
 
-  static ByteBuffer ints(long seq, int source, int[][] arrays) {
+  public static ByteBuffer ints(long seq, int source, int[][] arrays) {
     int n = 4;
     for (int[] a : arrays) {
       n += 4 + 4 * a.length;
@@ -82,7 +82,7 @@ final class Blocks {
     return b.flip();
   }
 
-  static int[][] readInts(ByteBuffer b) {
+  public static int[][] readInts(ByteBuffer b) {
     int[][] out = new int[b.getInt()][];
     for (int i = 0; i < out.length; i++) {
       out[i] = new int[b.getInt()];
@@ -93,7 +93,7 @@ final class Blocks {
     return out;
   }
 
-  static ByteBuffer doubles(long seq, int source, double[] v) {
+  public static ByteBuffer doubles(long seq, int source, double[] v) {
     ByteBuffer b = header(seq, source, DOUBLES, 4 + 8 * v.length).putInt(v.length);
     for (double d : v) {
       b.putDouble(d);
@@ -101,12 +101,29 @@ final class Blocks {
     return b.flip();
   }
 
-  static double[] readDoubles(ByteBuffer b) {
+  public static double[] readDoubles(ByteBuffer b) {
     double[] v = new double[b.getInt()];
     for (int i = 0; i < v.length; i++) {
       v[i] = b.getDouble();
     }
     return v;
+  }
+
+  /** Opens a message: positioned after the header, little-endian. */
+  public static ByteBuffer open(byte[] message) {
+    ByteBuffer b = ByteBuffer.wrap(message).order(ByteOrder.LITTLE_ENDIAN);
+    b.position(HEADER);
+    return b;
+  }
+
+  /** The sending rank of a message. */
+  public static int source(byte[] message) {
+    return ByteBuffer.wrap(message).order(ByteOrder.LITTLE_ENDIAN).getInt(8);
+  }
+
+  /** A message's bytes as an array (the buffers made here are heap buffers of exactly that size). */
+  public static byte[] bytes(ByteBuffer message) {
+    return message.array();
   }
 
   private static ByteBuffer header(long seq, int source, byte kind, int body) {

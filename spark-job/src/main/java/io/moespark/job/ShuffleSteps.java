@@ -1,0 +1,156 @@
+package io.moespark.job;
+
+import io.moespark.job.shuffle.PinnedShuffledRDD;
+import io.moespark.job.shuffle.ShardPartitioner;
+import io.moespark.ops.train.StepProgram;
+import io.moespark.ops.train.StepReport;
+import io.moespark.ops.train.Trainer;
+import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import org.apache.spark.SparkEnv;
+import org.apache.spark.TaskContext;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.api.java.function.FlatMapFunction;
+import org.apache.spark.rdd.RDD;
+import scala.Tuple2;
+
+/**
+ * The shuffle path: one Spark job per training step (and per validation pass) whose exchanges are
+ * shuffles. The job is laid out from the {@link StepProgram}: one stage per exchange round, named after
+ * the compute it runs ("L1 experts fwd", ...). In stage k the task of rank r delivers the blocks that
+ * round k - 1's shuffle brought to the rank's {@link ShuffleBridge}, lets the rank's step run on to its
+ * next exchange, and emits the outgoing blocks, one record per (source, destination): keyed by an
+ * expert id of the destination shard for dispatch-direction rounds (partitioned through the driver's
+ * {@link ExpertPlacement}), by destination rank otherwise. The dense-gradient all-reduce is a
+ * reduce-scatter round and an all-gather round. Every shuffle is pinned to the ranks' executors.
+ */
+final class ShuffleSteps {
+  private ShuffleSteps() {}
+
+  /** What a rank returns from the last stage of a step or a validation pass. */
+  record Outcome(int rank, StepReport report, Trainer.DivergenceException diverged, double valLoss,
+      double waitSeconds, long bytesSent) implements Serializable {}
+
+  /** One exchange round of the job: the stage that produces it, its partitioner and record keys by destination. */
+  private record Round(String stage, ShardPartitioner partitioner, int[] keys) implements Serializable {}
+
+  /** Runs one job: the work of {@code train} (the step from {@code step}) or a validation pass. */
+  static List<Outcome> run(JavaSparkContext sc, String runId, String[] homes, String[] locations,
+      ExpertPlacement placement, StepProgram program, boolean train, int step, String description) {
+    List<Round> rounds = rounds(program, placement);
+    int last = rounds.size();
+    RDD<Integer> ids = DirectRunner.pinned(sc, locations);
+    String name = rounds.get(0).stage();
+    sc.setCallSite(name);
+    JavaRDD<Tuple2<Integer, byte[]>> cur = JavaRDD.fromRDD(ids, ids.elementClassTag()).mapPartitions(
+        stage(runId, homes, 0, rounds.get(0), program, train, step));
+    for (int k = 1; k < last; k++) {
+      RDD<Tuple2<Integer, byte[]>> shuffled = new PinnedShuffledRDD(cur.rdd(), rounds.get(k - 1).partitioner(),
+          locations);
+      sc.setCallSite(rounds.get(k).stage());
+      cur = JavaRDD.fromRDD(shuffled, shuffled.elementClassTag()).mapPartitions(
+          stage(runId, homes, k, rounds.get(k), program, train, step));
+    }
+    RDD<Tuple2<Integer, byte[]>> shuffled = new PinnedShuffledRDD(cur.rdd(), rounds.get(last - 1).partitioner(),
+        locations);
+    sc.setCallSite(train ? "optimizer + statistics" : "validation result");
+    JavaRDD<Outcome> out = JavaRDD.fromRDD(shuffled, shuffled.elementClassTag()).mapPartitions(finish(runId, homes));
+    sc.clearCallSite();
+    sc.setJobDescription(description);
+    try {
+      List<Outcome> outcomes = new ArrayList<>(out.collect());
+      outcomes.sort((a, b) -> Integer.compare(a.rank(), b.rank()));
+      return outcomes;
+    } finally {
+      sc.setJobDescription(null);
+    }
+  }
+
+  /** The program's calls as rounds (an array sum takes two). */
+  private static List<Round> rounds(StepProgram program, ExpertPlacement placement) {
+    int ranks = placement.ranks();
+    int[] byRank = new int[ranks];
+    for (int d = 0; d < ranks; d++) {
+      byRank[d] = d;
+    }
+    List<Round> rounds = new ArrayList<>();
+    for (StepProgram.Call c : program.calls()) {
+      if (c.kind() == StepProgram.Kind.SUM_ARRAY) {
+        rounds.add(new Round(c.after() + " (reduce-scatter)", ShardPartitioner.byRank(ranks), byRank));
+        rounds.add(new Round(c.after() + " (all-gather)", ShardPartitioner.byRank(ranks), byRank));
+      } else if (c.toExperts()) {
+        int[] owner = placement.layout(c.layer(), 0).owner();
+        int[] keys = new int[ranks];
+        java.util.Arrays.fill(keys, -1);
+        for (int e = owner.length - 1; e >= 0; e--) {
+          keys[owner[e]] = e; // the lowest expert id each shard holds
+        }
+        rounds.add(new Round(c.after(), ShardPartitioner.byExpert(ranks, owner), keys));
+      } else {
+        rounds.add(new Round(c.after(), ShardPartitioner.byRank(ranks), byRank));
+      }
+    }
+    return rounds;
+  }
+
+  /** Stage k: deliver round k - 1's blocks (none for k = 0, which starts the work), emit round k's. */
+  private static <I> FlatMapFunction<Iterator<I>, Tuple2<Integer, byte[]>> stage(String runId, String[] homes,
+      int k, Round round, StepProgram program, boolean train, int step) {
+    return it -> {
+      RankState st = here(runId, homes);
+      ShuffleBridge bridge = st.bridge;
+      if (k == 0) {
+        if (train && st.trainer.nextStep() != step) {
+          throw new IllegalStateException("run " + runId + " rank " + bridge.rank() + " is at step "
+              + st.trainer.nextStep() + ", the driver asked for step " + step
+              + "; restart the run with --resume from its last checkpoint");
+        }
+        bridge.start(program, train ? () -> st.trainer.step(bridge, bridge)
+            : () -> st.trainer.evaluate(st.val, bridge, bridge));
+      } else {
+        bridge.deliver(blocks(it));
+      }
+      ShuffleBridge.Outgoing o = bridge.awaitOutgoing(k);
+      List<Tuple2<Integer, byte[]>> records = new ArrayList<>();
+      for (int d = 0; o != null && d < o.blocks().length; d++) {
+        if (o.blocks()[d] != null && round.keys()[d] >= 0) {
+          records.add(new Tuple2<>(round.keys()[d], o.blocks()[d]));
+        }
+      }
+      return records.iterator();
+    };
+  }
+
+  private static FlatMapFunction<Iterator<Tuple2<Integer, byte[]>>, Outcome> finish(String runId, String[] homes) {
+    return it -> {
+      RankState st = here(runId, homes);
+      ShuffleBridge bridge = st.bridge;
+      bridge.deliver(blocks(it));
+      Object result = bridge.awaitResult();
+      Outcome o = result instanceof StepReport r
+          ? new Outcome(bridge.rank(), r, null, 0, bridge.waitSeconds(), bridge.bytesSent())
+          : result instanceof Trainer.DivergenceException e
+              ? new Outcome(bridge.rank(), null, e, 0, bridge.waitSeconds(), bridge.bytesSent())
+              : new Outcome(bridge.rank(), null, null, (Double) result, bridge.waitSeconds(), bridge.bytesSent());
+      return List.of(o).iterator();
+    };
+  }
+
+  private static RankState here(String runId, String[] homes) {
+    int r = TaskContext.getPartitionId();
+    return RankState.get(runId, r, SparkEnv.get().executorId(), homes[r]);
+  }
+
+  private static List<byte[]> blocks(Iterator<?> it) {
+    List<byte[]> got = new ArrayList<>();
+    while (it.hasNext()) {
+      @SuppressWarnings("unchecked")
+      Tuple2<Integer, byte[]> rec = (Tuple2<Integer, byte[]>) it.next();
+      got.add(rec._2());
+    }
+    return got;
+  }
+}
