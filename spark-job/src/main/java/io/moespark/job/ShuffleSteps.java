@@ -42,7 +42,7 @@ final class ShuffleSteps {
       ExpertPlacement placement, StepProgram program, boolean train, int step, String description) {
     List<Round> rounds = rounds(program, placement);
     int last = rounds.size();
-    RDD<Integer> ids = DirectRunner.pinned(sc, locations);
+    RDD<Integer> ids = RankGroup.pinned(sc, locations);
     String name = rounds.get(0).stage();
     sc.setCallSite(name);
     JavaRDD<Tuple2<Integer, byte[]>> cur = JavaRDD.fromRDD(ids, ids.elementClassTag()).mapPartitions(
@@ -58,13 +58,13 @@ final class ShuffleSteps {
         locations);
     sc.setCallSite(train ? "optimizer + statistics" : "validation result");
     JavaRDD<Outcome> out = JavaRDD.fromRDD(shuffled, shuffled.elementClassTag()).mapPartitions(finish(runId, homes));
-    sc.clearCallSite();
     sc.setJobDescription(description);
     try {
-      List<Outcome> outcomes = new ArrayList<>(out.collect());
+      List<Outcome> outcomes = new ArrayList<>(out.collect()); // the result stage is named by the call site too
       outcomes.sort((a, b) -> Integer.compare(a.rank(), b.rank()));
       return outcomes;
     } finally {
+      sc.clearCallSite();
       sc.setJobDescription(null);
     }
   }

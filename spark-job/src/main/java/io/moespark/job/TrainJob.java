@@ -118,7 +118,7 @@ public final class TrainJob {
     openMetrics(from == null ? 0 : from.step());
     sc.setJobGroup("moe-spark-" + runDir.getName() + "-" + System.currentTimeMillis(),
         "moe-spark train " + runDir.getName(), false);
-    try (DirectRunner ranks = DirectRunner.open(sc, cfg, placement, from)) {
+    try (RankGroup ranks = RankGroup.open(sc, cfg, placement, from)) {
       console.printf(Locale.ROOT, "%d rank(s) on executors %s; %,d validation tokens%n", placement.ranks(),
           ranks.executors(), ranks.valTokens());
       loop(ranks, store, placement, stopAt);
@@ -137,7 +137,7 @@ public final class TrainJob {
     }
   }
 
-  private void loop(DirectRunner ranks, CheckpointStore store, ExpertPlacement placement, int stopAt)
+  private void loop(RankGroup ranks, CheckpointStore store, ExpertPlacement placement, int stopAt)
       throws IOException {
     RunConfig.Train t = cfg.train();
     int total = t.steps();
@@ -235,11 +235,11 @@ public final class TrainJob {
     return n;
   }
 
-  private void checkpoint(DirectRunner ranks, CheckpointStore store, ExpertPlacement placement) throws IOException {
+  private void checkpoint(RankGroup ranks, CheckpointStore store, ExpertPlacement placement) throws IOException {
     int step = ranks.nextStep();
     String tmp = store.begin(step);
     try {
-      DirectRunner.Saved saved = ranks.save(tmp);
+      RankGroup.Saved saved = ranks.save(tmp);
       ObjectNode state = (ObjectNode) JSON.readTree(saved.stateJson());
       state.put("ranks", placement.ranks());
       state.set("placement", placement.toJson(JSON));

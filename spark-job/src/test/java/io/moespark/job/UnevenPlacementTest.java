@@ -18,9 +18,9 @@ class UnevenPlacementTest {
       RunConfig cfg = SmallRuns.config(6, 4, "parallel.steps_per_stage=3");
       double[] refLoss = new double[steps];
       Trainer reference = SmallRuns.reference(cfg, refLoss);
-      DirectRunner.Result run = DirectRunner.run(sc, cfg, steps, s -> {});
-      DirectRunnerTest.assertSameLosses(refLoss, run.steps());
-      DirectRunnerTest.assertSameParams(reference, run.params());
+      RankGroup.Result run = RankGroup.run(sc, cfg, steps, s -> {});
+      DirectPathTest.assertSameLosses(refLoss, run.steps());
+      DirectPathTest.assertSameParams(reference, run.params());
     } finally {
       sc.stop();
     }

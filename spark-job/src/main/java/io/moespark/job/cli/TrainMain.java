@@ -55,9 +55,10 @@ public final class TrainMain {
 
   /**
    * The application's Spark configuration: spark-submit's settings when present, else the given master
-   * or local[*]; the step-statistics plugin is always added to {@code spark.plugins}.
+   * or local[*]; the step-statistics plugin is always added to {@code spark.plugins}. Shared with the
+   * benchmark launcher.
    */
-  static SparkConf sparkConf(String master, String appName) {
+  public static SparkConf sparkConf(String master, String appName) {
     SparkConf conf = new SparkConf().setIfMissing("spark.app.name", appName);
     if (master != null) {
       conf.setMaster(master);
@@ -66,6 +67,8 @@ public final class TrainMain {
     }
     // A retried barrier stage cannot repair resident rank state (it fails again, naming the rank): fail fast.
     conf.setIfMissing("spark.stage.maxConsecutiveAttempts", "1");
+    // The shuffle path's records are float blocks, which LZ4 barely shrinks: save the CPU.
+    conf.setIfMissing("spark.shuffle.compress", "false");
     String plugins = conf.get("spark.plugins", "");
     if (!plugins.contains(StepFeedPlugin.CLASS)) {
       conf.set("spark.plugins", plugins.isEmpty() ? StepFeedPlugin.CLASS : plugins + "," + StepFeedPlugin.CLASS);

@@ -32,7 +32,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * secret is refused by a running rank and the run is unaffected; a rank whose state is not on the
  * executor its task lands on fails with both executors named.
  */
-class DirectRunnerTest extends OnTwoExecutors {
+class DirectPathTest extends OnTwoExecutors {
 
   @ParameterizedTest(name = "R={0}")
   @ValueSource(ints = {1, 2})
@@ -43,7 +43,7 @@ class DirectRunnerTest extends OnTwoExecutors {
     Trainer reference = SmallRuns.reference(cfg, refLoss);
     List<StepResult> streamed = new ArrayList<>();
     int[] whileRunning = {0};
-    DirectRunner.Result run = DirectRunner.run(sc, cfg, steps, s -> {
+    RankGroup.Result run = RankGroup.run(sc, cfg, steps, s -> {
       streamed.add(s);
       whileRunning[0] += sc.statusTracker().getActiveJobIds().length > 0 ? 1 : 0;
     });
@@ -66,7 +66,7 @@ class DirectRunnerTest extends OnTwoExecutors {
     SmallRuns.reference(cfg, refLoss);
     List<StepResult> results = new ArrayList<>();
     ExecutorService attacker = Executors.newSingleThreadExecutor();
-    try (DirectRunner d = DirectRunner.open(sc, cfg, ExpertPlacement.contiguous(cfg, 2), null)) {
+    try (RankGroup d = RankGroup.open(sc, cfg, ExpertPlacement.contiguous(cfg, 2), null)) {
       String[] target = d.addresses().get(1).split(":");
       Future<Boolean> refused = attacker.submit(() -> {
         while (sc.statusTracker().getActiveJobIds().length == 0) {
@@ -104,13 +104,13 @@ class DirectRunnerTest extends OnTwoExecutors {
   @Test
   void aRankWhoseStateIsNotOnItsExecutorFailsNamingBoth() throws Exception {
     RunConfig cfg = SmallRuns.config(4, 1, "train.steps=2");
-    try (DirectRunner d = DirectRunner.open(sc, cfg, ExpertPlacement.contiguous(cfg, 1), null)) {
+    try (RankGroup d = RankGroup.open(sc, cfg, ExpertPlacement.contiguous(cfg, 1), null)) {
       String home = d.executors().get(0);
       // Occupy the rank's executor (its only slot) so the scheduler gives up waiting and runs the stage elsewhere.
       sc.setJobGroup("blocker", "occupies executor " + home, true);
       String hostPort = d.addresses().get(0);
       String location = "executor_" + hostPort.substring(0, hostPort.lastIndexOf(':')) + "_" + home;
-      org.apache.spark.api.java.JavaRDD.fromRDD(DirectRunner.pinned(sc, new String[] {location}),
+      org.apache.spark.api.java.JavaRDD.fromRDD(RankGroup.pinned(sc, new String[] {location}),
               scala.reflect.ClassTag$.MODULE$.apply(Integer.class))
           .map(i -> {
             Thread.sleep(120_000);

@@ -44,14 +44,16 @@ import scala.reflect.ClassTag;
 import scala.reflect.ClassTag$;
 
 /**
- * The direct runner: R ranks resident on executors ({@link RankState}), driven by barrier stages of R
- * tasks. {@link #open} creates the ranks (fresh, or from a checkpoint written with any R) and exchanges
- * the collective's addresses once; every later stage is pinned to the executors that hold the ranks
- * (preferred locations) and runs a few steps, an evaluation, a checkpoint or the parameter gather over
- * the run's {@link Collective}. Each step's statistics reach the driver as the step ends through
- * {@link StepFeedPlugin} when installed (else when the stage ends).
+ * The R ranks of a run, resident on executors ({@link RankState}), and the Spark jobs that drive them.
+ * {@link #open} creates the ranks (fresh, or from a checkpoint written with any R) in one barrier stage;
+ * every later stage is pinned to the executors that hold the ranks (preferred locations). Steps run by
+ * the run's {@code parallel.dispatch}: on the direct path, barrier stages of a few steps each whose
+ * exchanges go over the ranks' {@link Collective} (each step's statistics reach the driver as the step
+ * ends through {@link StepFeedPlugin} when installed, else when the stage ends); on the shuffle path,
+ * one job per step whose exchanges are shuffles ({@link ShuffleSteps}). Validation follows the same
+ * path; checkpoints, the parameter gather and closing are plain pinned barrier stages.
  */
-public final class DirectRunner implements AutoCloseable {
+public final class RankGroup implements AutoCloseable {
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final ClassTag<Integer> INT = ClassTag$.MODULE$.apply(Integer.class);
   private static final ClassTag<RankReply> REPLY = ClassTag$.MODULE$.apply(RankReply.class);
@@ -96,7 +98,7 @@ public final class DirectRunner implements AutoCloseable {
   private long valTokens;
   private int nextStep;
 
-  private DirectRunner(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement) {
+  private RankGroup(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement) {
     this.sc = sc;
     this.cfg = cfg;
     this.placement = placement;
@@ -109,10 +111,10 @@ public final class DirectRunner implements AutoCloseable {
    * Creates the ranks of a run on R = {@code placement.ranks()} executor task slots: data loaded on each
    * executor, model built from the config's seed or restored from {@code from}, collective connected.
    */
-  public static DirectRunner open(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement,
+  public static RankGroup open(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement,
       CheckpointStore.Stored from) {
     checkSlots(sc, placement.ranks());
-    DirectRunner d = new DirectRunner(sc, cfg, placement);
+    RankGroup d = new RankGroup(sc, cfg, placement);
     List<RankReply> replies = d.stage(new Open(ConfigLoader.toTree(absoluteData(cfg)).toString(), placement, from),
         "open " + placement.ranks() + " ranks" + (from == null ? "" : " from " + from.dir()), null);
     for (RankReply r : replies) {
@@ -162,7 +164,7 @@ public final class DirectRunner implements AutoCloseable {
 
   /** Trains {@code steps} steps with R = {@code cfg.parallel.ranks} fresh ranks and gathers the parameters. */
   public static Result run(JavaSparkContext sc, RunConfig cfg, int steps, Consumer<StepResult> onStep) {
-    try (DirectRunner d = open(sc, cfg, ExpertPlacement.contiguous(cfg, cfg.parallel().ranks()), null)) {
+    try (RankGroup d = open(sc, cfg, ExpertPlacement.contiguous(cfg, cfg.parallel().ranks()), null)) {
       List<StepResult> all = new ArrayList<>();
       while (all.size() < steps) {
         all.addAll(d.steps(Math.min(cfg.parallel().stepsPerStage(), steps - all.size()), onStep, "direct run"));

@@ -1,5 +1,6 @@
 package io.moespark.job;
 
+import io.moespark.job.cli.TrainMain;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import java.nio.file.Path;
@@ -10,13 +11,13 @@ import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaSparkContext;
 
 /**
- * {@code moe-bench-direct --config FILE --ranks R --steps S [--master URL] [--set key=value]...}: opens R
- * ranks, runs one warm-up step, then S timed steps in stages of {@code parallel.steps_per_stage}, and
+ * {@code moe-bench-spark --config FILE --ranks R --steps S [--master URL] [--set key=value]...}: opens R
+ * ranks (on the path {@code parallel.dispatch} names), runs one warm-up step, then S timed steps in stages of {@code parallel.steps_per_stage}, and
  * prints one JSON line: tokens/s of the steps themselves and of the wall clock, and the per-step overhead
  * of the driver loop (wall time minus step time, over S: job submission, task launch, result collection).
  */
-public final class DirectBenchMain {
-  private DirectBenchMain() {}
+public final class SparkBenchMain {
+  private SparkBenchMain() {}
 
   public static void main(String[] a) throws Exception {
     String config = null, master = null;
@@ -30,34 +31,30 @@ public final class DirectBenchMain {
         case "--master" -> master = a[++i];
         case "--set" -> sets.add(a[++i]);
         default -> {
-          System.err.println("moe-bench-direct: unknown option '" + a[i] + "' (known: --config, --ranks, --steps, "
+          System.err.println("moe-bench-spark: unknown option '" + a[i] + "' (known: --config, --ranks, --steps, "
               + "--master, --set)");
           System.exit(2);
         }
       }
     }
     if (config == null) {
-      System.err.println("moe-bench-direct: option --config is required");
+      System.err.println("moe-bench-spark: option --config is required");
       System.exit(2);
     }
     sets.add("parallel.ranks=" + ranks);
     RunConfig cfg = ConfigLoader.load(Path.of(config), sets);
     // In-process, the machine's cores are split evenly over the ranks (spark.task.cpus), as executors would be.
     int cores = Runtime.getRuntime().availableProcessors();
-    SparkConf conf = new SparkConf().setAppName("moe-bench-direct").setIfMissing("spark.master",
-        master == null ? "local[" + Math.max(cores, ranks) + "]" : master).set("spark.ui.enabled", "false")
-        // Executors of a cluster load the runner from this jar.
-        .setJars(new String[] {DirectBenchMain.class.getProtectionDomain().getCodeSource().getLocation().getPath()});
-    if (master != null) {
-      conf.setMaster(master);
-    } else {
+    SparkConf conf = TrainMain.sparkConf(master == null ? "local[" + Math.max(cores, ranks) + "]" : master,
+        "moe-bench-spark").set("spark.ui.enabled", "false");
+    if (master == null) {
       conf.set("spark.task.cpus", String.valueOf(Math.max(1, cores / ranks)));
     }
     JavaSparkContext sc = new JavaSparkContext(conf);
     sc.setLogLevel("WARN");
     try {
       long t0 = System.nanoTime();
-      try (DirectRunner d = DirectRunner.open(sc, cfg, ExpertPlacement.contiguous(cfg, ranks), null)) {
+      try (RankGroup d = RankGroup.open(sc, cfg, ExpertPlacement.contiguous(cfg, ranks), null)) {
         double open = (System.nanoTime() - t0) / 1e9;
         d.steps(1, s -> {}, "warm-up step");
         long t1 = System.nanoTime();
@@ -71,9 +68,9 @@ public final class DirectBenchMain {
           stepSeconds += s.report().seconds();
           tokens += s.report().tokens();
         }
-        System.out.printf(Locale.ROOT, "{\"runner\": \"direct\", \"master\": \"%s\", \"ranks\": %d, \"steps\": %d, "
+        System.out.printf(Locale.ROOT, "{\"runner\": \"%s\", \"master\": \"%s\", \"ranks\": %d, \"steps\": %d, "
             + "\"steps_per_stage\": %d, \"tokens_per_s\": %.1f, \"wall_tokens_per_s\": %.1f, \"seconds_per_step\": %.4f, "
-            + "\"overhead_per_step_s\": %.4f, \"open_s\": %.2f}%n", sc.master(), ranks, steps,
+            + "\"overhead_per_step_s\": %.4f, \"open_s\": %.2f}%n", cfg.parallel().dispatch(), sc.master(), ranks, steps,
             cfg.parallel().stepsPerStage(), tokens / stepSeconds, tokens / wall, stepSeconds / steps,
             (wall - stepSeconds) / steps, open);
       }
