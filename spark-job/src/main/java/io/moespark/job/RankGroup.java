@@ -187,6 +187,11 @@ public final class RankGroup implements AutoCloseable {
     return List.of(addresses);
   }
 
+  /** Each rank's executor as Spark's scheduler names it ("executor_HOST_ID"), null in local mode. */
+  public List<String> locations() {
+    return java.util.Arrays.asList(locations.clone());
+  }
+
   /** The executor id holding each rank. */
   public List<String> executors() {
     return List.of(executors);
@@ -336,7 +341,8 @@ public final class RankGroup implements AutoCloseable {
     return sc.sc().makeRDD(CollectionConverters.asScala(items).toList(), INT);
   }
 
-  private static String rootMessage(Throwable e) {
+  /** The most specific "run …" message in a failure's causes (the rank's own words), else its message. */
+  static String rootMessage(Throwable e) {
     String m = e.getMessage();
     for (Throwable t = e; t != null; t = t.getCause()) {
       if (t.getMessage() != null && t.getMessage().contains("run ")) {

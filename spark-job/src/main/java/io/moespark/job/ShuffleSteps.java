@@ -63,6 +63,8 @@ final class ShuffleSteps {
       List<Outcome> outcomes = new ArrayList<>(out.collect()); // the result stage is named by the call site too
       outcomes.sort((a, b) -> Integer.compare(a.rank(), b.rank()));
       return outcomes;
+    } catch (Exception e) { // a SparkException, undeclared by Scala
+      throw new IllegalStateException(description + " failed: " + RankGroup.rootMessage(e), e);
     } finally {
       sc.clearCallSite();
       sc.setJobDescription(null);

@@ -30,7 +30,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * and final parameters of the single-process trainer on the same global batches (dropless), for R = 1
  * and R = 2; each step's statistics reach the driver while its stage runs; a client without the
  * secret is refused by a running rank and the run is unaffected; a rank whose state is not on the
- * executor its task lands on fails with both executors named.
+ * executor its task lands on fails with both executors named (on either path's stages).
  */
 class DirectPathTest extends OnTwoExecutors {
 
@@ -101,15 +101,15 @@ class DirectPathTest extends OnTwoExecutors {
     assertSameLosses(refLoss, results);
   }
 
-  @Test
-  void aRankWhoseStateIsNotOnItsExecutorFailsNamingBoth() throws Exception {
-    RunConfig cfg = SmallRuns.config(4, 1, "train.steps=2");
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"direct", "shuffle"})
+  void aRankWhoseStateIsNotOnItsExecutorFailsNamingBoth(String dispatch) throws Exception {
+    RunConfig cfg = SmallRuns.config(4, 1, "train.steps=2", "parallel.dispatch=" + dispatch);
     try (RankGroup d = RankGroup.open(sc, cfg, ExpertPlacement.contiguous(cfg, 1), null)) {
       String home = d.executors().get(0);
       // Occupy the rank's executor (its only slot) so the scheduler gives up waiting and runs the stage elsewhere.
       sc.setJobGroup("blocker", "occupies executor " + home, true);
-      String hostPort = d.addresses().get(0);
-      String location = "executor_" + hostPort.substring(0, hostPort.lastIndexOf(':')) + "_" + home;
+      String location = d.locations().get(0);
       org.apache.spark.api.java.JavaRDD.fromRDD(RankGroup.pinned(sc, new String[] {location}),
               scala.reflect.ClassTag$.MODULE$.apply(Integer.class))
           .map(i -> {
