@@ -38,7 +38,10 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
   private List<StepProgram.Call> calls;
   private int call;
   private int round;
-  private Future<?> running;
+  // Set and read by the task threads of successive stages, one after the other.
+  private volatile int taken; // rounds handed to stage tasks
+  private volatile int delivered; // rounds whose blocks stage tasks delivered
+  private volatile Future<?> running;
   private long waitNanos;
   private long bytesSent;
 
@@ -61,6 +64,8 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
     calls = program.calls();
     call = 0;
     round = 0;
+    taken = 0;
+    delivered = 0;
     waitNanos = 0;
     bytesSent = 0;
     outbox.clear();
@@ -73,6 +78,10 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
    * has ended (after a divergence, every later round is empty).
    */
   Outgoing awaitOutgoing(int expected) throws Exception {
+    if (expected != taken) {
+      throw replayed("round " + expected + "'s blocks were already handed to an earlier attempt");
+    }
+    taken++;
     long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
     while (true) {
       Outgoing o = outbox.poll(20, TimeUnit.MILLISECONDS);
@@ -94,11 +103,21 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
     }
   }
 
-  /** Task side: the blocks the shuffle brought this rank for the round the worker waits on. */
-  void deliver(List<byte[]> blocks) {
+  /** Task side: the blocks the shuffle brought this rank for round {@code r}, which the worker waits on. */
+  void deliver(int r, List<byte[]> blocks) {
+    if (r != delivered) {
+      throw replayed("round " + r + "'s blocks were already delivered by an earlier attempt");
+    }
+    delivered++;
     if (!running.isDone()) {
       inbox.add(blocks);
     }
+  }
+
+  /** A stage Spark ran again (a task retry or a fetch failure): a step cannot replay an exchange. */
+  private IllegalStateException replayed(String what) {
+    return new IllegalStateException("rank " + rank + ": " + what + " (Spark re-ran a stage of this step); "
+        + "the step cannot replay an exchange: restart the run with --resume from its last checkpoint");
   }
 
   /** Task side: the outcome of the work once it has ended: its result, or the divergence that stopped it. */

@@ -57,7 +57,7 @@ final class ShuffleSteps {
     RDD<Tuple2<Integer, byte[]>> shuffled = new PinnedShuffledRDD(cur.rdd(), rounds.get(last - 1).partitioner(),
         locations);
     sc.setCallSite(train ? "optimizer + statistics" : "validation result");
-    JavaRDD<Outcome> out = JavaRDD.fromRDD(shuffled, shuffled.elementClassTag()).mapPartitions(finish(runId, homes));
+    JavaRDD<Outcome> out = JavaRDD.fromRDD(shuffled, shuffled.elementClassTag()).mapPartitions(finish(runId, homes, last - 1));
     sc.setJobDescription(description);
     try {
       List<Outcome> outcomes = new ArrayList<>(out.collect()); // the result stage is named by the call site too
@@ -113,7 +113,7 @@ final class ShuffleSteps {
         bridge.start(program, train ? () -> st.trainer.step(bridge, bridge)
             : () -> st.trainer.evaluate(st.val, bridge, bridge));
       } else {
-        bridge.deliver(blocks(it));
+        bridge.deliver(k - 1, blocks(it));
       }
       ShuffleBridge.Outgoing o = bridge.awaitOutgoing(k);
       List<Tuple2<Integer, byte[]>> records = new ArrayList<>();
@@ -126,11 +126,12 @@ final class ShuffleSteps {
     };
   }
 
-  private static FlatMapFunction<Iterator<Tuple2<Integer, byte[]>>, Outcome> finish(String runId, String[] homes) {
+  private static FlatMapFunction<Iterator<Tuple2<Integer, byte[]>>, Outcome> finish(String runId, String[] homes,
+      int lastRound) {
     return it -> {
       RankState st = here(runId, homes);
       ShuffleBridge bridge = st.bridge;
-      bridge.deliver(blocks(it));
+      bridge.deliver(lastRound, blocks(it));
       Object result = bridge.awaitResult();
       Outcome o = result instanceof StepReport r
           ? new Outcome(bridge.rank(), r, null, 0, bridge.waitSeconds(), bridge.bytesSent())
