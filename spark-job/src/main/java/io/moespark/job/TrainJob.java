@@ -181,6 +181,7 @@ public final class TrainJob {
 
   private void onStep(StepResult s) {
     last = s;
+    StepFeedPlugin.record(s);
     StepReport r = s.report();
     int total = cfg.train().steps();
     ObjectNode line = metricsLine(s);

@@ -27,7 +27,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The driver loop on two executor JVMs (local-cluster[2,1,2048], R = 2): the run directory, a run
+ * The driver loop on two executor JVMs (local-cluster[2,1,2048], R = 2): the run directory and the
+ * metrics-system gauges, a run
  * stopped after step 3 and resumed is bit-identical to an uninterrupted one, a checkpoint written with
  * R = 2 resumes with R = 1, corrupt checkpoints and reused run directories are refused by name, and a
  * diverging run stops with a message and leaves what it wrote intact.
@@ -68,6 +69,13 @@ class TrainJobTest extends OnTwoExecutors {
       assertEquals(List.of("step-00000006"), s.map(p -> p.getFileName().toString()).toList(), "keep = 1");
     }
     assertEquals(two.model(), ModelFiles.load(straight.resolve("model")).config());
+    // The metrics system reports the last step (what a Prometheus sink would scrape).
+    var sources = scala.jdk.javaapi.CollectionConverters.asJava(
+        sc.sc().env().metricsSystem().getSourcesByName("plugin." + StepFeedPlugin.CLASS));
+    assertEquals(1, sources.size());
+    var gauges = sources.get(0).metricRegistry().getGauges();
+    assertEquals(6, ((Number) gauges.get("step").getValue()).intValue());
+    assertEquals(m.get(5).get("loss").asDouble(), ((Number) gauges.get("loss").getValue()).doubleValue(), 0.0);
 
     // Stopped after step 3, then resumed: the same bits.
     TrainJob.Outcome stopped = TrainJob.run(sc, two, resumed.toString(), false, 3, QUIET);
