@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.job.data.PreparedData;
 import io.moespark.job.io.CheckpointStore;
 import io.moespark.job.io.RunFiles;
+import io.moespark.job.io.RunReport;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
@@ -39,9 +40,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * checkpoint boundaries, and for every step writes a line to {@code RUN/metrics.jsonl} and (every
  * {@code train.log_every}) a progress line; validation every {@code train.eval_every} steps; atomic
  * checkpoints every {@code checkpoint.every} steps and at the end; the final model exported to
- * {@code RUN/model/} with the data's tokenizer. All jobs of the run share one job group; each job's
- * description says which steps it runs and the last loss and load seen. A non-finite loss stops the run
- * with a message; nothing written before it is touched.
+ * {@code RUN/model/} with the data's tokenizer, and {@code RUN/report.html} with the plots. All jobs of the
+ * run share one job group; each job's description says which steps it runs and the last loss and load seen. A
+ * non-finite loss stops the run with a message; nothing written before it is touched.
  */
 public final class TrainJob {
   public static final String CONFIG = "config.json";
@@ -134,6 +135,7 @@ public final class TrainJob {
     } finally {
       metrics.close();
       sc.clearJobGroup();
+      writeReport();
     }
   }
 
@@ -278,6 +280,16 @@ public final class TrainJob {
       }
     });
     return target.toString();
+  }
+
+  /** RUN/report.html from metrics.jsonl, also after a failure (a report is never a reason to fail a run). */
+  private void writeReport() {
+    try {
+      Path report = RunReport.write(fs, runDir, new Path(runDir, METRICS), "moe-spark run " + runDir.getName());
+      console.println("report " + report);
+    } catch (IOException | RuntimeException e) {
+      console.println("no report: " + e.getMessage());
+    }
   }
 
   /** metrics.jsonl: kept up to {@code fromStep} (a resumed run rewrites the steps after its checkpoint). */

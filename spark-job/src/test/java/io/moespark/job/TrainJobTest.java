@@ -27,8 +27,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The driver loop on two executor JVMs (local-cluster[2,1,2048], R = 2): the run directory and the
- * metrics-system gauges, a run
+ * The driver loop on two executor JVMs (local-cluster[2,1,2048], R = 2): the run directory (with its
+ * report) and the metrics-system gauges, a run
  * stopped after step 3 and resumed is bit-identical to an uninterrupted one, a checkpoint written with
  * R = 2 resumes with R = 1, corrupt checkpoints and reused run directories are refused by name, and a
  * diverging run stops with a message and leaves what it wrote intact.
@@ -69,6 +69,12 @@ class TrainJobTest extends OnTwoExecutors {
       assertEquals(List.of("step-00000006"), s.map(p -> p.getFileName().toString()).toList(), "keep = 1");
     }
     assertEquals(two.model(), ModelFiles.load(straight.resolve("model")).config());
+    // The report: one point per step on the loss curve, the two validation losses, a load cell per layer and expert.
+    String report = Files.readString(straight.resolve(io.moespark.job.io.RunReport.FILE));
+    String loss = report.replaceAll("(?s).*<polyline class=\"loss\"[^>]*points=\"([^\"]*)\".*", "$1");
+    assertEquals(6, loss.split(" ").length, loss);
+    assertEquals(2, report.split("class=\"val_loss\"", -1).length - 1);
+    assertEquals(2 * 4, report.split("class=\"load\"", -1).length - 1);
     // The metrics system reports the last step (what a Prometheus sink would scrape).
     var sources = scala.jdk.javaapi.CollectionConverters.asJava(
         sc.sc().env().metricsSystem().getSourcesByName("plugin." + StepFeedPlugin.CLASS));
