@@ -76,12 +76,32 @@ public final class RankGroup implements AutoCloseable {
 
   record Close() implements Op {}
 
-  /** One rank's answer; the fields its op does not fill are null or 0. */
+  /** One rank's answer; the fields its op does not fill are null or 0 (made by the factories below). */
   record RankReply(int rank, String executor, String location, String address, long valTokens, List<StepResult> steps,
       Trainer.DivergenceException diverged, double valLoss, CheckpointStore.Shard shard, String stateJson,
       Map<String, float[]> params) implements Serializable {
-    static RankReply of(int rank) {
+    static RankReply done(int rank) {
       return new RankReply(rank, null, null, null, 0, List.of(), null, 0, null, null, Map.of());
+    }
+
+    static RankReply opened(int rank, String executor, String location, String address, long valTokens) {
+      return new RankReply(rank, executor, location, address, valTokens, List.of(), null, 0, null, null, Map.of());
+    }
+
+    static RankReply stepped(int rank, List<StepResult> steps, Trainer.DivergenceException diverged) {
+      return new RankReply(rank, null, null, null, 0, steps, diverged, 0, null, null, Map.of());
+    }
+
+    static RankReply evaluated(int rank, double valLoss) {
+      return new RankReply(rank, null, null, null, 0, List.of(), null, valLoss, null, null, Map.of());
+    }
+
+    static RankReply saved(int rank, CheckpointStore.Shard shard, String stateJson) {
+      return new RankReply(rank, null, null, null, 0, List.of(), null, 0, shard, stateJson, Map.of());
+    }
+
+    static RankReply gathered(int rank, Map<String, float[]> params) {
+      return new RankReply(rank, null, null, null, 0, List.of(), null, 0, null, null, params);
     }
   }
 
@@ -363,7 +383,7 @@ public final class RankGroup implements AutoCloseable {
       }
       if (op instanceof Close) {
         RankState.release(runId, r);
-        return RankReply.of(r);
+        return RankReply.done(r);
       }
       RankState st = RankState.get(runId, r, executor, homes[r]);
       Trainer t = st.trainer;
@@ -372,13 +392,13 @@ public final class RankGroup implements AutoCloseable {
       }
       if (op instanceof Evaluate) {
         double loss = t.evaluate(st.val, st.collective, st.collective);
-        return new RankReply(r, executor, null, null, 0, List.of(), null, loss, null, null, Map.of());
+        return RankReply.evaluated(r, loss);
       }
       if (op instanceof Save s) {
         CheckpointStore.Shard shard = CheckpointStore.writeShard(s.dir(), r, t.checkpointTensors(),
             hadoopConf(env.conf()));
         String state = r == 0 ? Checkpoint.toJson(t.checkpointState()).toString() : null;
-        return new RankReply(r, executor, null, null, 0, List.of(), null, 0, shard, state, Map.of());
+        return RankReply.saved(r, shard, state);
       }
       Map<String, float[]> params = new LinkedHashMap<>(); // Gather
       for (Param p : t.model().params().all()) {
@@ -386,7 +406,7 @@ public final class RankGroup implements AutoCloseable {
           params.put(p.name(), p.value().dup('c').data().asFloat());
         }
       }
-      return new RankReply(r, executor, null, null, 0, List.of(), null, 0, null, null, params);
+      return RankReply.gathered(r, params);
     } catch (RuntimeException e) {
       throw e.getMessage() != null && e.getMessage().startsWith("run ") ? e
           : new IllegalStateException("run " + runId + " rank " + r + " on executor " + executor + ": " + e, e);
@@ -421,8 +441,7 @@ public final class RankGroup implements AutoCloseable {
     String host = env.blockManager().blockManagerId().host();
     // The form Spark's scheduler reads as "this executor" (ExecutorCacheTaskLocation); none in local mode.
     String location = env.executorId().equals("driver") ? null : "executor_" + host + "_" + env.executorId();
-    return new RankReply(r, env.executorId(), location, c == null ? null : c.endpoint(), data.val().length, List.of(), null, 0, null,
-        null, Map.of());
+    return RankReply.opened(r, env.executorId(), location, c == null ? null : c.endpoint(), data.val().length);
   }
 
   private static RankReply steps(String runId, int r, RankState st, Steps s) throws Exception {
@@ -441,7 +460,7 @@ public final class RankGroup implements AutoCloseable {
       try {
         rep = t.step(c, c);
       } catch (Trainer.DivergenceException e) {
-        return new RankReply(r, null, null, null, 0, r == 0 ? results : List.of(), e, 0, null, null, Map.of());
+        return RankReply.stepped(r, r == 0 ? results : List.of(), e);
       }
       double exchange = c.busySeconds() - busy0;
       double[] bytes = {c.bytesSent() - bytes0};
@@ -452,7 +471,7 @@ public final class RankGroup implements AutoCloseable {
         StepFeedPlugin.publish(runId, result);
       }
     }
-    return new RankReply(r, null, null, null, 0, results, null, 0, null, null, Map.of());
+    return RankReply.stepped(r, results, null);
   }
 
   /** The Hadoop configuration an executor sees: defaults plus the application's spark.hadoop.* settings. */
