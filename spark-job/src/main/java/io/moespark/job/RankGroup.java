@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.job.data.RunData;
 import io.moespark.job.io.CheckpointStore;
 import io.moespark.job.net.Collective;
+import io.moespark.job.shuffle.PinnedShuffledRDD;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
@@ -355,8 +356,7 @@ public final class RankGroup implements AutoCloseable {
   static RDD<Integer> pinned(JavaSparkContext sc, String[] locations) {
     List<Tuple2<Integer, scala.collection.immutable.Seq<String>>> items = new ArrayList<>();
     for (int i = 0; i < locations.length; i++) {
-      List<String> prefs = locations[i] == null ? List.of() : List.of(locations[i]);
-      items.add(new Tuple2<>(i, CollectionConverters.asScala(prefs).toList()));
+      items.add(new Tuple2<>(i, PinnedShuffledRDD.preference(locations[i])));
     }
     return sc.sc().makeRDD(CollectionConverters.asScala(items).toList(), INT);
   }

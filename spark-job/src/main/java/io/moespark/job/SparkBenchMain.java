@@ -1,12 +1,14 @@
 package io.moespark.job;
 
 import io.moespark.job.cli.TrainMain;
+import io.moespark.ops.cli.Args;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Set;
 import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaSparkContext;
 
@@ -19,30 +21,18 @@ import org.apache.spark.api.java.JavaSparkContext;
 public final class SparkBenchMain {
   private SparkBenchMain() {}
 
-  public static void main(String[] a) throws Exception {
-    String config = null, master = null;
-    int ranks = 1, steps = 5;
-    List<String> sets = new ArrayList<>();
-    for (int i = 0; i < a.length; i++) {
-      switch (a[i]) {
-        case "--config" -> config = a[++i];
-        case "--ranks" -> ranks = Integer.parseInt(a[++i]);
-        case "--steps" -> steps = Integer.parseInt(a[++i]);
-        case "--master" -> master = a[++i];
-        case "--set" -> sets.add(a[++i]);
-        default -> {
-          System.err.println("moe-bench-spark: unknown option '" + a[i] + "' (known: --config, --ranks, --steps, "
-              + "--master, --set)");
-          System.exit(2);
-        }
-      }
-    }
-    if (config == null) {
-      System.err.println("moe-bench-spark: option --config is required");
-      System.exit(2);
-    }
-    sets.add("parallel.ranks=" + ranks);
-    RunConfig cfg = ConfigLoader.load(Path.of(config), sets);
+  public static void main(String[] argv) {
+    Args.run("moe-bench-spark", () -> {
+      Args a = new Args(argv, 0, Set.of("--config", "--ranks", "--steps", "--master", "--set"), Set.of());
+      int ranks = a.integer("--ranks", 1);
+      List<String> sets = new ArrayList<>(a.all("--set"));
+      sets.add("parallel.ranks=" + ranks);
+      bench(ConfigLoader.load(Path.of(a.required("--config")), sets), ranks, a.integer("--steps", 5),
+          a.optional("--master", null));
+    });
+  }
+
+  private static void bench(RunConfig cfg, int ranks, int steps, String master) {
     // In-process, the machine's cores are split evenly over the ranks (spark.task.cpus), as executors would be.
     int cores = Runtime.getRuntime().availableProcessors();
     SparkConf conf = TrainMain.sparkConf(master == null ? "local[" + Math.max(cores, ranks) + "]" : master,

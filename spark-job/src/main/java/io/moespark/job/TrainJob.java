@@ -19,7 +19,6 @@ import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
-import java.io.OutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -316,10 +315,7 @@ public final class TrainJob {
     metrics.hflush();
   }
 
-  /** Replaces a small file atomically. */
   private void writeFile(Path file, String text) throws IOException {
-    Path tmp = RunFiles.tempSibling(file);
-    RunFiles.write(fs, tmp, (OutputStream out) -> out.write(text.getBytes(StandardCharsets.UTF_8)));
-    RunFiles.commit(fs, tmp, file);
+    RunFiles.replace(fs, file, out -> out.write(text.getBytes(StandardCharsets.UTF_8)));
   }
 }

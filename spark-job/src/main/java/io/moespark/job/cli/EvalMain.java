@@ -35,10 +35,7 @@ public final class EvalMain {
       int[] tokens;
       if (data != null) {
         PreparedData p = PreparedData.open(data, new Configuration(), "--data");
-        if (p.vocabSize() > vocab) {
-          throw new ConfigException("--data " + data + ": its tokenizer has " + p.vocabSize()
-              + " tokens, the model's vocab_size is " + vocab);
-        }
+        p.checkVocab(vocab, "--data " + data);
         tokens = p.read(a.optional("--split", "val"));
       } else {
         tokens = TokenData.load(Path.of(tokensFile), "auto", "--tokens");

@@ -71,6 +71,14 @@ public final class PreparedData {
     return manifest.path("vocab_size").asInt();
   }
 
+  /** Throws naming {@code what} when the tokenizer has more tokens than a model of {@code vocab} can embed. */
+  public void checkVocab(int vocab, String what) {
+    if (vocabSize() > vocab) {
+      throw new ConfigException(what + ": its tokenizer has " + vocabSize() + " tokens, more than the model's "
+          + "vocab_size = " + vocab);
+    }
+  }
+
   public List<String> splits() {
     List<String> names = new ArrayList<>();
     manifest.path("splits").fieldNames().forEachRemaining(names::add);

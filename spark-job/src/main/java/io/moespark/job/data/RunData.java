@@ -1,6 +1,5 @@
 package io.moespark.job.data;
 
-import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.train.TokenData;
 import org.apache.hadoop.conf.Configuration;
@@ -18,10 +17,7 @@ public record RunData(int[] train, int[] val, String tokenizer) {
     int vocab = cfg.model().vocabSize();
     if (d.format().equals("prepared") || d.format().equals("auto") && PreparedData.isPrepared(d.path(), conf)) {
       PreparedData p = PreparedData.open(d.path(), conf, "data.path");
-      if (p.vocabSize() > vocab) {
-        throw new ConfigException("data.path " + d.path() + ": its tokenizer has " + p.vocabSize()
-            + " tokens, more than model.vocab_size = " + vocab);
-      }
+      p.checkVocab(vocab, "data.path " + d.path());
       int[] train = p.read(d.split());
       int[] val = !d.split().equals("val") && p.hasSplit("val") ? p.read("val") : new int[0];
       return new RunData(train, val, p.tokenizer().toString());

@@ -64,6 +64,14 @@ public final class RunFiles {
     return HexFormat.of().formatHex(md.digest());
   }
 
+  /** Writes {@code file} atomically: into a temporary sibling, then renamed over it. */
+  public static Written replace(FileSystem fs, Path file, Writer writer) throws IOException {
+    Path tmp = tempSibling(file);
+    Written w = write(fs, tmp, writer);
+    commit(fs, tmp, file);
+    return new Written(file.getName(), w.sha256(), w.bytes());
+  }
+
   /** A fresh temporary sibling of {@code target}, hidden from listings by its leading underscore. */
   public static Path tempSibling(Path target) {
     return new Path(target.getParent(), "_tmp-" + target.getName() + "-" + UUID.randomUUID());

@@ -39,9 +39,8 @@ public final class RunReport {
       }
     }
     String html = html(title, lines);
-    Path file = new Path(runDir, FILE), tmp = RunFiles.tempSibling(file);
-    RunFiles.write(fs, tmp, out -> out.write(html.getBytes(StandardCharsets.UTF_8)));
-    RunFiles.commit(fs, tmp, file);
+    Path file = new Path(runDir, FILE);
+    RunFiles.replace(fs, file, out -> out.write(html.getBytes(StandardCharsets.UTF_8)));
     return file;
   }
 

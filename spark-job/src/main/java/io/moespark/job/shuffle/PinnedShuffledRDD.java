@@ -29,7 +29,12 @@ public final class PinnedShuffledRDD extends ShuffledRDD<Integer, byte[], byte[]
 
   @Override
   public Seq<String> getPreferredLocations(Partition split) {
-    String l = locations[split.index()];
-    return CollectionConverters.asScala(l == null ? java.util.List.<String>of() : java.util.List.of(l)).toList();
+    return preference(locations[split.index()]);
+  }
+
+  /** Spark's preferred locations for one executor location (null: none). */
+  public static Seq<String> preference(String location) {
+    return CollectionConverters.asScala(location == null ? java.util.List.<String>of() : java.util.List.of(location))
+        .toList();
   }
 }
