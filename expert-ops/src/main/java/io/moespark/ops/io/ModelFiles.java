@@ -117,7 +117,10 @@ public final class ModelFiles {
     return model;
   }
 
-  /** Copies every tensor of a safetensors file into the model's parameters, checking names and shapes. */
+  /**
+   * Copies every tensor of a safetensors file into the model's parameters, checking names and shapes; the
+   * file must hold exactly the model's tensors.
+   */
   public static void loadWeights(Path file, TransformerLM model) throws IOException {
     Map<String, INDArray> tensors;
     try (InputStream in = Files.newInputStream(file)) {
@@ -126,6 +129,14 @@ public final class ModelFiles {
       throw new IOException(file + " does not exist", e);
     }
     assign(tensors, model, file.toString());
+    // A model file holds exactly the model's tensors: anything else means a different model or config.
+    List<String> extra = new ArrayList<>(tensors.keySet());
+    extra.removeIf(model.params()::contains);
+    if (!extra.isEmpty()) {
+      throw new IllegalArgumentException(file + ": " + extra.size() + " tensor(s) that the config in "
+          + CONFIG + " does not have: " + String.join(", ", extra.subList(0, Math.min(5, extra.size())))
+          + (extra.size() > 5 ? ", ..." : ""));
+    }
   }
 
   static void assign(Map<String, INDArray> tensors, TransformerLM model, String source) {

@@ -1,5 +1,7 @@
 package io.moespark.ops.io;
 
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -8,6 +10,7 @@ import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -27,7 +30,8 @@ import org.nd4j.linalg.factory.Nd4j;
  * Streams, so callers choose the file system (local here, Hadoop in the Spark job).
  */
 public final class SafeTensors {
-  private static final ObjectMapper JSON = new ObjectMapper();
+  /** Duplicate tensor names are an error, not "the last one wins". */
+  private static final ObjectMapper JSON = new ObjectMapper().enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
   private static final long MAX_HEADER = 100L << 20;
 
   private SafeTensors() {}
@@ -84,7 +88,15 @@ public final class SafeTensors {
       }
       byte[] h = new byte[(int) len];
       data.readFully(h);
-      JsonNode header = JSON.readTree(new String(h, StandardCharsets.UTF_8));
+      JsonNode header;
+      try {
+        header = JSON.readTree(new String(h, StandardCharsets.UTF_8));
+      } catch (JsonProcessingException e) {
+        throw new IOException(source + ": the safetensors header is not valid JSON: " + e.getOriginalMessage(), e);
+      }
+      if (header == null || !header.isObject()) {
+        throw new IOException(source + ": the safetensors header is not a JSON object");
+      }
       // Offsets are relative to the end of the header; reading in offset order is one pass over the
       // stream whatever order the writer used for the header.
       Iterator<Map.Entry<String, JsonNode>> it = header.fields();
@@ -95,23 +107,40 @@ public final class SafeTensors {
           entries.add(e);
         }
       }
-      entries.sort(Comparator.comparingLong(e -> e.getValue().get("data_offsets").get(0).asLong()));
+      entries.sort(Comparator.comparingLong(e -> offset(e, 0, source)));
       Map<String, INDArray> out = new LinkedHashMap<>();
+      // The format has no gaps and no overlaps: sorted by offset, each tensor starts where the last ended.
       long pos = 0;
       for (Map.Entry<String, JsonNode> e : entries) {
         JsonNode n = e.getValue();
-        DataType type = type(n.get("dtype").asText(), source, e.getKey());
-        long begin = n.get("data_offsets").get(0).asLong(), end = n.get("data_offsets").get(1).asLong();
-        long[] shape = new long[n.get("shape").size()];
+        DataType type = type(n.path("dtype").asText(), source, e.getKey());
+        long begin = offset(e, 0, source), end = offset(e, 1, source);
+        JsonNode dims = n.get("shape");
+        if (dims == null || !dims.isArray()) {
+          throw new IOException(source + ": tensor '" + e.getKey() + "' has no shape array");
+        }
+        long[] shape = new long[dims.size()];
         long count = 1;
         for (int i = 0; i < shape.length; i++) {
-          shape[i] = n.get("shape").get(i).asLong();
-          count *= shape[i];
+          shape[i] = dims.get(i).asLong(-1);
+          if (!dims.get(i).canConvertToLong() || shape[i] < 0) {
+            throw new IOException(source + ": tensor '" + e.getKey() + "' has shape " + dims
+                + "; expected non-negative integers");
+          }
+          count = Math.multiplyExact(count, shape[i]);
         }
-        if (end - begin != count * type.width() || begin < pos) {
-          throw new IOException(source + ": tensor '" + e.getKey() + "' has inconsistent data_offsets");
+        if (begin != pos) {
+          throw new IOException(source + ": tensor '" + e.getKey() + "' starts at byte " + begin + " of the data, "
+              + (begin < pos ? "overlapping" : "leaving a gap after") + " the previous tensor, which ends at " + pos);
         }
-        data.skipNBytes(begin - pos);
+        if (end - begin != count * type.width()) {
+          throw new IOException(source + ": tensor '" + e.getKey() + "' has data_offsets [" + begin + ", " + end
+              + "] for " + count + " values of " + type.width() + " bytes; expected " + count * type.width() + " bytes");
+        }
+        if (count > Integer.MAX_VALUE / type.width()) {
+          throw new IOException(source + ": tensor '" + e.getKey() + "' has " + count + " values; at most "
+              + Integer.MAX_VALUE / type.width() + " are supported per tensor");
+        }
         byte[] raw = new byte[(int) (end - begin)];
         data.readFully(raw);
         pos = end;
@@ -128,10 +157,27 @@ public final class SafeTensors {
         }
         out.put(e.getKey(), a);
       }
+      if (data.read() != -1) {
+        throw new IOException(source + ": bytes after the last tensor (ends at byte " + pos
+            + " of the data); the format allows none");
+      }
       return out;
     } catch (EOFException e) {
-      throw new IOException(source + ": truncated safetensors file", e);
+      throw new IOException(source + ": truncated safetensors file (a tensor's data_offsets point past its end)", e);
+    } catch (UncheckedIOException e) {
+      throw e.getCause();
     }
+  }
+
+  /** data_offsets[which] of a header entry, checked to be a pair of ordered non-negative integers. */
+  private static long offset(Map.Entry<String, JsonNode> e, int which, String source) {
+    JsonNode o = e.getValue().get("data_offsets");
+    if (o == null || !o.isArray() || o.size() != 2 || !o.get(0).canConvertToLong() || !o.get(1).canConvertToLong()
+        || o.get(0).asLong() < 0 || o.get(1).asLong() < o.get(0).asLong()) {
+      throw new UncheckedIOException(new IOException(source + ": tensor '" + e.getKey() + "' has data_offsets "
+          + o + "; expected [begin, end] with 0 <= begin <= end"));
+    }
+    return o.get(which).asLong();
   }
 
   private static String code(DataType t, String name) {

@@ -91,6 +91,56 @@ class ModelFilesTest {
     assertTrue(io.getMessage().contains("model.safetensors does not exist"), io.getMessage());
   }
 
+  @Test
+  void extraTensorInAModelFileIsRefusedByName(@TempDir Path tmp) throws IOException {
+    RunConfig c = small();
+    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), DataType.FLOAT);
+    Path dir = tmp.resolve("model");
+    exportTo(dir, m);
+    Map<String, INDArray> t = new LinkedHashMap<>(m.params().values());
+    t.put("layers.1.moe.experts.7.w1.weight", Nd4j.zeros(DataType.FLOAT, 8, 16));
+    try (var out = Files.newOutputStream(dir.resolve(ModelFiles.WEIGHTS))) {
+      SafeTensors.write(t, Map.of(), out);
+    }
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelFiles.load(dir));
+    assertTrue(e.getMessage().contains("model.safetensors") && e.getMessage().contains("layers.1.moe.experts.7.w1.weight"),
+        e.getMessage());
+  }
+
+  /** A file of two F32 tensors [2] with the given header offsets and {@code dataBytes} bytes of data. */
+  private static byte[] handMade(String offsetsA, String offsetsB, int dataBytes) {
+    String header = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":" + offsetsA + "},"
+        + "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":" + offsetsB + "}}";
+    byte[] h = header.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(8 + h.length + dataBytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    b.putLong(h.length).put(h);
+    return b.array();
+  }
+
+  private static String readError(byte[] file) {
+    return assertThrows(IOException.class, () -> SafeTensors.read(new ByteArrayInputStream(file), "f.safetensors"))
+        .getMessage();
+  }
+
+  @Test
+  void safetensorsReaderRefusesWhatTheFormatForbids() throws IOException {
+    assertEquals(2, SafeTensors.read(new ByteArrayInputStream(handMade("[0,8]", "[8,16]", 16)), "ok").size());
+    String gap = readError(handMade("[0,8]", "[12,20]", 20));
+    assertTrue(gap.contains("f.safetensors") && gap.contains("'b'") && gap.contains("gap"), gap);
+    String overlap = readError(handMade("[0,8]", "[4,12]", 12));
+    assertTrue(overlap.contains("'b'") && overlap.contains("overlapping"), overlap);
+    String pastEnd = readError(handMade("[0,8]", "[8,16]", 12));
+    assertTrue(pastEnd.contains("truncated"), pastEnd);
+    String trailing = readError(handMade("[0,8]", "[8,16]", 20));
+    assertTrue(trailing.contains("after the last tensor"), trailing);
+    String size = readError(handMade("[0,8]", "[8,20]", 20));
+    assertTrue(size.contains("'b'") && size.contains("expected 8 bytes"), size);
+    String reversed = readError(handMade("[8,0]", "[8,16]", 16));
+    assertTrue(reversed.contains("'a'") && reversed.contains("0 <= begin <= end"), reversed);
+    String notFirst = readError(handMade("[8,16]", "[16,24]", 24));
+    assertTrue(notFirst.contains("'a'") && notFirst.contains("gap"), notFirst);
+  }
+
   private static void exportTo(Path dir, TransformerLM m) throws IOException {
     Files.createDirectories(dir);
     ModelFiles.writeInto(dir, m);
