@@ -7,10 +7,15 @@ import io.moespark.job.io.CheckpointStore;
 import io.moespark.job.net.Collective;
 import io.moespark.job.shuffle.PinnedShuffledRDD;
 import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.ops.config.ConfigLoader;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.io.Checkpoint;
-import io.moespark.ops.tensor.Parallel;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.train.StepProgram;
 import io.moespark.ops.train.StepReport;
@@ -37,7 +42,6 @@ import org.apache.spark.api.java.JavaFutureAction;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.rdd.RDD;
-import org.nd4j.linalg.api.buffer.DataType;
 import scala.Function1;
 import scala.Tuple2;
 import scala.jdk.javaapi.CollectionConverters;
@@ -403,7 +407,7 @@ public final class RankGroup implements AutoCloseable {
       Map<String, float[]> params = new LinkedHashMap<>(); // Gather
       for (Param p : t.model().params().all()) {
         if (p.isExpert() || r == 0) {
-          params.put(p.name(), p.value().dup('c').data().asFloat());
+          params.put(p.name(), floats(p.value()));
         }
       }
       return RankReply.gathered(r, params);
@@ -415,14 +419,24 @@ public final class RankGroup implements AutoCloseable {
     }
   }
 
+  /** A float32 tensor's values on the host (for the export, gathered on the driver). */
+  private static float[] floats(Tensor t) {
+    ByteBuffer b = ByteBuffer.allocate((int) t.length() * 4).order(ByteOrder.LITTLE_ENDIAN);
+    t.backend().toHost(t, b);
+    float[] v = new float[(int) t.length()];
+    b.flip().asFloatBuffer().get(v);
+    return v;
+  }
+
   private static RankReply open(String runId, BarrierTaskContext task, Open o) throws Exception {
     int r = task.partitionId(), ranks = task.numPartitions();
     SparkEnv env = SparkEnv.get();
     RunConfig cfg = ConfigLoader.fromTree(JSON.readTree(o.cfgJson()), "run config");
-    Parallel.setThreads(task.cpus());
+    Backend backend = CpuBackend.INSTANCE;
+    backend.setThreads(task.cpus());
     Configuration conf = hadoopConf(env.conf());
     RunData data = RunData.load(cfg, conf);
-    Trainer trainer = new Trainer(cfg, data.train(), DataType.FLOAT, r, ranks, l -> o.placement().layout(l, r));
+    Trainer trainer = new Trainer(cfg, data.train(), backend, DType.F32, r, ranks, l -> o.placement().layout(l, r));
     if (o.from() != null) {
       Set<String> needed = new HashSet<>();
       for (Param p : trainer.model().params().all()) {
@@ -431,7 +445,7 @@ public final class RankGroup implements AutoCloseable {
         needed.add("exp_avg_sq." + p.name());
       }
       String source = o.from().dir();
-      trainer.restore(CheckpointStore.readShards(o.from(), needed, conf),
+      trainer.restore(CheckpointStore.readShards(o.from(), needed, conf, backend),
           Checkpoint.fromJson(JSON.readTree(o.from().stateJson()), source + "/" + Checkpoint.STATE), source);
     }
     long timeoutMs = cfg.parallel().timeoutS() * 1000L;

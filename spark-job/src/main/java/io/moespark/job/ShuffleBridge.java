@@ -11,10 +11,8 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
-import org.nd4j.linalg.indexing.INDArrayIndex;
-import org.nd4j.linalg.indexing.NDArrayIndex;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * One rank's side of the shuffle path. The rank's step runs in a resident worker thread against this
@@ -153,18 +151,19 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
   }
 
   @Override
-  public INDArray[] allToAll(INDArray[] send) {
+  public Tensor[] allToAll(Tensor[] send) {
     long seq = next(StepProgram.Kind.BLOCKS);
     byte[][] out = new byte[ranks][];
     for (int d = 0; d < ranks; d++) {
       out[d] = Blocks.bytes(Blocks.matrix(seq, rank, send[d]));
     }
     byte[][] in = swap(out);
-    INDArray[] recv = new INDArray[ranks];
+    Tensor[] recv = new Tensor[ranks];
+    Backend be = send[rank].backend();
     for (int s = 0; s < ranks; s++) {
       // A shard without experts in this layer receives no dispatch record: its blocks are empty.
-      recv[s] = in[s] == null ? Nd4j.create(send[rank].dataType(), 0, send[rank].size(1))
-          : Blocks.readMatrix(Blocks.open(in[s]));
+      recv[s] = in[s] == null ? be.empty(send[rank].dtype(), 0, send[rank].size(1))
+          : Blocks.readMatrix(Blocks.open(in[s]), be);
     }
     return recv;
   }
@@ -201,30 +200,31 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
   }
 
   @Override
-  public void sum(INDArray values) {
+  public void sum(Tensor values) {
     long seq = next(StepProgram.Kind.SUM_ARRAY);
-    INDArray flat = values.reshape(1, values.length());
+    Backend be = values.backend();
     long n = values.length();
     byte[][] out = new byte[ranks][];
     for (int d = 0; d < ranks; d++) {
-      out[d] = Blocks.bytes(Blocks.matrix(seq, rank, flat.get(NDArrayIndex.all(), chunk(n, d))));
+      out[d] = Blocks.bytes(Blocks.matrix(seq, rank, chunk(values, n, d)));
     }
     byte[][] in = swap(out); // reduce-scatter: everyone's chunk `rank`
-    INDArray mine = Blocks.readMatrix(Blocks.open(in[0]));
+    Tensor mine = Blocks.readMatrix(Blocks.open(in[0]), be);
     for (int s = 1; s < ranks; s++) {
-      mine.addi(Blocks.readMatrix(Blocks.open(in[s])));
+      mine.addi(Blocks.readMatrix(Blocks.open(in[s]), be));
     }
     byte[] reduced = Blocks.bytes(Blocks.matrix(seq, rank, mine));
     java.util.Arrays.fill(out, reduced);
     in = swap(out); // all-gather of the summed chunks
     for (int s = 0; s < ranks; s++) {
-      flat.get(NDArrayIndex.all(), chunk(n, s)).assign(Blocks.readMatrix(Blocks.open(in[s])));
+      chunk(values, n, s).assign(Blocks.readMatrix(Blocks.open(in[s]), be));
     }
   }
 
-  /** Rank {@code part}'s share of a reduce-scatter over {@code n} values. */
-  private INDArrayIndex chunk(long n, int part) {
-    return NDArrayIndex.interval(part * n / ranks, (part + 1) * n / ranks);
+  /** Rank {@code part}'s share of a reduce-scatter over the {@code n} values of a contiguous tensor. */
+  private Tensor chunk(Tensor values, long n, int part) {
+    long from = part * n / ranks, to = (part + 1) * n / ranks;
+    return values.backend().view(values, from, to - from);
   }
 
   /** Checks the next call against the program; returns its sequence number for the block headers. */

@@ -11,7 +11,11 @@ import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.io.ModelFiles;
+import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.ops.model.TransformerLM;
+import io.moespark.ops.tensor.DType;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import io.moespark.ops.moe.MoeStats;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.train.StepReport;
@@ -30,8 +34,6 @@ import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.JavaSparkContext;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * The driver's step loop of one run: opens the ranks (fresh, or from the run's last checkpoint with
@@ -254,13 +256,16 @@ public final class TrainJob {
   }
 
   private String export(Map<String, float[]> params) throws IOException {
-    TransformerLM model = TransformerLM.singleRank(cfg.model(), cfg.moe(), DataType.FLOAT);
+    // The export is assembled on the driver's host: it only copies values into a model and writes it.
+    TransformerLM model = TransformerLM.singleRank(cfg.model(), cfg.moe(), CpuBackend.INSTANCE, DType.F32);
     for (Param p : model.params().all()) {
       float[] v = params.get(p.name());
       if (v == null) {
         throw new IllegalStateException("no rank returned parameter " + p.name());
       }
-      p.value().assign(Nd4j.createFromArray(v).reshape(p.value().shape()));
+      ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
+      b.asFloatBuffer().put(v);
+      p.value().backend().fromHost(b, p.value());
     }
     Path target = new Path(runDir, MODEL);
     String tokenizer = PreparedData.isPrepared(cfg.data().path(), fs.getConf())

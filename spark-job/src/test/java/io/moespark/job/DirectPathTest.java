@@ -140,7 +140,7 @@ class DirectPathTest extends OnTwoExecutors {
     List<Param> params = reference.model().params().all();
     assertEquals(params.size(), got.size());
     for (Param p : params) {
-      float[] mine = got.get(p.name()), ref = p.value().dup('c').data().asFloat();
+      float[] mine = got.get(p.name()), ref = io.moespark.ops.backend.cpu.CpuBackend.array(p.value()).dup('c').data().asFloat();
       double diff = 0, norm = 0;
       for (int i = 0; i < ref.length; i++) {
         diff = Math.max(diff, Math.abs(mine[i] - ref[i]));

@@ -110,7 +110,7 @@ class ShuffleRunnerTest extends OnTwoExecutors {
         "parallel.dispatch=shuffle");
     Trainer reference = Trainer.singleProcess(one, io.moespark.ops.train.TokenData.split(io.moespark.ops.train
         .TokenData.load(SmallRuns.CORPUS, "auto", "data"), one.data().valFraction()).train(),
-        org.nd4j.linalg.api.buffer.DataType.FLOAT);
+        io.moespark.ops.backend.cpu.CpuBackend.INSTANCE, io.moespark.ops.tensor.DType.F32);
     List<StepResult> shuffled = RankGroup.run(sc, one, steps, s -> {}).steps();
     boolean dropped = false;
     for (int s = 0; s < steps; s++) {

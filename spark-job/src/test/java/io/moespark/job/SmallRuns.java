@@ -7,7 +7,8 @@ import io.moespark.ops.train.Trainer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import org.nd4j.linalg.api.buffer.DataType;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.tensor.DType;
 
 /** A small model on the bundled corpus (byte tokens), and the single-process trainer as the reference. */
 final class SmallRuns {
@@ -27,7 +28,7 @@ final class SmallRuns {
   /** The single-process trainer's losses for the config's steps, and the trainer after them. */
   static Trainer reference(RunConfig cfg, double[] losses) {
     Trainer t = Trainer.singleProcess(cfg,
-        TokenData.split(TokenData.load(CORPUS, "auto", "data.path"), cfg.data().valFraction()).train(), DataType.FLOAT);
+        TokenData.split(TokenData.load(CORPUS, "auto", "data.path"), cfg.data().valFraction()).train(), CpuBackend.INSTANCE, DType.F32);
     for (int s = 0; s < losses.length; s++) {
       losses[s] = t.step().loss().total();
     }

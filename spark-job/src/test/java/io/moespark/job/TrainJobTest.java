@@ -68,7 +68,7 @@ class TrainJobTest extends OnTwoExecutors {
     try (Stream<Path> s = Files.list(straight.resolve(CheckpointStore.DIR))) {
       assertEquals(List.of("step-00000006"), s.map(p -> p.getFileName().toString()).toList(), "keep = 1");
     }
-    assertEquals(two.model(), ModelFiles.load(straight.resolve("model")).config());
+    assertEquals(two.model(), ModelFiles.load(straight.resolve("model"), io.moespark.ops.backend.cpu.CpuBackend.INSTANCE).config());
     // The report: one point per step on the loss curve, the two validation losses, a load cell per layer and expert.
     String report = Files.readString(straight.resolve(io.moespark.job.io.RunReport.FILE));
     String loss = report.replaceAll("(?s).*<polyline class=\"loss\"[^>]*points=\"([^\"]*)\".*", "$1");

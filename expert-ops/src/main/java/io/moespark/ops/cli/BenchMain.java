@@ -12,9 +12,12 @@ import io.moespark.ops.moe.Reducer;
 import io.moespark.ops.moe.RouterKind;
 import io.moespark.ops.moe.ShardLayout;
 import io.moespark.ops.nn.Activation;
-import io.moespark.ops.tensor.Buffers;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.ParamStore;
+import io.moespark.ops.tensor.Tensor;
 import io.moespark.ops.train.Trainer;
 import io.moespark.ops.train.StepReport;
 import io.moespark.ops.train.TokenData;
@@ -22,9 +25,6 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.Set;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * {@code moe-bench layer ...}: MoE layer forward + backward (dropless; routing, layout transform and gating
@@ -54,42 +54,46 @@ public final class BenchMain {
     }
     MoeSpec spec = new MoeSpec(e, k, f, 0, Activation.SWIGLU, RouterKind.TOPK, true, 0, DropPolicy.POSITION,
         0.01, 0.001);
-    ParamStore ps = new ParamStore(DataType.FLOAT);
+    Backend be = CpuBackend.INSTANCE;
+    ParamStore ps = new ParamStore(be, DType.F32);
     MoeLayer layer = new MoeLayer(0, d, spec, ShardLayout.single(e), ps);
+    ps.allocate();
     long seed = a.integer("--seed", 1);
     for (Param p : ps.all()) {
       Init.normal(p.value(), seed, p.name(), 0.02);
     }
-    INDArray x = Nd4j.createUninitialized(DataType.FLOAT, n, d), dy = x.ulike(), y = x.ulike(), dx = x.ulike();
+    Tensor x = be.empty(DType.F32, n, d), dy = be.empty(DType.F32, n, d), y = be.empty(DType.F32, n, d);
+    Tensor dx = be.empty(DType.F32, n, d);
     Init.normal(x, seed, "x", 1.0);
     Init.normal(dy, seed, "dy", 1.0);
     int[] ids = new int[n];
     long assignments = (long) n * k;
     // Dense reference: the nine GEMMs of one FFN over all A = N k rows, the same shapes and FLOPs as the
     // experts' GEMMs. Iterations alternate MoE and dense so that machine drift hits both alike.
-    INDArray xa = Nd4j.createUninitialized(DataType.FLOAT, assignments, d), dya = xa.ulike(), dxa = xa.ulike();
-    INDArray h1 = Nd4j.createUninitialized(DataType.FLOAT, assignments, f), h3 = h1.ulike(), act = h1.ulike();
-    INDArray w1 = Nd4j.createUninitialized(DataType.FLOAT, f, d), w3 = w1.ulike();
-    INDArray w2 = Nd4j.createUninitialized(DataType.FLOAT, d, f), g1 = w1.ulike(), g3 = w1.ulike(), g2 = w2.ulike();
-    for (INDArray m : new INDArray[] {xa, dya, h1, h3, act, w1, w3, w2}) {
+    Tensor xa = be.empty(DType.F32, assignments, d), dya = be.empty(DType.F32, assignments, d);
+    Tensor dxa = be.empty(DType.F32, assignments, d), h1 = be.empty(DType.F32, assignments, f);
+    Tensor h3 = be.empty(DType.F32, assignments, f), act = be.empty(DType.F32, assignments, f);
+    Tensor w1 = be.empty(DType.F32, f, d), w3 = be.empty(DType.F32, f, d), w2 = be.empty(DType.F32, d, f);
+    Tensor g1 = be.empty(DType.F32, f, d), g3 = be.empty(DType.F32, f, d), g2 = be.empty(DType.F32, d, f);
+    for (Tensor m : new Tensor[] {xa, dya, h1, h3, act, w1, w3, w2}) {
       Init.normal(m, seed, "dense", 0.02);
     }
     double[] moeTimes = new double[iters], denseTimes = new double[iters];
     for (int i = -1; i < iters; i++) {
       long t0 = System.nanoTime();
       layer.forward(x, ids, n, Exchange.LOCAL, Reducer.LOCAL, y);
-      dx.assign(0);
+      dx.fill(0);
       layer.backward(dy, dx, Exchange.LOCAL);
       long t1 = System.nanoTime();
-      Buffers.gemm(xa, w1, h1, false, true, 0);
-      Buffers.gemm(xa, w3, h3, false, true, 0);
-      Buffers.gemm(act, w2, dxa, false, true, 0);
-      Buffers.gemm(dya, act, g2, true, false, 0);
-      Buffers.gemm(dya, w2, act, false, false, 0);
-      Buffers.gemm(h1, xa, g1, true, false, 0);
-      Buffers.gemm(h1, w1, dxa, false, false, 0);
-      Buffers.gemm(h3, xa, g3, true, false, 0);
-      Buffers.gemm(h3, w3, dxa, false, false, 1);
+      be.gemm(xa, w1, h1, false, true, 0);
+      be.gemm(xa, w3, h3, false, true, 0);
+      be.gemm(act, w2, dxa, false, true, 0);
+      be.gemm(dya, act, g2, true, false, 0);
+      be.gemm(dya, w2, act, false, false, 0);
+      be.gemm(h1, xa, g1, true, false, 0);
+      be.gemm(h1, w1, dxa, false, false, 0);
+      be.gemm(h3, xa, g3, true, false, 0);
+      be.gemm(h3, w3, dxa, false, false, 1);
       long t2 = System.nanoTime();
       if (i >= 0) {
         moeTimes[i] = (t1 - t0) / 1e9;
@@ -114,7 +118,7 @@ public final class BenchMain {
     int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format(), "data.path");
     TokenData.checkVocab(tokens, cfg.model().vocabSize(), "data.path " + cfg.data().path());
     Trainer trainer = Trainer.singleProcess(cfg, TokenData.split(tokens, cfg.data().valFraction()).train(),
-        DataType.FLOAT);
+        CpuBackend.INSTANCE, DType.F32);
     trainer.step(); // warm-up: first-touch allocation and JIT
     double seconds = 0;
     long count = 0;

@@ -9,7 +9,7 @@ import io.moespark.ops.tensor.Param;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * The checkpoint format, independent of where it is stored. Rank r of R writes one shard file,
@@ -34,18 +34,17 @@ public final class Checkpoint {
   }
 
   /** The tensors rank {@code rank} writes: its expert parameters (dense ones too on rank 0) and their moments. */
-  public static Map<String, INDArray> shardTensors(TransformerLM model, AdamW optimizer, int rank) {
-    Map<String, INDArray> moments = optimizer.state();
-    Map<String, INDArray> out = new LinkedHashMap<>();
+  public static Map<String, Tensor> shardTensors(TransformerLM model, AdamW optimizer, int rank) {
+    if (optimizer.step() == 0) {
+      throw new IllegalStateException("no optimizer moments yet: checkpoint before the first step");
+    }
+    Map<String, Tensor> moments = optimizer.state();
+    Map<String, Tensor> out = new LinkedHashMap<>();
     for (Param p : model.params().all()) {
       if (p.isExpert() || rank == 0) {
         out.put(p.name(), p.value());
         for (String kind : new String[] {"exp_avg.", "exp_avg_sq."}) {
-          INDArray m = moments.get(kind + p.name());
-          if (m == null) {
-            throw new IllegalStateException("no optimizer moments for " + p.name() + ": checkpoint before the first step");
-          }
-          out.put(kind + p.name(), m);
+          out.put(kind + p.name(), moments.get(kind + p.name()));
         }
       }
     }
@@ -56,10 +55,10 @@ public final class Checkpoint {
    * Loads every parameter the model holds, and its moments, from {@code tensors} (the union of the
    * shards it needs), checking names and shapes; {@code source} names the checkpoint in errors.
    */
-  public static void restore(Map<String, INDArray> tensors, TransformerLM model, AdamW optimizer, long optimizerStep,
+  public static void restore(Map<String, Tensor> tensors, TransformerLM model, AdamW optimizer, long optimizerStep,
       String source) {
     ModelFiles.assign(tensors, model, source);
-    optimizer.restore(model.params().all(), tensors, optimizerStep);
+    optimizer.restore(tensors, optimizerStep);
   }
 
   public static ObjectNode toJson(State state) {

@@ -20,8 +20,9 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * The exported model: {@code model.safetensors} (DESIGN §3 tensor names, PyTorch [out, in] layout) and
@@ -109,10 +110,10 @@ public final class ModelFiles {
     }
   }
 
-  /** Loads an exported model (FLOAT) from {@code dir}. */
-  public static TransformerLM load(Path dir) throws IOException {
+  /** Loads an exported model (F32) from {@code dir} onto {@code backend}. */
+  public static TransformerLM load(Path dir, Backend backend) throws IOException {
     RunConfig c = readConfig(dir);
-    TransformerLM model = TransformerLM.singleRank(c.model(), c.moe(), DataType.FLOAT);
+    TransformerLM model = TransformerLM.singleRank(c.model(), c.moe(), backend, DType.F32);
     loadWeights(dir.resolve(WEIGHTS), model);
     return model;
   }
@@ -122,9 +123,9 @@ public final class ModelFiles {
    * file must hold exactly the model's tensors.
    */
   public static void loadWeights(Path file, TransformerLM model) throws IOException {
-    Map<String, INDArray> tensors;
+    Map<String, Tensor> tensors;
     try (InputStream in = Files.newInputStream(file)) {
-      tensors = SafeTensors.read(in, file.toString());
+      tensors = SafeTensors.read(in, file.toString(), model.params().backend());
     } catch (NoSuchFileException e) {
       throw new IOException(file + " does not exist", e);
     }
@@ -139,17 +140,17 @@ public final class ModelFiles {
     }
   }
 
-  static void assign(Map<String, INDArray> tensors, TransformerLM model, String source) {
+  static void assign(Map<String, Tensor> tensors, TransformerLM model, String source) {
     for (Param p : model.params().all()) {
-      INDArray t = tensors.get(p.name());
+      Tensor t = tensors.get(p.name());
       if (t == null) {
         throw new IllegalArgumentException(source + ": missing tensor '" + p.name() + "'");
       }
-      if (!Arrays.equals(t.shape(), p.value().shape())) {
+      if (!Arrays.equals(t.shape(), p.shape())) {
         throw new IllegalArgumentException(source + ": tensor '" + p.name() + "' has shape "
-            + Arrays.toString(t.shape()) + ", the config expects " + Arrays.toString(p.value().shape()));
+            + Arrays.toString(t.shape()) + ", the config expects " + Arrays.toString(p.shape()));
       }
-      p.value().assign(t.castTo(p.value().dataType()));
+      p.value().assign(t);
     }
   }
 }

@@ -20,9 +20,9 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.LinkedHashMap;
 import java.util.Map;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header
@@ -36,7 +36,7 @@ public final class SafeTensors {
 
   private SafeTensors() {}
 
-  public static void write(Map<String, INDArray> tensors, Map<String, String> metadata, OutputStream out)
+  public static void write(Map<String, Tensor> tensors, Map<String, String> metadata, OutputStream out)
       throws IOException {
     ObjectNode header = JSON.createObjectNode();
     if (!metadata.isEmpty()) {
@@ -44,15 +44,15 @@ public final class SafeTensors {
       metadata.forEach(meta::put);
     }
     long offset = 0;
-    for (Map.Entry<String, INDArray> t : tensors.entrySet()) {
-      INDArray a = t.getValue();
+    for (Map.Entry<String, Tensor> t : tensors.entrySet()) {
+      Tensor a = t.getValue();
       ObjectNode n = header.putObject(t.getKey());
-      n.put("dtype", code(a.dataType(), t.getKey()));
+      n.put("dtype", a.dtype() == DType.F32 ? "F32" : "F64");
       var shape = n.putArray("shape");
       for (long s : a.shape()) {
         shape.add(s);
       }
-      long bytes = a.length() * a.dataType().width();
+      long bytes = a.length() * a.dtype().width();
       n.putArray("data_offsets").add(offset).add(offset + bytes);
       offset += bytes;
     }
@@ -64,20 +64,15 @@ public final class SafeTensors {
     for (int i = h.length; i < padded; i++) {
       out.write(' ');
     }
-    for (INDArray a : tensors.values()) {
-      INDArray c = a.dup('c');
-      ByteBuffer b = ByteBuffer.allocate((int) (c.length() * c.dataType().width())).order(ByteOrder.LITTLE_ENDIAN);
-      if (c.dataType() == DataType.FLOAT) {
-        b.asFloatBuffer().put(c.data().asFloat());
-      } else {
-        b.asDoubleBuffer().put(c.data().asDouble());
-      }
+    for (Tensor a : tensors.values()) {
+      ByteBuffer b = ByteBuffer.allocate((int) (a.length() * a.dtype().width())).order(ByteOrder.LITTLE_ENDIAN);
+      a.backend().toHost(a, b);
       out.write(b.array());
     }
   }
 
-  /** Reads every tensor; {@code source} names the file in error messages. */
-  public static Map<String, INDArray> read(InputStream in, String source) throws IOException {
+  /** Reads every tensor onto {@code backend}; {@code source} names the file in error messages. */
+  public static Map<String, Tensor> read(InputStream in, String source, Backend backend) throws IOException {
     DataInputStream data = new DataInputStream(in);
     byte[] lenBytes = new byte[8];
     try {
@@ -108,12 +103,12 @@ public final class SafeTensors {
         }
       }
       entries.sort(Comparator.comparingLong(e -> offset(e, 0, source)));
-      Map<String, INDArray> out = new LinkedHashMap<>();
+      Map<String, Tensor> out = new LinkedHashMap<>();
       // The format has no gaps and no overlaps: sorted by offset, each tensor starts where the last ended.
       long pos = 0;
       for (Map.Entry<String, JsonNode> e : entries) {
         JsonNode n = e.getValue();
-        DataType type = type(n.path("dtype").asText(), source, e.getKey());
+        DType type = type(n.path("dtype").asText(), source, e.getKey());
         long begin = offset(e, 0, source), end = offset(e, 1, source);
         JsonNode dims = n.get("shape");
         if (dims == null || !dims.isArray()) {
@@ -144,17 +139,8 @@ public final class SafeTensors {
         byte[] raw = new byte[(int) (end - begin)];
         data.readFully(raw);
         pos = end;
-        ByteBuffer b = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN);
-        INDArray a;
-        if (type == DataType.FLOAT) {
-          float[] v = new float[(int) count];
-          b.asFloatBuffer().get(v);
-          a = Nd4j.create(v, shape, 'c');
-        } else {
-          double[] v = new double[(int) count];
-          b.asDoubleBuffer().get(v);
-          a = Nd4j.create(v, shape, 'c');
-        }
+        Tensor a = backend.empty(type, shape);
+        backend.fromHost(ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN), a);
         out.put(e.getKey(), a);
       }
       if (data.read() != -1) {
@@ -180,18 +166,10 @@ public final class SafeTensors {
     return o.get(which).asLong();
   }
 
-  private static String code(DataType t, String name) {
-    return switch (t) {
-      case FLOAT -> "F32";
-      case DOUBLE -> "F64";
-      default -> throw new IllegalArgumentException("tensor " + name + ": unsupported dtype " + t);
-    };
-  }
-
-  private static DataType type(String code, String source, String name) throws IOException {
+  private static DType type(String code, String source, String name) throws IOException {
     return switch (code) {
-      case "F32" -> DataType.FLOAT;
-      case "F64" -> DataType.DOUBLE;
+      case "F32" -> DType.F32;
+      case "F64" -> DType.F64;
       default -> throw new IOException(source + ": tensor '" + name + "' has dtype " + code + "; expected F32 or F64");
     };
   }

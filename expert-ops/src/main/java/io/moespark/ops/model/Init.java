@@ -2,9 +2,7 @@ package io.moespark.ops.model;
 
 import java.nio.charset.StandardCharsets;
 import java.util.SplittableRandom;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * Parameter initialisation seeded per tensor name: every tensor's values depend only on (seed, name),
@@ -14,13 +12,13 @@ public final class Init {
   private Init() {}
 
   /** Fills {@code target} with N(0, std^2) draws from the stream of (seed, name). */
-  public static void normal(INDArray target, long seed, String name, double std) {
+  public static void normal(Tensor target, long seed, String name, double std) {
     SplittableRandom rng = new SplittableRandom(mix(seed, name));
     double[] v = new double[(int) target.length()];
     for (int i = 0; i < v.length; i++) {
       v[i] = rng.nextGaussian() * std;
     }
-    target.assign(Nd4j.create(v, target.shape(), DataType.DOUBLE).castTo(target.dataType()));
+    target.backend().fromDoubles(v, target);
   }
 
   /** A 64-bit seed from a seed and a name (FNV-1a over the name, mixed with the seed). */

@@ -13,14 +13,14 @@ import io.moespark.ops.nn.Embedding;
 import io.moespark.ops.nn.Linear;
 import io.moespark.ops.nn.RmsNorm;
 import io.moespark.ops.moe.ExpertBank;
-import io.moespark.ops.tensor.Buffers;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.ParamStore;
+import io.moespark.ops.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.IntFunction;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * The decoder-only MoE transformer of DESIGN §3 on one rank: a full replica of the dense parameters and
@@ -39,16 +39,16 @@ public final class TransformerLM {
 
   // The step in flight.
   private int[] inputs;
-  private INDArray xFinal;
-  private INDArray normFinal;
-  private double[] rstdFinal;
-  private INDArray dLogits;
+  private Tensor xFinal;
+  private Tensor normFinal;
+  private Tensor rstdFinal;
+  private Tensor dLogits;
   // Buffers reused from step to step (allocating them costs more than filling them).
-  private INDArray embedded;
-  private INDArray logitsBuf;
-  private INDArray dNormBuf;
-  private INDArray dxBuf;
-  private INDArray dnBuf;
+  private Tensor embedded;
+  private Tensor logitsBuf;
+  private Tensor dNormBuf;
+  private Tensor dxBuf;
+  private Tensor dnBuf;
 
   /** One layer: pre-norm attention and pre-norm FFN (dense or MoE), each with a residual. */
   private static final class Block {
@@ -61,23 +61,25 @@ public final class TransformerLM {
     Attention attention;
     ExpertBank dense;
     MoeLayer moe;
-    INDArray xIn;
-    INDArray n1;
-    double[] rstd1;
-    INDArray xMid;
-    INDArray n2;
-    double[] rstd2;
-    INDArray out;
+    Tensor xIn;
+    Tensor n1;
+    Tensor rstd1;
+    Tensor xMid;
+    Tensor n2;
+    Tensor rstd2;
+    Tensor out;
   }
 
   /**
    * @param layouts the expert shard layout of each MoE layer, by layer index
-   * @param type FLOAT for training; DOUBLE for gradient checks
+   * @param backend where parameters, activations and compute live
+   * @param type F32 for training; F64 for gradient checks
    */
-  public TransformerLM(RunConfig.Model cfg, RunConfig.Moe moeCfg, IntFunction<ShardLayout> layouts, DataType type) {
+  public TransformerLM(RunConfig.Model cfg, RunConfig.Moe moeCfg, IntFunction<ShardLayout> layouts, Backend backend,
+      DType type) {
     this.cfg = cfg;
     this.moeCfg = moeCfg;
-    this.params = new ParamStore(type);
+    this.params = new ParamStore(backend, type);
     long d = cfg.dModel(), v = cfg.vocabSize();
     embed = params.add("embed.weight", -1, v, d);
     blocks = new Block[cfg.nLayers()];
@@ -103,11 +105,12 @@ public final class TransformerLM {
     }
     norm = params.add("norm.weight", -1, d);
     lmHead = params.add("lm_head.weight", -1, v, d);
+    params.allocate();
   }
 
   /** A model holding every expert (one rank). */
-  public static TransformerLM singleRank(RunConfig.Model cfg, RunConfig.Moe moeCfg, DataType type) {
-    return new TransformerLM(cfg, moeCfg, i -> ShardLayout.single(moeCfg.experts()), type);
+  public static TransformerLM singleRank(RunConfig.Model cfg, RunConfig.Moe moeCfg, Backend backend, DType type) {
+    return new TransformerLM(cfg, moeCfg, i -> ShardLayout.single(moeCfg.experts()), backend, type);
   }
 
   public ParamStore params() {
@@ -131,7 +134,7 @@ public final class TransformerLM {
     double residualScale = 1.0 / Math.sqrt(2.0 * cfg.nLayers());
     for (Param p : params.all()) {
       if (p.value().rank() == 1) {
-        p.value().assign(1.0);
+        p.value().fill(1.0);
       } else {
         boolean residual = p.name().endsWith(".wo.weight") || p.name().endsWith(".w2.weight");
         Init.normal(p.value(), seed, p.name(), 0.02 * (residual ? residualScale : 1.0));
@@ -153,7 +156,7 @@ public final class TransformerLM {
    */
   public LossTerms forward(int[] inputs, int[] targets, int batch, int globalSequences, Exchange ex, Reducer reducer) {
     long globalTokens = (long) globalSequences * cfg.seqLen();
-    INDArray logits = logits(inputs, batch, globalTokens, ex, reducer);
+    Tensor logits = logits(inputs, batch, globalTokens, ex, reducer);
     double[] terms = new double[] {CrossEntropy.forwardBackward(logits, targets, globalTokens)};
     dLogits = logits;
     reducer.sum(terms);
@@ -172,27 +175,30 @@ public final class TransformerLM {
     return CrossEntropy.loss(logits(inputs, batch, tokens, ex, reducer), targets);
   }
 
-  private INDArray logits(int[] inputs, int batch, long globalTokens, Exchange ex, Reducer reducer) {
+  private Tensor logits(int[] inputs, int batch, long globalTokens, Exchange ex, Reducer reducer) {
     int seq = cfg.seqLen();
     if (inputs.length != batch * seq) {
       throw new IllegalArgumentException("expected " + batch + " x " + seq + " input tokens, got " + inputs.length);
     }
     this.inputs = inputs;
-    DataType type = params.type();
+    Backend be = params.backend();
+    DType type = params.type();
     long n = inputs.length, d = cfg.dModel();
-    embedded = Buffers.ensure(embedded, type, n, d);
-    INDArray x = embedded;
+    embedded = be.ensure(embedded, type, n, d);
+    Tensor x = embedded;
     Embedding.forward(inputs, embed.value(), x);
     for (Block b : blocks) {
       b.xIn = x;
-      b.n1 = Buffers.ensure(b.n1, type, n, d);
-      b.xMid = Buffers.ensure(b.xMid, type, n, d);
-      b.n2 = Buffers.ensure(b.n2, type, n, d);
-      b.out = Buffers.ensure(b.out, type, n, d);
-      b.rstd1 = RmsNorm.forward(x, b.attnNorm.value(), cfg.normEps(), b.n1);
+      b.n1 = be.ensure(b.n1, type, n, d);
+      b.xMid = be.ensure(b.xMid, type, n, d);
+      b.n2 = be.ensure(b.n2, type, n, d);
+      b.out = be.ensure(b.out, type, n, d);
+      b.rstd1 = be.ensure(b.rstd1, DType.F64, n);
+      b.rstd2 = be.ensure(b.rstd2, DType.F64, n);
+      RmsNorm.forward(x, b.attnNorm.value(), cfg.normEps(), b.n1, b.rstd1);
       b.attention.forward(b.n1, batch, seq, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), b.xMid);
       b.xMid.addi(x);
-      b.rstd2 = RmsNorm.forward(b.xMid, b.ffnNorm.value(), cfg.normEps(), b.n2);
+      RmsNorm.forward(b.xMid, b.ffnNorm.value(), cfg.normEps(), b.n2, b.rstd2);
       if (b.moe != null) {
         b.moe.forward(b.n2, inputs, globalTokens, ex, reducer, b.out);
       } else {
@@ -201,33 +207,35 @@ public final class TransformerLM {
       x = b.out.addi(b.xMid);
     }
     xFinal = x;
-    normFinal = Buffers.ensure(normFinal, type, n, d);
-    rstdFinal = RmsNorm.forward(x, norm.value(), cfg.normEps(), normFinal);
-    logitsBuf = Buffers.ensure(logitsBuf, type, n, cfg.vocabSize());
+    normFinal = be.ensure(normFinal, type, n, d);
+    rstdFinal = be.ensure(rstdFinal, DType.F64, n);
+    RmsNorm.forward(x, norm.value(), cfg.normEps(), normFinal, rstdFinal);
+    logitsBuf = be.ensure(logitsBuf, type, n, cfg.vocabSize());
     Linear.forward(normFinal, lmHead.value(), logitsBuf);
     return logitsBuf;
   }
 
   /** Accumulates the gradients of the last {@link #forward}'s total loss into the parameters. */
   public void backward(Exchange ex) {
-    DataType type = params.type();
+    Backend be = params.backend();
+    DType type = params.type();
     long n = inputs.length, d = cfg.dModel();
-    dNormBuf = Buffers.ensure(dNormBuf, type, n, d);
-    dxBuf = Buffers.ensure(dxBuf, type, n, d);
-    dnBuf = Buffers.ensure(dnBuf, type, n, d);
-    INDArray dx = dxBuf.assign(0), dn = dnBuf;
+    dNormBuf = be.ensure(dNormBuf, type, n, d);
+    dxBuf = be.ensure(dxBuf, type, n, d);
+    dnBuf = be.ensure(dnBuf, type, n, d);
+    Tensor dx = dxBuf.fill(0), dn = dnBuf;
     Linear.backward(normFinal, lmHead.value(), dLogits, dNormBuf, lmHead.grad(), false);
     RmsNorm.backward(xFinal, norm.value(), rstdFinal, dNormBuf, dx, norm.grad());
     for (int i = blocks.length - 1; i >= 0; i--) {
       Block b = blocks[i];
-      dn.assign(0);
+      dn.fill(0);
       if (b.moe != null) {
         b.moe.backward(dx, dn, ex);
       } else {
         b.dense.backward(dx, dn);
       }
       RmsNorm.backward(b.xMid, b.ffnNorm.value(), b.rstd2, dn, dx, b.ffnNorm.grad());
-      dn.assign(0);
+      dn.fill(0);
       b.attention.backward(dx, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), dn, b.wq.grad(),
           b.wk.grad(), b.wv.grad(), b.wo.grad());
       RmsNorm.backward(b.xIn, b.attnNorm.value(), b.rstd1, dn, dx, b.attnNorm.grad());

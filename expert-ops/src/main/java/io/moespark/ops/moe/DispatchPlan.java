@@ -1,8 +1,6 @@
 package io.moespark.ops.moe;
 
-import io.moespark.ops.tensor.Buffers;
-import io.moespark.ops.tensor.Rows;
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * Capacity dropping and the layout transform of one rank's assignments. Kept assignments are laid out
@@ -101,35 +99,35 @@ public final class DispatchPlan {
   }
 
   /** The dispatch buffer cut into one block per destination rank (views, empty where nothing goes). */
-  public INDArray[] blocks(INDArray buffer) {
-    INDArray[] b = new INDArray[destStart.length - 1];
+  public Tensor[] blocks(Tensor buffer) {
+    Tensor[] b = new Tensor[destStart.length - 1];
     for (int d = 0; d < b.length; d++) {
-      b[d] = Buffers.rows(buffer, destStart[d], destStart[d + 1]);
+      b[d] = buffer.rows(destStart[d], destStart[d + 1]);
     }
     return b;
   }
 
   /** Layout transform: buffer[slot[a]] = x[token[a]] for every kept assignment. */
-  public void pack(INDArray x, INDArray buffer) {
-    Rows.gather(x, sendToken, sendToken.length, buffer);
+  public void pack(Tensor x, Tensor buffer) {
+    x.backend().gather(x, sendToken, sendToken.length, buffer);
   }
 
   /** Gradient of {@link #pack}: dx[token[a]] += dBuffer[slot[a]]. */
-  public void packBackward(INDArray dBuffer, INDArray dx) {
-    Rows.scatterAdd(dBuffer, slot, null, routing.token(), slot.length, dx);
+  public void packBackward(Tensor dBuffer, Tensor dx) {
+    dx.backend().scatterAdd(dBuffer, slot, null, routing.token(), slot.length, dx);
   }
 
   /** Inverse layout transform with gating: y[token[a]] += gate[a] * out[slot[a]], in assignment order. */
-  public void combine(INDArray out, INDArray y) {
-    Rows.scatterAdd(out, slot, routing.gate(), routing.token(), slot.length, y);
+  public void combine(Tensor out, Tensor y) {
+    y.backend().scatterAdd(out, slot, routing.gate(), routing.token(), slot.length, y);
   }
 
   /**
    * Gradient of {@link #combine}: dOut[slot[a]] = gate[a] * dy[token[a]] (every row of dOut is written:
    * slots are one per kept assignment) and dGate[a] = dy[token[a]] . out[slot[a]] (0 when dropped).
    */
-  public void combineBackward(INDArray dy, INDArray out, INDArray dOut, double[] dGate) {
-    Rows.scatter(dy, routing.token(), routing.gate(), slot, slot.length, dOut);
-    Rows.rowDots(dy, routing.token(), out, slot, slot.length, dGate);
+  public void combineBackward(Tensor dy, Tensor out, Tensor dOut, double[] dGate) {
+    dy.backend().scatter(dy, routing.token(), routing.gate(), slot, slot.length, dOut);
+    dy.backend().rowDots(dy, routing.token(), out, slot, slot.length, dGate);
   }
 }

@@ -1,10 +1,11 @@
 package io.moespark.ops.moe;
 
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * The all-to-all between ranks that the MoE layer is cut at. One contiguous block per (source,
- * destination), never one record per token. {@link #LOCAL} is the one-rank exchange of the
+ * destination), never one record per token. Blocks are the project's tensors, so a device backend
+ * can hand device buffers to a device transport (NCCL) and a host transport copies them through the host. {@link #LOCAL} is the one-rank exchange of the
  * single-process trainer; the Spark job supplies network implementations.
  */
 public interface Exchange {
@@ -13,7 +14,7 @@ public interface Exchange {
   int rank();
 
   /** send[d] goes to rank d; returns the block from each rank s at index s. */
-  INDArray[] allToAll(INDArray[] send);
+  Tensor[] allToAll(Tensor[] send);
 
   /** The same for small integer metadata (per-expert counts). */
   int[][] allToAllCounts(int[][] send);
@@ -30,7 +31,7 @@ public interface Exchange {
     }
 
     @Override
-    public INDArray[] allToAll(INDArray[] send) {
+    public Tensor[] allToAll(Tensor[] send) {
       return send.clone();
     }
 

@@ -1,11 +1,10 @@
 package io.moespark.ops.moe;
 
-import io.moespark.ops.tensor.Buffers;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.ParamStore;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * One MoE layer as seen from one rank: the router and shared experts (replicated, dense) and this
@@ -35,17 +34,17 @@ public final class MoeLayer {
   private double[] selectionBias;
 
   // The step in flight.
-  private INDArray x;
+  private Tensor x;
   private DispatchPlan plan;
-  private INDArray sendBuf;
-  private INDArray recv;
-  private INDArray expertOutBuf;
-  private INDArray dReturnedBuf;
-  private INDArray dInBuf;
+  private Tensor sendBuf;
+  private Tensor recv;
+  private Tensor expertOutBuf;
+  private Tensor dReturnedBuf;
+  private Tensor dInBuf;
   private int[][] recvCounts;
-  private INDArray returned;
+  private Tensor returned;
   /** Scratch for one shared expert's output (forward) or input gradient (backward), reused every step. */
-  private INDArray sharedScratch;
+  private Tensor sharedScratch;
   private double[] dGate;
   private double[] auxGradPerProb;
   private double zScale;
@@ -115,7 +114,7 @@ public final class MoeLayer {
    *
    * @param globalTokens tokens of the global batch (N of the aux and z losses)
    */
-  public DispatchPlan route(INDArray x, int[] tokenIds, long globalTokens, Reducer reducer) {
+  public DispatchPlan route(Tensor x, int[] tokenIds, long globalTokens, Reducer reducer) {
     this.x = x;
     int t = (int) x.size(0), e = spec.experts();
     Routing r = router.forward(x, tokenIds, routerWeight == null ? null : routerWeight.value(),
@@ -162,9 +161,9 @@ public final class MoeLayer {
   }
 
   /** Packs the routed token rows into one block per destination rank. */
-  public INDArray[] dispatch() {
-    sendBuf = Buffers.grow(sendBuf, x.dataType(), plan.kept(), x.size(1));
-    INDArray send = Buffers.rows(sendBuf, 0, plan.kept());
+  public Tensor[] dispatch() {
+    sendBuf = x.backend().grow(sendBuf, x.dtype(), plan.kept(), x.size(1));
+    Tensor send = sendBuf.rows(0, plan.kept());
     plan.pack(x, send);
     return plan.blocks(send);
   }
@@ -175,7 +174,7 @@ public final class MoeLayer {
    * @param countsFromSources counts[s][j]: rows from rank s for the j-th local expert
    * @return one output block per source rank, in the order received
    */
-  public INDArray[] expertForward(int[][] countsFromSources, INDArray[] received) {
+  public Tensor[] expertForward(int[][] countsFromSources, Tensor[] received) {
     recvCounts = countsFromSources;
     recv = concatRows(received);
     int sources = received.length, l = localExperts.length;
@@ -189,19 +188,19 @@ public final class MoeLayer {
         row += countsFromSources[s][j];
       }
     }
-    expertOutBuf = Buffers.grow(expertOutBuf, x.dataType(), recv.size(0), x.size(1));
-    INDArray expertOut = Buffers.rows(expertOutBuf, 0, recv.size(0));
+    expertOutBuf = x.backend().grow(expertOutBuf, x.dtype(), recv.size(0), x.size(1));
+    Tensor expertOut = expertOutBuf.rows(0, recv.size(0));
     experts.forward(recv, segExpert, segStart, segLen, expertOut);
     return splitBySource(expertOut);
   }
 
   /** y = sum over kept assignments of gate * expert output, plus every shared expert; writes y. */
-  public void combine(INDArray[] returnedBlocks, INDArray y) {
+  public void combine(Tensor[] returnedBlocks, Tensor y) {
     returned = concatRows(returnedBlocks);
-    y.assign(0);
+    y.fill(0);
     plan.combine(returned, y);
     int[] all = {0}, start = {0}, len = {(int) x.size(0)};
-    sharedScratch = Buffers.ensure(sharedScratch, x.dataType(), x.shape());
+    sharedScratch = x.backend().ensure(sharedScratch, x.dtype(), x.shape());
     for (ExpertBank s : shared) {
       s.forward(x, all, start, len, sharedScratch);
       y.addi(sharedScratch);
@@ -211,34 +210,34 @@ public final class MoeLayer {
   // ---- backward phases ----
 
   /** Shared experts' backward into dx, gate gradients, and the expert-output gradient per destination. */
-  public INDArray[] combineBackward(INDArray dy, INDArray dx) {
+  public Tensor[] combineBackward(Tensor dy, Tensor dx) {
     for (ExpertBank s : shared) {
       s.backward(dy, sharedScratch);
       dx.addi(sharedScratch);
     }
-    dReturnedBuf = Buffers.grow(dReturnedBuf, x.dataType(), returned.size(0), x.size(1));
-    INDArray dReturned = Buffers.rows(dReturnedBuf, 0, returned.size(0));
+    dReturnedBuf = x.backend().grow(dReturnedBuf, x.dtype(), returned.size(0), x.size(1));
+    Tensor dReturned = dReturnedBuf.rows(0, returned.size(0));
     dGate = new double[plan.routing().assignments()];
     plan.combineBackward(dy, returned, dReturned, dGate);
     return plan.blocks(dReturned);
   }
 
   /** Expert backward on the gradient blocks from every source; returns input-gradient blocks per source. */
-  public INDArray[] expertBackward(INDArray[] dOutFromSources) {
-    INDArray dOut = concatRows(dOutFromSources);
-    dInBuf = Buffers.grow(dInBuf, x.dataType(), recv.size(0), x.size(1));
-    INDArray dIn = Buffers.rows(dInBuf, 0, recv.size(0));
+  public Tensor[] expertBackward(Tensor[] dOutFromSources) {
+    Tensor dOut = concatRows(dOutFromSources);
+    dInBuf = x.backend().grow(dInBuf, x.dtype(), recv.size(0), x.size(1));
+    Tensor dIn = dInBuf.rows(0, recv.size(0));
     experts.backward(dOut, dIn);
     return splitBySource(dIn);
   }
 
   /** dx += gradient through the layout transform, from the blocks returned by each destination. */
-  public void dispatchBackward(INDArray[] dBlocks, INDArray dx) {
+  public void dispatchBackward(Tensor[] dBlocks, Tensor dx) {
     plan.packBackward(concatRows(dBlocks), dx);
   }
 
   /** dx += gradient through the router (gates, aux loss, z-loss); router weight gradient. */
-  public void routeBackward(INDArray dx) {
+  public void routeBackward(Tensor dx) {
     if (routerWeight != null) {
       router.backward(plan.routing(), dGate, auxGradPerProb, zScale, x, routerWeight.value(), dx, routerWeight.grad());
     }
@@ -246,53 +245,51 @@ public final class MoeLayer {
 
   // ---- the whole program over an exchange ----
 
-  public void forward(INDArray x, int[] tokenIds, long globalTokens, Exchange ex, Reducer reducer, INDArray y) {
+  public void forward(Tensor x, int[] tokenIds, long globalTokens, Exchange ex, Reducer reducer, Tensor y) {
     DispatchPlan p = route(x, tokenIds, globalTokens, reducer);
     int[][] counts = ex.allToAllCounts(p.sendCounts());
-    INDArray[] received = ex.allToAll(dispatch());
-    INDArray[] out = expertForward(counts, received);
+    Tensor[] received = ex.allToAll(dispatch());
+    Tensor[] out = expertForward(counts, received);
     combine(ex.allToAll(out), y);
   }
 
   /** dx += dLoss/dx given dy. */
-  public void backward(INDArray dy, INDArray dx, Exchange ex) {
-    INDArray[] dOut = ex.allToAll(combineBackward(dy, dx));
-    INDArray[] dIn = ex.allToAll(expertBackward(dOut));
+  public void backward(Tensor dy, Tensor dx, Exchange ex) {
+    Tensor[] dOut = ex.allToAll(combineBackward(dy, dx));
+    Tensor[] dIn = ex.allToAll(expertBackward(dOut));
     dispatchBackward(dIn, dx);
     routeBackward(dx);
   }
 
-  private INDArray[] splitBySource(INDArray m) {
-    INDArray[] b = new INDArray[recvCounts.length];
+  private Tensor[] splitBySource(Tensor m) {
+    Tensor[] b = new Tensor[recvCounts.length];
     int row = 0;
     for (int s = 0; s < b.length; s++) {
       int n = 0;
       for (int c : recvCounts[s]) {
         n += c;
       }
-      b[s] = Buffers.rows(m, row, row + n);
+      b[s] = m.rows(row, row + n);
       row += n;
     }
     return b;
   }
 
-  private INDArray concatRows(INDArray[] blocks) {
+  private Tensor concatRows(Tensor[] blocks) {
     if (blocks.length == 1) {
       return blocks[0];
     }
     long rows = 0;
-    for (INDArray b : blocks) {
+    for (Tensor b : blocks) {
       rows += b.size(0);
     }
-    DataType type = x.dataType();
-    if (rows == 0) {
-      return Nd4j.create(type, 0, x.size(1));
-    }
-    INDArray out = Nd4j.createUninitialized(type, rows, x.size(1));
+    Backend be = x.backend();
+    DType type = x.dtype();
+    Tensor out = be.empty(type, rows, x.size(1));
     long row = 0;
-    for (INDArray b : blocks) {
+    for (Tensor b : blocks) {
       if (b.size(0) > 0) {
-        Buffers.rows(out, row, row + b.size(0)).assign(b);
+        out.rows(row, row + b.size(0)).assign(b);
         row += b.size(0);
       }
     }

@@ -1,6 +1,6 @@
 package io.moespark.ops.moe;
 
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * The hook through which global statistics enter: sums over all ranks, in place. Identity in one
@@ -9,13 +9,13 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 public interface Reducer {
   void sum(double[] values);
 
-  void sum(INDArray values);
+  void sum(Tensor values);
 
   Reducer LOCAL = new Reducer() {
     @Override
     public void sum(double[] values) {}
 
     @Override
-    public void sum(INDArray values) {}
+    public void sum(Tensor values) {}
   };
 }

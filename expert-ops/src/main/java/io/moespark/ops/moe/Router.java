@@ -2,19 +2,17 @@ package io.moespark.ops.moe;
 
 import io.moespark.ops.nn.Linear;
 import java.util.Arrays;
-import io.moespark.ops.tensor.Buffers;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
+import io.moespark.ops.tensor.Tensor;
 
 /**
- * The router as a forward/backward pair. Logits come from a GEMM; softmax, selection and gates are
- * computed in double on the host (the [T, E] matrix is small), which also makes selection exact and
+ * The router as a forward/backward pair. Logits come from a GEMM on the backend; softmax, selection
+ * and gates are computed in double on the host (the [T, E] matrix is small), which also makes selection exact and
  * reproducible. Ties choose the lower expert (top-k) or the earlier token (expert choice).
  */
 public final class Router {
   private final MoeSpec spec;
-  private INDArray logits;
+  private Tensor logits;
+  private Tensor dLogits;
 
   public Router(MoeSpec spec) {
     this.spec = spec;
@@ -37,7 +35,7 @@ public final class Router {
    * @param wr router weight [E, D], null for hash routing
    * @param bias per-expert selection bias (top-k only), never part of the gates
    */
-  public Routing forward(INDArray x, int[] tokenIds, INDArray wr, double[] bias) {
+  public Routing forward(Tensor x, int[] tokenIds, Tensor wr, double[] bias) {
     int t = (int) x.size(0), e = spec.experts();
     if (spec.router() == RouterKind.HASH) {
       int[] token = new int[t], expert = new int[t];
@@ -49,9 +47,9 @@ public final class Router {
       }
       return new Routing(t, e, token, expert, gate, null, null);
     }
-    logits = Buffers.ensure(logits, x.dataType(), t, e);
+    logits = x.backend().ensure(logits, x.dtype(), t, e);
     Linear.forward(x, wr, logits);
-    double[] l = logits.castTo(DataType.DOUBLE).reshape((long) t * e).toDoubleVector();
+    double[] l = logits.toDoubles();
     double[] probs = new double[t * e], lse = new double[t];
     for (int i = 0; i < t; i++) {
       double max = Double.NEGATIVE_INFINITY;
@@ -141,8 +139,8 @@ public final class Router {
    * @param auxGradPerProb dLoss/dp[t, e] from the aux loss (the same for every token), or null
    * @param zScale dLoss/d(sum_t lse_t^2), i.e. beta / N_global, or 0
    */
-  public void backward(Routing r, double[] dGate, double[] auxGradPerProb, double zScale, INDArray x, INDArray wr,
-      INDArray dx, INDArray dwr) {
+  public void backward(Routing r, double[] dGate, double[] auxGradPerProb, double zScale, Tensor x, Tensor wr,
+      Tensor dx, Tensor dwr) {
     if (spec.router() == RouterKind.HASH) {
       return;
     }
@@ -181,7 +179,8 @@ public final class Router {
         dl[i * e + j] = p[i * e + j] * (dp[i * e + j] - dot) + 2 * zScale * r.lse()[i] * p[i * e + j];
       }
     }
-    INDArray dLogits = Nd4j.create(dl, new long[] {t, e}, DataType.DOUBLE).castTo(x.dataType());
+    dLogits = x.backend().ensure(dLogits, x.dtype(), t, e);
+    x.backend().fromDoubles(dl, dLogits);
     Linear.backward(x, wr, dLogits, dx, dwr, true);
   }
 }

@@ -1,10 +1,8 @@
 package io.moespark.ops.nn;
 
-import io.moespark.ops.tensor.Buffers;
-import io.moespark.ops.tensor.Parallel;
-import io.moespark.ops.tensor.Raw;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * Causal multi-head self-attention with RoPE on q and k: y = Wo · concat_h softmax(q_h k_h^T / sqrt(hd)
@@ -17,24 +15,24 @@ public final class Attention {
   private final Rope layout = Rope.layoutOnly();
   private int batch;
   private int seq;
-  private INDArray x;
-  private INDArray q;
-  private INDArray k;
-  private INDArray v;
-  private INDArray qh;
-  private INDArray kh;
-  private INDArray vh;
-  private INDArray probs;
-  private INDArray ctx;
-  private INDArray merged;
+  private Tensor x;
+  private Tensor q;
+  private Tensor k;
+  private Tensor v;
+  private Tensor qh;
+  private Tensor kh;
+  private Tensor vh;
+  private Tensor probs;
+  private Tensor ctx;
+  private Tensor merged;
   // Backward scratch.
-  private INDArray dMerged;
-  private INDArray dCtx;
-  private INDArray dProbs;
-  private INDArray dqh;
-  private INDArray dkh;
-  private INDArray dvh;
-  private INDArray dRows;
+  private Tensor dMerged;
+  private Tensor dCtx;
+  private Tensor dProbs;
+  private Tensor dqh;
+  private Tensor dkh;
+  private Tensor dvh;
+  private Tensor dRows;
 
   public Attention(int heads, double ropeTheta) {
     this.heads = heads;
@@ -42,117 +40,60 @@ public final class Attention {
   }
 
   /** y[B*T, D] = attention(x); W* are [D, D]. */
-  public void forward(INDArray x, int batch, int seq, INDArray wq, INDArray wk, INDArray wv, INDArray wo, INDArray y) {
+  public void forward(Tensor x, int batch, int seq, Tensor wq, Tensor wk, Tensor wv, Tensor wo, Tensor y) {
     this.x = x;
     this.batch = batch;
     this.seq = seq;
-    DataType type = x.dataType();
+    Backend be = x.backend();
+    DType type = x.dtype();
     long n = x.size(0), d = x.size(1), hd = d / heads, bh = (long) batch * heads;
-    q = Buffers.ensure(q, type, n, d);
-    k = Buffers.ensure(k, type, n, d);
-    v = Buffers.ensure(v, type, n, d);
-    merged = Buffers.ensure(merged, type, n, d);
-    qh = Buffers.ensure(qh, type, bh, seq, hd);
-    kh = Buffers.ensure(kh, type, bh, seq, hd);
-    vh = Buffers.ensure(vh, type, bh, seq, hd);
-    ctx = Buffers.ensure(ctx, type, bh, seq, hd);
-    probs = Buffers.ensure(probs, type, bh, seq, seq);
+    q = be.ensure(q, type, n, d);
+    k = be.ensure(k, type, n, d);
+    v = be.ensure(v, type, n, d);
+    merged = be.ensure(merged, type, n, d);
+    qh = be.ensure(qh, type, bh, seq, hd);
+    kh = be.ensure(kh, type, bh, seq, hd);
+    vh = be.ensure(vh, type, bh, seq, hd);
+    ctx = be.ensure(ctx, type, bh, seq, hd);
+    probs = be.ensure(probs, type, bh, seq, seq);
     Linear.forward(x, wq, q);
     Linear.forward(x, wk, k);
     Linear.forward(x, wv, v);
     rope.forward(q, batch, heads, qh);
     rope.forward(k, batch, heads, kh);
     layout.forward(v, batch, heads, vh);
-    for (int i = 0; i < bh; i++) {
-      Buffers.gemm(qh.slice(i), kh.slice(i), probs.slice(i), false, true, 0.0);
-    }
-    causalSoftmax(probs, 1.0 / Math.sqrt(hd));
-    for (int i = 0; i < bh; i++) {
-      Buffers.gemm(probs.slice(i), vh.slice(i), ctx.slice(i), false, false, 0.0);
-    }
+    be.gemmBatched(qh, kh, probs, false, true, 0.0);
+    be.causalSoftmax(probs, 1.0 / Math.sqrt(hd));
+    be.gemmBatched(probs, vh, ctx, false, false, 0.0);
     layout.backward(ctx, batch, heads, merged);
     Linear.forward(merged, wo, y);
   }
 
   /** dx += gradient of the last forward's input; dW* += weight gradients. */
-  public void backward(INDArray dy, INDArray wq, INDArray wk, INDArray wv, INDArray wo,
-      INDArray dx, INDArray dwq, INDArray dwk, INDArray dwv, INDArray dwo) {
+  public void backward(Tensor dy, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
+      Tensor dx, Tensor dwq, Tensor dwk, Tensor dwv, Tensor dwo) {
+    Backend be = x.backend();
     long n = x.size(0), d = x.size(1), hd = d / heads, bh = (long) batch * heads;
-    DataType type = x.dataType();
-    dMerged = Buffers.ensure(dMerged, type, n, d);
-    dRows = Buffers.ensure(dRows, type, n, d);
-    dCtx = Buffers.ensure(dCtx, type, bh, seq, hd);
-    dqh = Buffers.ensure(dqh, type, bh, seq, hd);
-    dkh = Buffers.ensure(dkh, type, bh, seq, hd);
-    dvh = Buffers.ensure(dvh, type, bh, seq, hd);
-    dProbs = Buffers.ensure(dProbs, type, bh, seq, seq);
+    DType type = x.dtype();
+    dMerged = be.ensure(dMerged, type, n, d);
+    dRows = be.ensure(dRows, type, n, d);
+    dCtx = be.ensure(dCtx, type, bh, seq, hd);
+    dqh = be.ensure(dqh, type, bh, seq, hd);
+    dkh = be.ensure(dkh, type, bh, seq, hd);
+    dvh = be.ensure(dvh, type, bh, seq, hd);
+    dProbs = be.ensure(dProbs, type, bh, seq, seq);
     Linear.backward(merged, wo, dy, dMerged, dwo, false);
     layout.forward(dMerged, batch, heads, dCtx);
-    for (int i = 0; i < bh; i++) {
-      Buffers.gemm(dCtx.slice(i), vh.slice(i), dProbs.slice(i), false, true, 0.0);
-      Buffers.gemm(probs.slice(i), dCtx.slice(i), dvh.slice(i), true, false, 0.0);
-    }
-    causalSoftmaxBackward(probs, dProbs, 1.0 / Math.sqrt(hd));
-    for (int i = 0; i < bh; i++) {
-      Buffers.gemm(dProbs.slice(i), kh.slice(i), dqh.slice(i), false, false, 0.0);
-      Buffers.gemm(dProbs.slice(i), qh.slice(i), dkh.slice(i), true, false, 0.0);
-    }
+    be.gemmBatched(dCtx, vh, dProbs, false, true, 0.0);
+    be.gemmBatched(probs, dCtx, dvh, true, false, 0.0);
+    be.causalSoftmaxBackward(probs, dProbs, 1.0 / Math.sqrt(hd));
+    be.gemmBatched(dProbs, kh, dqh, false, false, 0.0);
+    be.gemmBatched(dProbs, qh, dkh, true, false, 0.0);
     rope.backward(dqh, batch, heads, dRows);
     Linear.backward(x, wq, dRows, dx, dwq, true);
     rope.backward(dkh, batch, heads, dRows);
     Linear.backward(x, wk, dRows, dx, dwk, true);
     layout.backward(dvh, batch, heads, dRows);
     Linear.backward(x, wv, dRows, dx, dwv, true);
-  }
-
-  /**
-   * In place over [N, T, T] scores: row i becomes softmax(scale * s[i, 0..i]) and 0 above the diagonal
-   * (the causal mask), in one pass per row.
-   */
-  static void causalSoftmax(INDArray scores, double scale) {
-    int t = (int) scores.size(1);
-    Raw s = Raw.of(scores);
-    Parallel.rows((int) scores.size(0) * t, (from, to) -> {
-      for (int r = from; r < to; r++) {
-        int i = r % t, o = r * t;
-        double max = Double.NEGATIVE_INFINITY;
-        for (int j = 0; j <= i; j++) {
-          max = Math.max(max, s.get(o + j) * scale);
-        }
-        double sum = 0;
-        for (int j = 0; j <= i; j++) {
-          double e = Math.exp(s.get(o + j) * scale - max);
-          s.set(o + j, e);
-          sum += e;
-        }
-        for (int j = 0; j <= i; j++) {
-          s.set(o + j, s.get(o + j) / sum);
-        }
-        for (int j = i + 1; j < t; j++) {
-          s.set(o + j, 0.0);
-        }
-      }
-    });
-  }
-
-  /** In place: dP becomes dS = scale * P * (dP - rowsum(dP * P)), zero above the diagonal. */
-  static void causalSoftmaxBackward(INDArray probs, INDArray dProbs, double scale) {
-    int t = (int) probs.size(1);
-    Raw p = Raw.of(probs), d = Raw.of(dProbs);
-    Parallel.rows((int) probs.size(0) * t, (from, to) -> {
-      for (int r = from; r < to; r++) {
-        int i = r % t, o = r * t;
-        double dot = 0;
-        for (int j = 0; j <= i; j++) {
-          dot += d.get(o + j) * p.get(o + j);
-        }
-        for (int j = 0; j <= i; j++) {
-          d.set(o + j, scale * p.get(o + j) * (d.get(o + j) - dot));
-        }
-        for (int j = i + 1; j < t; j++) {
-          d.set(o + j, 0.0);
-        }
-      }
-    });
   }
 }

@@ -1,25 +1,24 @@
 package io.moespark.ops.nn;
 
-import io.moespark.ops.tensor.Rows;
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.tensor.Tensor;
 
 /** Token embedding: out[i] = table[ids[i]]. */
 public final class Embedding {
   private Embedding() {}
 
-  public static void forward(int[] ids, INDArray table, INDArray out) {
+  public static void forward(int[] ids, Tensor table, Tensor out) {
     long v = table.size(0);
     for (int id : ids) {
       if (id < 0 || id >= v) {
         throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + v + ")");
       }
     }
-    Rows.gather(table, ids, ids.length, out);
+    table.backend().gather(table, ids, ids.length, out);
   }
 
   /** dtable[ids[i]] += dout[i], sequentially so repeated ids sum in a fixed order. */
-  public static void backward(int[] ids, INDArray dout, INDArray dtable) {
-    Rows.scatterAdd(dout, identity(ids.length), null, ids, ids.length, dtable);
+  public static void backward(int[] ids, Tensor dout, Tensor dtable) {
+    dout.backend().scatterAdd(dout, identity(ids.length), null, ids, ids.length, dtable);
   }
 
   private static int[] identity(int n) {

@@ -2,7 +2,7 @@ package io.moespark.ops.optim;
 
 import io.moespark.ops.moe.Reducer;
 import io.moespark.ops.tensor.Param;
-import java.util.List;
+import io.moespark.ops.tensor.ParamStore;
 
 /** Clipping by the global gradient norm over all ranks (PyTorch clip_grad_norm_ semantics). */
 public final class GradClip {
@@ -10,13 +10,13 @@ public final class GradClip {
 
   /**
    * The global L2 norm. Dense gradients are replicas (already all-reduced) and count once; expert
-   * gradients live on one rank each, so their squares are summed over ranks.
+   * gradients live on one rank each, so their squares are summed over ranks. Squares are summed per
+   * parameter in creation order (a fixed order, so the norm is bit-reproducible).
    */
-  public static double globalNorm(List<Param> params, Reducer reducer) {
+  public static double globalNorm(ParamStore params, Reducer reducer) {
     double[] sq = new double[2];
-    for (Param p : params) {
-      double n = p.grad().norm2Number().doubleValue();
-      sq[p.isExpert() ? 1 : 0] += n * n;
+    for (Param p : params.all()) {
+      sq[p.isExpert() ? 1 : 0] += params.backend().sumSquares(p.grad());
     }
     double[] experts = {sq[1]};
     reducer.sum(experts);
@@ -24,12 +24,12 @@ public final class GradClip {
   }
 
   /** Scales every gradient by maxNorm / (norm + 1e-6) when that is below 1; returns the norm before. */
-  public static double clip(List<Param> params, double maxNorm, Reducer reducer) {
+  public static double clip(ParamStore params, double maxNorm, Reducer reducer) {
     double norm = globalNorm(params, reducer);
     double coef = maxNorm / (norm + 1e-6);
     if (maxNorm > 0 && coef < 1) {
-      for (Param p : params) {
-        p.grad().muli(coef);
+      for (Param.Kind k : Param.Kind.values()) {
+        params.grads(k).muli(coef);
       }
     }
     return norm;

@@ -1,18 +1,86 @@
 package io.moespark.ops.tensor;
 
-import org.nd4j.linalg.api.ndarray.INDArray;
+import java.util.Arrays;
 
 /**
- * A named trainable tensor and its gradient. {@code expert} is the expert index for expert weights
- * (they live on one shard and are never all-reduced) and -1 for dense weights (replicated on every rank).
+ * A named trainable tensor and its gradient: views into the {@link ParamStore}'s flat block of its
+ * {@link Kind}. {@code expert} is the expert index for expert weights (they live on one shard and are
+ * never all-reduced) and -1 for dense weights (replicated on every rank).
  */
-public record Param(String name, INDArray value, INDArray grad, int expert) {
+public final class Param {
+  /** Which flat block a parameter lives in. */
+  public enum Kind {
+    /** Replicated on every rank; gradients are all-reduced. */
+    DENSE,
+    /** One rank's shard of routed experts. */
+    EXPERT
+  }
+
+  private final String name;
+  private final int expert;
+  private final long[] shape;
+  private final long offset;
+  private Tensor value;
+  private Tensor grad;
+
+  Param(String name, int expert, long[] shape, long offset) {
+    this.name = name;
+    this.expert = expert;
+    this.shape = shape.clone();
+    this.offset = offset;
+  }
+
+  void bind(Tensor value, Tensor grad) {
+    this.value = value;
+    this.grad = grad;
+  }
+
+  public String name() {
+    return name;
+  }
+
+  public int expert() {
+    return expert;
+  }
+
   public boolean isExpert() {
     return expert >= 0;
   }
 
+  public Kind kind() {
+    return isExpert() ? Kind.EXPERT : Kind.DENSE;
+  }
+
+  public long[] shape() {
+    return shape.clone();
+  }
+
+  /** Elements of this parameter. */
+  public long length() {
+    return Arrays.stream(shape).reduce(1, (a, b) -> a * b);
+  }
+
+  /** First element of this parameter in its kind's flat block. */
+  public long offset() {
+    return offset;
+  }
+
+  public Tensor value() {
+    if (value == null) {
+      throw new IllegalStateException("parameter " + name + " is not allocated yet (ParamStore.allocate)");
+    }
+    return value;
+  }
+
+  public Tensor grad() {
+    if (grad == null) {
+      throw new IllegalStateException("parameter " + name + " is not allocated yet (ParamStore.allocate)");
+    }
+    return grad;
+  }
+
   /** Weight decay applies to matrices only (not to norm gains). */
   public boolean decays() {
-    return value.rank() == 2;
+    return shape.length == 2;
   }
 }

@@ -12,20 +12,19 @@ import io.moespark.ops.moe.ShardLayout;
 import io.moespark.ops.optim.AdamW;
 import io.moespark.ops.optim.GradClip;
 import io.moespark.ops.optim.LrSchedule;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
+import io.moespark.ops.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.function.IntFunction;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
-import org.nd4j.linalg.indexing.NDArrayIndex;
 
 /**
  * One rank's trainer: its model replica and expert shard, optimizer state, and the step. A step takes the
  * rank's slice of the global batch, runs forward and backward (the MoE exchanges over an
- * {@link Exchange}), all-reduces the dense gradients as one flat block, clips by the global norm, applies
+ * {@link Exchange}), all-reduces the dense gradients (one flat block, no copies), clips by the global norm, applies
  * AdamW and updates the aux-free biases from global loads (statistics through a {@link Reducer}). The
  * single-process reference trainer ({@link #singleProcess}) is rank 0 of 1 over {@link Exchange#LOCAL}
  * and {@link Reducer#LOCAL}; the Spark runners run the same class on every rank.
@@ -42,20 +41,20 @@ public final class Trainer {
   private int step;
 
   /** The single-process reference trainer: every expert on one rank. */
-  public static Trainer singleProcess(RunConfig cfg, int[] trainTokens, DataType type) {
-    return new Trainer(cfg, trainTokens, type, 0, 1, l -> ShardLayout.single(cfg.moe().experts()));
+  public static Trainer singleProcess(RunConfig cfg, int[] trainTokens, Backend backend, DType type) {
+    return new Trainer(cfg, trainTokens, backend, type, 0, 1, l -> ShardLayout.single(cfg.moe().experts()));
   }
 
   /** Rank {@code rank} of {@code ranks}, holding the experts that {@code layouts} gives it in each layer. */
-  public Trainer(RunConfig cfg, int[] trainTokens, DataType type, int rank, int ranks,
+  public Trainer(RunConfig cfg, int[] trainTokens, Backend backend, DType type, int rank, int ranks,
       IntFunction<ShardLayout> layouts) {
     this.cfg = cfg;
     this.rank = rank;
     this.ranks = ranks;
-    this.model = new TransformerLM(cfg.model(), cfg.moe(), layouts, type);
+    this.model = new TransformerLM(cfg.model(), cfg.moe(), layouts, backend, type);
     model.init(cfg.train().seed());
     RunConfig.Train t = cfg.train();
-    this.optimizer = new AdamW(t.beta1(), t.beta2(), t.adamEps(), t.weightDecay());
+    this.optimizer = new AdamW(model.params(), t.beta1(), t.beta2(), t.adamEps(), t.weightDecay());
     this.schedule = new LrSchedule(t.lr(), t.warmupSteps(), t.steps(), t.minLrRatio());
     this.batches = new Batches(trainTokens, cfg.model().seqLen(), t.batchSize(), t.seed());
     this.selectionBias = new double[model.moeLayers().size()][cfg.moe().experts()];
@@ -92,11 +91,11 @@ public final class Trainer {
     }
     model.backward(ex);
     if (ranks > 1) {
-      allReduceDense(reducer);
+      reducer.sum(model.params().grads(Param.Kind.DENSE));
     }
-    double norm = GradClip.clip(model.params().all(), cfg.train().gradClip(), reducer);
+    double norm = GradClip.clip(model.params(), cfg.train().gradClip(), reducer);
     double lr = schedule.at(step);
-    optimizer.update(model.params().all(), lr);
+    optimizer.update(lr);
     List<MoeStats> stats = new ArrayList<>();
     for (MoeLayer m : moe) {
       stats.add(m.stats());
@@ -106,26 +105,6 @@ public final class Trainer {
         (long) global * cfg.model().seqLen(), stats);
     step++;
     return r;
-  }
-
-  /** Sums the dense (replicated) gradients over ranks as one flat block: one message per peer, not per tensor. */
-  private void allReduceDense(Reducer reducer) {
-    List<Param> dense = model.params().all().stream().filter(p -> !p.isExpert()).toList();
-    long n = dense.stream().mapToLong(p -> p.grad().length()).sum();
-    INDArray flat = Nd4j.createUninitialized(model.params().type(), n);
-    long o = 0;
-    for (Param p : dense) {
-      long len = p.grad().length();
-      flat.get(NDArrayIndex.interval(o, o + len)).assign(p.grad().reshape(len));
-      o += len;
-    }
-    reducer.sum(flat);
-    o = 0;
-    for (Param p : dense) {
-      long len = p.grad().length();
-      p.grad().assign(flat.get(NDArrayIndex.interval(o, o + len)).reshape(p.grad().shape()));
-      o += len;
-    }
   }
 
   /** Aux-loss-free balancing: b_e += rate * sign(mean load - load_e) from the global loads. */
@@ -216,7 +195,7 @@ public final class Trainer {
   }
 
   /** This rank's checkpoint shard: see {@link Checkpoint#shardTensors}. */
-  public Map<String, INDArray> checkpointTensors() {
+  public Map<String, Tensor> checkpointTensors() {
     return Checkpoint.shardTensors(model, optimizer, rank);
   }
 
@@ -229,7 +208,7 @@ public final class Trainer {
   }
 
   /** Restores a checkpoint (tensors: the union of the shards this rank needs); the next step is the one after it. */
-  public void restore(Map<String, INDArray> tensors, Checkpoint.State s, String source) {
+  public void restore(Map<String, Tensor> tensors, Checkpoint.State s, String source) {
     if (s.selectionBias().length != selectionBias.length) {
       throw new IllegalArgumentException(source + ": checkpoint has " + s.selectionBias().length
           + " MoE layers of selection bias, the config " + selectionBias.length);

@@ -6,7 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moespark.ops.TestTensors;
+import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.model.TransformerLM;
@@ -26,6 +30,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 class ModelFilesTest {
+  private static final CpuBackend CPU = CpuBackend.INSTANCE;
+
   static RunConfig small(String... extra) {
     List<String> s = new java.util.ArrayList<>(List.of("model.d_model=16", "model.n_heads=2", "model.d_ff=32",
         "moe.experts=3", "moe.d_expert=8", "moe.every=2", "moe.shared_experts=1"));
@@ -35,31 +41,31 @@ class ModelFilesTest {
 
   @Test
   void safetensorsRoundTripsFloatAndDouble() throws IOException {
-    Map<String, INDArray> t = new LinkedHashMap<>();
-    t.put("a", Nd4j.rand(DataType.FLOAT, 3, 5));
-    t.put("b.weight", Nd4j.rand(DataType.DOUBLE, 7));
+    Map<String, Tensor> t = new LinkedHashMap<>();
+    t.put("a", TestTensors.t(Nd4j.rand(DataType.FLOAT, 3, 5)));
+    t.put("b.weight", TestTensors.t(Nd4j.rand(DataType.DOUBLE, 7)));
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     SafeTensors.write(t, Map.of("format", "pt"), out);
-    Map<String, INDArray> back = SafeTensors.read(new ByteArrayInputStream(out.toByteArray()), "mem");
+    Map<String, Tensor> back = SafeTensors.read(new ByteArrayInputStream(out.toByteArray()), "mem", CPU);
     assertEquals(t.keySet(), back.keySet());
-    assertEquals(t.get("a"), back.get("a"));
-    assertEquals(t.get("b.weight"), back.get("b.weight"));
+    assertEquals(TestTensors.nd(t.get("a")), TestTensors.nd(back.get("a")));
+    assertEquals(TestTensors.nd(t.get("b.weight")), TestTensors.nd(back.get("b.weight")));
   }
 
   @Test
   void exportThenLoadGivesTheSameModel(@TempDir Path tmp) throws IOException {
     RunConfig c = small();
-    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), DataType.FLOAT);
+    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32);
     m.init(5);
     Path dir = tmp.resolve("model");
     exportTo(dir, m);
-    TransformerLM back = ModelFiles.load(dir);
+    TransformerLM back = ModelFiles.load(dir, CPU);
     assertEquals(m.config(), back.config());
     List<Param> a = m.params().all(), b = back.params().all();
     assertEquals(a.size(), b.size());
     for (int i = 0; i < a.size(); i++) {
       assertEquals(a.get(i).name(), b.get(i).name());
-      assertArrayEquals(a.get(i).value().data().asFloat(), b.get(i).value().data().asFloat(), 0f);
+      assertArrayEquals(TestTensors.nd(a.get(i).value()).dup().data().asFloat(), TestTensors.nd(b.get(i).value()).dup().data().asFloat(), 0f);
     }
     assertTrue(a.stream().anyMatch(p -> p.name().equals("layers.1.moe.experts.2.w2.weight")));
     assertTrue(a.stream().anyMatch(p -> p.name().equals("layers.0.ffn.w3.weight")));
@@ -68,41 +74,41 @@ class ModelFilesTest {
   @Test
   void shapeMismatchOnLoadNamesTensorAndShapes(@TempDir Path tmp) throws IOException {
     RunConfig c = small();
-    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), DataType.FLOAT);
+    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32);
     Path dir = tmp.resolve("model");
     exportTo(dir, m);
     ObjectNode cfg = (ObjectNode) ModelFiles.JSON.readTree(dir.resolve(ModelFiles.CONFIG).toFile());
     cfg.put("d_expert", 10);
     ModelFiles.JSON.writeValue(dir.resolve(ModelFiles.CONFIG).toFile(), cfg);
-    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelFiles.load(dir));
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelFiles.load(dir, CPU));
     assertTrue(e.getMessage().contains("layers.1.moe.experts.0.w1.weight")
         && e.getMessage().contains("[8, 16]") && e.getMessage().contains("[10, 16]"), e.getMessage());
   }
 
   @Test
   void missingFilesAreOneClearError(@TempDir Path tmp) throws IOException {
-    ConfigException e = assertThrows(ConfigException.class, () -> ModelFiles.load(tmp.resolve("nothing")));
+    ConfigException e = assertThrows(ConfigException.class, () -> ModelFiles.load(tmp.resolve("nothing"), CPU));
     assertTrue(e.getMessage().contains("config.json does not exist"), e.getMessage());
     RunConfig c = small();
     Path dir = tmp.resolve("model");
-    exportTo(dir, TransformerLM.singleRank(c.model(), c.moe(), DataType.FLOAT));
+    exportTo(dir, TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32));
     Files.delete(dir.resolve(ModelFiles.WEIGHTS));
-    IOException io = assertThrows(IOException.class, () -> ModelFiles.load(dir));
+    IOException io = assertThrows(IOException.class, () -> ModelFiles.load(dir, CPU));
     assertTrue(io.getMessage().contains("model.safetensors does not exist"), io.getMessage());
   }
 
   @Test
   void extraTensorInAModelFileIsRefusedByName(@TempDir Path tmp) throws IOException {
     RunConfig c = small();
-    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), DataType.FLOAT);
+    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32);
     Path dir = tmp.resolve("model");
     exportTo(dir, m);
-    Map<String, INDArray> t = new LinkedHashMap<>(m.params().values());
-    t.put("layers.1.moe.experts.7.w1.weight", Nd4j.zeros(DataType.FLOAT, 8, 16));
+    Map<String, Tensor> t = new LinkedHashMap<>(m.params().values());
+    t.put("layers.1.moe.experts.7.w1.weight", CPU.zeros(DType.F32, 8, 16));
     try (var out = Files.newOutputStream(dir.resolve(ModelFiles.WEIGHTS))) {
       SafeTensors.write(t, Map.of(), out);
     }
-    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelFiles.load(dir));
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelFiles.load(dir, CPU));
     assertTrue(e.getMessage().contains("model.safetensors") && e.getMessage().contains("layers.1.moe.experts.7.w1.weight"),
         e.getMessage());
   }
@@ -118,13 +124,13 @@ class ModelFilesTest {
   }
 
   private static String readError(byte[] file) {
-    return assertThrows(IOException.class, () -> SafeTensors.read(new ByteArrayInputStream(file), "f.safetensors"))
+    return assertThrows(IOException.class, () -> SafeTensors.read(new ByteArrayInputStream(file), "f.safetensors", CPU))
         .getMessage();
   }
 
   @Test
   void safetensorsReaderRefusesWhatTheFormatForbids() throws IOException {
-    assertEquals(2, SafeTensors.read(new ByteArrayInputStream(handMade("[0,8]", "[8,16]", 16)), "ok").size());
+    assertEquals(2, SafeTensors.read(new ByteArrayInputStream(handMade("[0,8]", "[8,16]", 16)), "ok", CPU).size());
     String gap = readError(handMade("[0,8]", "[12,20]", 20));
     assertTrue(gap.contains("f.safetensors") && gap.contains("'b'") && gap.contains("gap"), gap);
     String overlap = readError(handMade("[0,8]", "[4,12]", 12));

@@ -11,7 +11,9 @@ import java.util.List;
 import java.util.function.DoubleSupplier;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
-import org.nd4j.linalg.api.buffer.DataType;
+import io.moespark.ops.TestTensors;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.tensor.DType;
 
 /** The whole model's backward (total loss: CE + aux + z) against finite differences, in float64. */
 class ModelGradientTest {
@@ -23,7 +25,7 @@ class ModelGradientTest {
         "model.n_heads=2", "model.d_ff=10", "model.seq_len=5", "moe.every=2", "moe.experts=4",
         "moe.top_k=" + (router.equals("hash") ? 1 : 2), "moe.d_expert=6", "moe.shared_experts=1",
         "moe.router=" + router, "moe.aux_loss_coef=0.5", "moe.z_loss_coef=0.1"));
-    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), DataType.DOUBLE);
+    TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), CpuBackend.INSTANCE, DType.F64);
     m.init(3);
     // Larger weights than the 0.02 init so that every path carries a visible gradient.
     for (Param p : m.params().all()) {
@@ -37,7 +39,7 @@ class ModelGradientTest {
     m.backward(Exchange.LOCAL);
     DoubleSupplier loss = () -> m.forward(in, tg, 2, 2, Exchange.LOCAL, Reducer.LOCAL).total();
     for (Param p : m.params().all()) {
-      check(router + " " + p.name(), p.value(), p.grad(), loss, 12);
+      check(router + " " + p.name(), TestTensors.nd(p.value()), TestTensors.nd(p.grad()), loss, 12);
     }
   }
 }

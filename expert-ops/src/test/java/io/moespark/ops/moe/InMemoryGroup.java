@@ -4,7 +4,8 @@ import java.util.concurrent.BrokenBarrierException;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.TestTensors;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * R ranks as threads of one process, exchanging through shared mailboxes: an {@link Exchange} and a
@@ -35,11 +36,11 @@ public final class InMemoryGroup {
       }
 
       @Override
-      public INDArray[] allToAll(INDArray[] send) {
+      public Tensor[] allToAll(Tensor[] send) {
         Object[] got = swap(rank, send);
-        INDArray[] r = new INDArray[ranks];
+        Tensor[] r = new Tensor[ranks];
         for (int s = 0; s < ranks; s++) {
-          r[s] = ((INDArray) got[s]);
+          r[s] = ((Tensor) got[s]);
         }
         return r;
       }
@@ -72,11 +73,11 @@ public final class InMemoryGroup {
       }
 
       @Override
-      public void sum(INDArray values) {
-        Object[] all = gather(rank, values.dup());
-        values.assign(0);
+      public void sum(Tensor values) {
+        Object[] all = gather(rank, TestTensors.dup(values));
+        values.fill(0);
         for (Object o : all) {
-          values.addi((INDArray) o);
+          values.addi((Tensor) o);
         }
         await();
       }
@@ -86,7 +87,7 @@ public final class InMemoryGroup {
   /** send[d] to rank d; returns what each rank sent to this one (copied before anyone writes again). */
   private Object[] swap(int rank, Object[] send) {
     for (int d = 0; d < ranks; d++) {
-      mail[rank][d] = send[d] instanceof INDArray a ? a.dup() : send[d];
+      mail[rank][d] = send[d] instanceof Tensor a ? TestTensors.dup(a) : send[d];
     }
     await();
     Object[] got = new Object[ranks];

@@ -1,6 +1,8 @@
 package io.moespark.ops.moe;
 
 import static io.moespark.ops.GradCheck.check;
+import static io.moespark.ops.TestTensors.nd;
+import static io.moespark.ops.TestTensors.t;
 import static io.moespark.ops.GradCheck.randn;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -46,11 +48,12 @@ class MoeLayerTest {
   }
 
   static ParamStore randomParams(MoeLayer[] holder, MoeSpec spec, long seed) {
-    ParamStore ps = new ParamStore(DataType.DOUBLE);
+    ParamStore ps = new ParamStore(io.moespark.ops.backend.cpu.CpuBackend.INSTANCE, io.moespark.ops.tensor.DType.F64);
     holder[0] = new MoeLayer(0, D, spec, ShardLayout.single(spec.experts()), ps);
+    ps.allocate();
     int i = 0;
     for (Param p : ps.all()) {
-      p.value().assign(randn(seed + i++, p.value().shape()).muli(0.7));
+      nd(p.value()).assign(randn(seed + i++, p.value().shape()).muli(0.7));
     }
     return ps;
   }
@@ -68,7 +71,7 @@ class MoeLayerTest {
     }
     DoubleSupplier loss = () -> {
       INDArray y = x.ulike();
-      layer.forward(x, ids, T, Exchange.LOCAL, Reducer.LOCAL, y);
+      layer.forward(t(x), ids, T, Exchange.LOCAL, Reducer.LOCAL, t(y));
       MoeStats s = layer.stats();
       return y.mul(r).sumNumber().doubleValue() + spec.auxLossCoef() * s.aux() + spec.zLossCoef() * s.z();
     };
@@ -78,10 +81,10 @@ class MoeLayerTest {
     }
     ps.zeroGrads();
     INDArray dx = Nd4j.zeros(DataType.DOUBLE, T, D);
-    layer.backward(r, dx, Exchange.LOCAL);
+    layer.backward(t(r), t(dx), Exchange.LOCAL);
     check(mode + " dx", x, dx, loss, 72);
     for (Param p : ps.all()) {
-      check(mode + " " + p.name(), p.value(), p.grad(), loss, 40);
+      check(mode + " " + p.name(), nd(p.value()), nd(p.grad()), loss, 40);
     }
   }
 
@@ -104,18 +107,18 @@ class MoeLayerTest {
       DispatchPlan plan = DispatchPlan.build(routing, ShardLayout.contiguous(e, ranks, 0), Integer.MAX_VALUE,
           DropPolicy.POSITION);
       INDArray x = randn(3, T, D), buf = Nd4j.zeros(DataType.DOUBLE, plan.kept(), D), y = Nd4j.zeros(DataType.DOUBLE, T, D);
-      plan.pack(x, buf);
-      plan.combine(buf, y);
+      plan.pack(t(x), t(buf));
+      plan.combine(t(buf), t(y));
       assertEquals(0.0, y.sub(x).amaxNumber().doubleValue(), 1e-12, "values, R=" + ranks);
       // Gradients: combine backward then pack backward is the identity too.
       INDArray dy = randn(4, T, D), dBuf = Nd4j.zeros(DataType.DOUBLE, plan.kept(), D), dx = Nd4j.zeros(DataType.DOUBLE, T, D);
-      plan.combineBackward(dy, buf, dBuf, new double[T * k]);
-      plan.packBackward(dBuf, dx);
+      plan.combineBackward(t(dy), t(buf), t(dBuf), new double[T * k]);
+      plan.packBackward(t(dBuf), t(dx));
       assertEquals(0.0, dx.sub(dy).amaxNumber().doubleValue(), 1e-12, "gradients, R=" + ranks);
       // Empty experts have empty segments; blocks per destination cover every row once.
       int[][] counts = plan.sendCounts();
       long rows = 0;
-      for (INDArray b : plan.blocks(buf)) {
+      for (io.moespark.ops.tensor.Tensor b : plan.blocks(t(buf))) {
         rows += b.size(0);
       }
       assertEquals(plan.kept(), rows);
@@ -130,10 +133,10 @@ class MoeLayerTest {
     MoeLayer[] h = new MoeLayer[1];
     ParamStore ps = randomParams(h, spec, 7);
     INDArray x = randn(5, T, D), y = x.ulike();
-    h[0].forward(x, new int[T], T, Exchange.LOCAL, Reducer.LOCAL, y);
-    INDArray w1 = ps.get("layers.0.moe.experts.0.w1.weight").value();
-    INDArray w3 = ps.get("layers.0.moe.experts.0.w3.weight").value();
-    INDArray w2 = ps.get("layers.0.moe.experts.0.w2.weight").value();
+    h[0].forward(t(x), new int[T], T, Exchange.LOCAL, Reducer.LOCAL, t(y));
+    INDArray w1 = nd(ps.get("layers.0.moe.experts.0.w1.weight").value());
+    INDArray w3 = nd(ps.get("layers.0.moe.experts.0.w3.weight").value());
+    INDArray w2 = nd(ps.get("layers.0.moe.experts.0.w2.weight").value());
     INDArray h1 = x.mmul(w1.transpose()), h3 = x.mmul(w3.transpose());
     INDArray silu = h1.mul(org.nd4j.linalg.ops.transforms.Transforms.sigmoid(h1, true));
     INDArray dense = silu.mul(h3).mmul(w2.transpose());
@@ -152,17 +155,17 @@ class MoeLayerTest {
       for (int i = 0; i < T; i++) {
         ids[i] = i * 3;
       }
-      DispatchPlan plan = h[0].route(x, ids, T, Reducer.LOCAL);
-      h[0].combine(h[0].expertForward(new int[][] {plan.sendCounts()[0]}, h[0].dispatch()), y);
+      DispatchPlan plan = h[0].route(t(x), ids, T, Reducer.LOCAL);
+      h[0].combine(h[0].expertForward(new int[][] {plan.sendCounts()[0]}, h[0].dispatch()), t(y));
       Routing r = plan.routing();
       INDArray expected = Nd4j.zeros(DataType.DOUBLE, T, D);
       for (int a = 0; a < r.assignments(); a++) {
         String p = "layers.0.moe.experts." + r.expert()[a] + ".";
         INDArray row = x.getRow(r.token()[a]).reshape(1, D);
-        INDArray h1 = row.mmul(ps.get(p + "w1.weight").value().transpose());
-        INDArray h3 = row.mmul(ps.get(p + "w3.weight").value().transpose());
+        INDArray h1 = row.mmul(nd(ps.get(p + "w1.weight").value()).transpose());
+        INDArray h3 = row.mmul(nd(ps.get(p + "w3.weight").value()).transpose());
         INDArray act = h1.mul(org.nd4j.linalg.ops.transforms.Transforms.sigmoid(h1, true)).mul(h3);
-        expected.getRow(r.token()[a]).addi(act.mmul(ps.get(p + "w2.weight").value().transpose()).reshape(D)
+        expected.getRow(r.token()[a]).addi(act.mmul(nd(ps.get(p + "w2.weight").value()).transpose()).reshape(D)
             .muli(r.gate()[a]));
       }
       assertEquals(0.0, y.sub(expected).amaxNumber().doubleValue(), 1e-12, router.toString());

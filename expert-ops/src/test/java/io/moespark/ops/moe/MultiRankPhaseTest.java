@@ -15,7 +15,9 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.nd4j.linalg.api.buffer.DataType;
+import io.moespark.ops.TestTensors;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.tensor.DType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
@@ -40,7 +42,7 @@ class MultiRankPhaseTest {
     }
     Batches batches = new Batches(tokens, c.model().seqLen(), global, 3);
 
-    TransformerLM one = TransformerLM.singleRank(c.model(), c.moe(), DataType.DOUBLE);
+    TransformerLM one = TransformerLM.singleRank(c.model(), c.moe(), CpuBackend.INSTANCE, DType.F64);
     one.init(11);
     Batches.Slice all = batches.slice(0, 0, 1);
     one.params().zeroGrads();
@@ -55,7 +57,7 @@ class MultiRankPhaseTest {
       for (int r = 0; r < ranks; r++) {
         int rank = r;
         TransformerLM m = new TransformerLM(c.model(), c.moe(), i -> ShardLayout.contiguous(experts, ranks, rank),
-            DataType.DOUBLE);
+            CpuBackend.INSTANCE, DType.F64);
         m.init(11); // per-name seeding: the same values as the single rank's
         models.add(m);
         losses.add(pool.submit(() -> {
@@ -85,8 +87,8 @@ class MultiRankPhaseTest {
     for (int r = 0; r < ranks; r++) {
       int expertsHere = 0;
       for (Param p : models.get(r).params().all()) {
-        INDArray expected = one.params().get(p.name()).grad();
-        double err = p.grad().sub(expected).norm2Number().doubleValue()
+        INDArray expected = TestTensors.nd(one.params().get(p.name()).grad());
+        double err = TestTensors.nd(p.grad()).sub(expected).norm2Number().doubleValue()
             / Math.max(1e-12, expected.norm2Number().doubleValue());
         assertTrue(err < 1e-10, "rank " + r + " " + p.name() + " gradient differs: " + err);
         expertsHere += p.isExpert() ? 1 : 0;

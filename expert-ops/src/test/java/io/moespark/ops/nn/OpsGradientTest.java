@@ -4,7 +4,9 @@ import static io.moespark.ops.GradCheck.check;
 import static io.moespark.ops.GradCheck.randn;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
-import io.moespark.ops.tensor.Buffers;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -14,15 +16,23 @@ import org.junit.jupiter.params.provider.EnumSource;
 
 /** Finite-difference checks (float64) of every dense op's backward. Loss = sum(out * R). */
 class OpsGradientTest {
+  /** The ops take the project's tensors; these tests build and read them as ND4J arrays on the CPU backend. */
+  private static Tensor w(INDArray a) {
+    return a == null ? null : CpuBackend.wrap(a);
+  }
+
+  private static Tensor rstd(long n) {
+    return CpuBackend.INSTANCE.zeros(DType.F64, n);
+  }
 
   @Test
   void linear() {
     INDArray x = randn(1, 5, 4), w = randn(2, 3, 4), r = randn(3, 5, 3);
     INDArray dx = Nd4j.zeros(DataType.DOUBLE, 5, 4), dw = Nd4j.zeros(DataType.DOUBLE, 3, 4);
-    Linear.backward(x, w, r, dx, dw, false);
+    Linear.backward(w(x), w(w), w(r), w(dx), w(dw), false);
     java.util.function.DoubleSupplier loss = () -> {
       INDArray y = Nd4j.zeros(DataType.DOUBLE, 5, 3);
-      Linear.forward(x, w, y);
+      Linear.forward(w(x), w(w), w(y));
       return y.mul(r).sumNumber().doubleValue();
     };
     check("dx", x, dx, loss, 100);
@@ -33,12 +43,13 @@ class OpsGradientTest {
   void rmsNorm() {
     INDArray x = randn(4, 6, 8), w = randn(5, 8), r = randn(6, 6, 8);
     INDArray y = x.ulike();
-    double[] rstd = RmsNorm.forward(x, w, 1e-5, y);
+    Tensor rstd = rstd(6);
+    RmsNorm.forward(w(x), w(w), 1e-5, w(y), rstd);
     INDArray dx = Nd4j.zeros(DataType.DOUBLE, 6, 8), dw = Nd4j.zeros(DataType.DOUBLE, 8);
-    RmsNorm.backward(x, w, rstd, r, dx, dw);
+    RmsNorm.backward(w(x), w(w), rstd, w(r), w(dx), w(dw));
     java.util.function.DoubleSupplier loss = () -> {
       INDArray out = x.ulike();
-      RmsNorm.forward(x, w, 1e-5, out);
+      RmsNorm.forward(w(x), w(w), 1e-5, w(out), rstd(6));
       return out.mul(r).sumNumber().doubleValue();
     };
     check("dx", x, dx, loss, 100);
@@ -48,7 +59,7 @@ class OpsGradientTest {
   @Test
   void rmsNormMatchesDefinition() {
     INDArray x = randn(7, 3, 4), w = randn(8, 4), y = x.ulike();
-    RmsNorm.forward(x, w, 1e-5, y);
+    RmsNorm.forward(w(x), w(w), 1e-5, w(y), rstd(3));
     for (int i = 0; i < 3; i++) {
       double ms = 0;
       for (int j = 0; j < 4; j++) {
@@ -65,10 +76,10 @@ class OpsGradientTest {
     int[] ids = {3, 1, 3, 0, 3};
     INDArray table = randn(9, 4, 6), r = randn(10, 5, 6);
     INDArray dt = Nd4j.zeros(DataType.DOUBLE, 4, 6);
-    Embedding.backward(ids, r, dt);
+    Embedding.backward(ids, w(r), w(dt));
     check("dtable", table, dt, () -> {
       INDArray out = Nd4j.zeros(DataType.DOUBLE, 5, 6);
-      Embedding.forward(ids, table, out);
+      Embedding.forward(ids, w(table), w(out));
       return out.mul(r).sumNumber().doubleValue();
     }, 100);
   }
@@ -79,10 +90,10 @@ class OpsGradientTest {
     INDArray x = randn(11, 10, 24), r = randn(12, 6, 5, 8);
     for (Rope rope : new Rope[] {new Rope(10000), Rope.layoutOnly()}) {
       INDArray dx = x.ulike();
-      rope.backward(r, 2, 3, dx);
+      rope.backward(w(r), 2, 3, w(dx));
       check("dx", x, dx, () -> {
         INDArray out = r.ulike();
-        rope.forward(x, 2, 3, out);
+        rope.forward(w(x), 2, 3, w(out));
         return out.mul(r).sumNumber().doubleValue();
       }, 120);
     }
@@ -93,7 +104,7 @@ class OpsGradientTest {
     // One sequence of 3 positions, 2 heads of dim 4 (half 2): position p rotates pair (j, j + 2) of each
     // head by p * theta^(-j/2).
     INDArray x = randn(13, 3, 8), out = Nd4j.zeros(DataType.DOUBLE, 2, 3, 4);
-    new Rope(100).forward(x, 1, 2, out);
+    new Rope(100).forward(w(x), 1, 2, w(out));
     for (int h = 0; h < 2; h++) {
       for (int p = 0; p < 3; p++) {
         for (int j = 0; j < 2; j++) {
@@ -112,14 +123,14 @@ class OpsGradientTest {
     INDArray wv = randn(17, d, d), wo = randn(18, d, d), r = randn(19, b * t, d);
     Attention att = new Attention(heads, 10000);
     INDArray y = x.ulike();
-    att.forward(x, b, t, wq, wk, wv, wo, y);
+    att.forward(w(x), b, t, w(wq), w(wk), w(wv), w(wo), w(y));
     INDArray dx = x.ulike().assign(0), dwq = wq.ulike().assign(0), dwk = wk.ulike().assign(0);
     INDArray dwv = wv.ulike().assign(0), dwo = wo.ulike().assign(0);
-    att.backward(r, wq, wk, wv, wo, dx, dwq, dwk, dwv, dwo);
+    att.backward(w(r), w(wq), w(wk), w(wv), w(wo), w(dx), w(dwq), w(dwk), w(dwv), w(dwo));
     Attention fresh = new Attention(heads, 10000);
     java.util.function.DoubleSupplier loss = () -> {
       INDArray out = x.ulike();
-      fresh.forward(x, b, t, wq, wk, wv, wo, out);
+      fresh.forward(w(x), b, t, w(wq), w(wk), w(wv), w(wo), w(out));
       return out.mul(r).sumNumber().doubleValue();
     };
     check("dx", x, dx, loss, 80);
@@ -135,11 +146,11 @@ class OpsGradientTest {
     INDArray x = randn(20, t, d), w = randn(21, d, d);
     Attention att = new Attention(2, 10000);
     INDArray y1 = x.ulike(), y2 = x.ulike();
-    att.forward(x, b, t, w, w, w, w, y1);
+    att.forward(w(x), b, t, w(w), w(w), w(w), w(w), w(y1));
     INDArray x2 = x.dup();
     x2.getRow(t - 1).addi(5.0);
-    att.forward(x2, b, t, w, w, w, w, y2);
-    assertEquals(0.0, Buffers.rows(y1, 0, t - 1).sub(Buffers.rows(y2, 0, t - 1)).amaxNumber().doubleValue(), 1e-12);
+    att.forward(w(x2), b, t, w(w), w(w), w(w), w(w), w(y2));
+    assertEquals(0.0, y1.getRows(0, 1, 2, 3, 4).sub(y2.getRows(0, 1, 2, 3, 4)).amaxNumber().doubleValue(), 1e-12);
   }
 
   @ParameterizedTest
@@ -147,11 +158,11 @@ class OpsGradientTest {
   void activation(Activation act) {
     INDArray h1 = randn(22, 4, 6).muli(2), h3 = randn(23, 4, 6), r = randn(24, 4, 6);
     INDArray dh1 = h1.ulike(), dh3 = h1.ulike().assign(0), saved = h1.ulike();
-    act.forward(h1, h3, h1.ulike(), saved);
-    act.backward(h1, h3, saved, r, dh1, dh3);
+    act.forward(w(h1), w(h3), w(h1.ulike()), w(saved));
+    act.backward(w(h1), w(h3), w(saved), w(r), w(dh1), w(dh3));
     java.util.function.DoubleSupplier loss = () -> {
       INDArray a = h1.ulike();
-      act.forward(h1, h3, a, h1.ulike());
+      act.forward(w(h1), w(h3), w(a), w(h1.ulike()));
       return a.mul(r).sumNumber().doubleValue();
     };
     check("dh1", h1, dh1, loss, 100);
@@ -165,8 +176,8 @@ class OpsGradientTest {
     INDArray logits = randn(25, 6, 5);
     int[] targets = {0, 4, 2, 2, 1, 3};
     INDArray grad = logits.dup();
-    double sum = CrossEntropy.forwardBackward(grad, targets, 10);
-    assertEquals(sum, CrossEntropy.loss(logits, targets), 1e-12);
-    check("dlogits", logits, grad, () -> CrossEntropy.loss(logits, targets) / 10, 100);
+    double sum = CrossEntropy.forwardBackward(w(grad), targets, 10);
+    assertEquals(sum, CrossEntropy.loss(w(logits), targets), 1e-12);
+    check("dlogits", logits, grad, () -> CrossEntropy.loss(w(logits), targets) / 10, 100);
   }
 }

@@ -17,8 +17,9 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * The step program is what the trainer really does: the kinds of the collective calls of a training
@@ -49,7 +50,7 @@ class StepProgramTest {
       evals.add(eval);
       int rank = r;
       done.add(pool.submit(() -> {
-        Trainer t = new Trainer(cfg, tokens, DataType.DOUBLE, rank, ranks,
+        Trainer t = new Trainer(cfg, tokens, CpuBackend.INSTANCE, DType.F64, rank, ranks,
             l -> ShardLayout.contiguous(cfg.moe().experts(), ranks, rank));
         Recorder rec = new Recorder(group.exchange(rank), group.reducer(rank));
         rec.into = step;
@@ -95,7 +96,7 @@ class StepProgramTest {
     }
 
     @Override
-    public INDArray[] allToAll(INDArray[] send) {
+    public Tensor[] allToAll(Tensor[] send) {
       into.add(StepProgram.Kind.BLOCKS);
       return ex.allToAll(send);
     }
@@ -113,7 +114,7 @@ class StepProgramTest {
     }
 
     @Override
-    public void sum(INDArray values) {
+    public void sum(Tensor values) {
       into.add(StepProgram.Kind.SUM_ARRAY);
       red.sum(values);
     }

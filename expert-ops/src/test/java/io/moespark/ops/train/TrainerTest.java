@@ -19,7 +19,10 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
-import org.nd4j.linalg.api.buffer.DataType;
+import io.moespark.ops.TestTensors;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /** The single-process trainer on real English text (the bundled corpus, byte tokens). */
@@ -43,7 +46,7 @@ class TrainerTest {
     RunConfig c = tiny("train.steps=150");
     TokenData.Split data = corpus(c);
     double unigram = TokenData.unigramEntropy(data.train());
-    Trainer t = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
+    Trainer t = Trainer.singleProcess(c, data.train(), CpuBackend.INSTANCE, DType.F32);
     double first = t.step().loss().ce();
     for (int s = 1; s < 150; s++) {
       t.step();
@@ -58,8 +61,8 @@ class TrainerTest {
   void sameSeedGivesBitIdenticalLossesAndParameters() {
     RunConfig c = tiny("train.steps=6", "moe.capacity_factor=1.0", "moe.bias_update_rate=0.01");
     TokenData.Split data = corpus(c);
-    Trainer a = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
-    Trainer b = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
+    Trainer a = Trainer.singleProcess(c, data.train(), CpuBackend.INSTANCE, DType.F32);
+    Trainer b = Trainer.singleProcess(c, data.train(), CpuBackend.INSTANCE, DType.F32);
     for (int s = 0; s < 6; s++) {
       assertEquals(a.step().loss().total(), b.step().loss().total(), 0.0, "step " + s);
     }
@@ -70,8 +73,8 @@ class TrainerTest {
   void resumeFromCheckpointIsBitIdentical() throws IOException {
     RunConfig c = tiny("train.steps=6", "moe.bias_update_rate=0.01");
     TokenData.Split data = corpus(c);
-    Trainer straight = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
-    Trainer first = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
+    Trainer straight = Trainer.singleProcess(c, data.train(), CpuBackend.INSTANCE, DType.F32);
+    Trainer first = Trainer.singleProcess(c, data.train(), CpuBackend.INSTANCE, DType.F32);
     double[] losses = new double[6];
     for (int s = 0; s < 6; s++) {
       losses[s] = straight.step().loss().total();
@@ -83,8 +86,8 @@ class TrainerTest {
     ByteArrayOutputStream shard = new ByteArrayOutputStream();
     SafeTensors.write(first.checkpointTensors(), Map.of(), shard);
     Checkpoint.State state = Checkpoint.fromJson(Checkpoint.toJson(first.checkpointState()), "state");
-    Trainer resumed = Trainer.singleProcess(c, data.train(), DataType.FLOAT);
-    resumed.restore(SafeTensors.read(new ByteArrayInputStream(shard.toByteArray()), "shard"), state, "checkpoint");
+    Trainer resumed = Trainer.singleProcess(c, data.train(), CpuBackend.INSTANCE, DType.F32);
+    resumed.restore(SafeTensors.read(new ByteArrayInputStream(shard.toByteArray()), "shard", CpuBackend.INSTANCE), state, "checkpoint");
     assertEquals(3, resumed.nextStep());
     for (int s = 3; s < 6; s++) {
       assertEquals(losses[s], resumed.step().loss().total(), 0.0, "step " + s);
@@ -95,9 +98,9 @@ class TrainerTest {
   @Test
   void checkpointMissingATensorIsRefusedWithItsName() {
     RunConfig c = tiny("train.steps=2");
-    Trainer t = Trainer.singleProcess(c, corpus(c).train(), DataType.FLOAT);
+    Trainer t = Trainer.singleProcess(c, corpus(c).train(), CpuBackend.INSTANCE, DType.F32);
     t.step();
-    Map<String, INDArray> tensors = new HashMap<>(t.checkpointTensors());
+    Map<String, Tensor> tensors = new HashMap<>(t.checkpointTensors());
     tensors.remove("exp_avg_sq.layers.1.moe.experts.3.w2.weight");
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> t.restore(tensors, t.checkpointState(), "ckpt"));
@@ -107,7 +110,7 @@ class TrainerTest {
   private static void assertSameParams(Trainer a, Trainer b) {
     List<Param> pa = a.model().params().all(), pb = b.model().params().all();
     for (int i = 0; i < pa.size(); i++) {
-      assertArrayEquals(pa.get(i).value().data().asFloat(), pb.get(i).value().data().asFloat(), 0f,
+      assertArrayEquals(TestTensors.nd(pa.get(i).value()).dup().data().asFloat(), TestTensors.nd(pb.get(i).value()).dup().data().asFloat(), 0f,
           pa.get(i).name());
     }
   }

@@ -33,9 +33,11 @@ import org.bytedeco.cuda.nccl.ncclUniqueId;
 import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.IntPointer;
 import org.bytedeco.javacpp.Pointer;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 
 /**
  * The direct path on GPUs: the same all-to-all and all-reduce as {@link DirectCollective}, over NCCL
@@ -92,29 +94,34 @@ public final class NcclCollective extends CollectiveBase {
   }
 
   @Override
-  public INDArray[] allToAll(INDArray[] send) {
+  public Tensor[] allToAll(Tensor[] send) {
     long t0 = System.nanoTime();
     try {
       int[][] shapes = new int[ranks][];
       Pointer[] sendHost = new Pointer[ranks];
       long[] sendCount = new long[ranks], recvCount = new long[ranks];
       for (int d = 0; d < ranks; d++) {
-        INDArray c = contiguous(send[d]);
-        shapes[d] = new int[] {(int) c.rows(), (int) c.columns()};
-        sendHost[d] = c.data().addressPointer();
-        sendCount[d] = c.length();
+        shapes[d] = new int[] {(int) send[d].size(0), (int) send[d].size(1)};
+        sendHost[d] = new Pointer(host(send[d]));
+        sendCount[d] = send[d].length();
       }
       int[][] recvShapes = exchangeFixed(shapes, 2);
-      DataType type = send[rank].dataType();
-      INDArray[] recv = new INDArray[ranks];
+      DType type = send[rank].dtype();
+      Backend backend = send[rank].backend();
+      ByteBuffer[] recvBuf = new ByteBuffer[ranks];
       Pointer[] recvHost = new Pointer[ranks];
       for (int s = 0; s < ranks; s++) {
-        recv[s] = Nd4j.createUninitialized(type, recvShapes[s][0], recvShapes[s][1]);
-        recvHost[s] = recv[s].data().addressPointer();
-        recvCount[s] = recv[s].length();
+        recvCount[s] = (long) recvShapes[s][0] * recvShapes[s][1];
+        recvBuf[s] = ByteBuffer.allocateDirect((int) recvCount[s] * type.width()).order(ByteOrder.LITTLE_ENDIAN);
+        recvHost[s] = new Pointer(recvBuf[s]);
       }
-      exchangeBlocks(sendHost, sendCount, recvHost, recvCount, type == DataType.DOUBLE ? ncclDouble : ncclFloat,
+      exchangeBlocks(sendHost, sendCount, recvHost, recvCount, type == DType.F64 ? ncclDouble : ncclFloat,
           type.width());
+      Tensor[] recv = new Tensor[ranks];
+      for (int s = 0; s < ranks; s++) {
+        recv[s] = backend.empty(type, recvShapes[s][0], recvShapes[s][1]);
+        backend.fromHost(recvBuf[s], recv[s]);
+      }
       return recv;
     } finally {
       busyNanos += System.nanoTime() - t0;
@@ -195,18 +202,17 @@ public final class NcclCollective extends CollectiveBase {
   }
 
   @Override
-  public void sum(INDArray values) {
+  public void sum(Tensor values) {
     long t0 = System.nanoTime();
     try {
-      INDArray c = contiguous(values);
-      long bytes = c.length() * c.dataType().width();
+      ByteBuffer b = host(values);
+      long bytes = values.length() * values.dtype().width();
       Pointer dev = scratch(bytes);
-      copy(dev, c.data().addressPointer(), bytes, cudaMemcpyHostToDevice);
-      allReduce(dev, c.length(), c.dataType() == DataType.DOUBLE ? ncclDouble : ncclFloat, bytes);
-      copy(c.data().addressPointer(), dev, bytes, cudaMemcpyDeviceToHost);
-      if (c != values) {
-        values.assign(c.reshape(values.shape()));
-      }
+      Pointer h = new Pointer(b);
+      copy(dev, h, bytes, cudaMemcpyHostToDevice);
+      allReduce(dev, values.length(), values.dtype() == DType.F64 ? ncclDouble : ncclFloat, bytes);
+      copy(h, dev, bytes, cudaMemcpyDeviceToHost);
+      values.backend().fromHost(b, values);
     } finally {
       busyNanos += System.nanoTime() - t0;
     }
@@ -271,8 +277,15 @@ public final class NcclCollective extends CollectiveBase {
     return scratch;
   }
 
-  private static INDArray contiguous(INDArray a) {
-    return a.isView() || a.ordering() != 'c' ? a.dup('c') : a;
+  /**
+   * A tensor's values in a direct host buffer. The project's backends compute on the host today, so
+   * blocks are staged host -> device -> NCCL; a device backend hands NCCL its buffers instead (the issue
+   * "CUDA backend").
+   */
+  private static ByteBuffer host(Tensor t) {
+    ByteBuffer b = ByteBuffer.allocateDirect((int) t.length() * t.dtype().width()).order(ByteOrder.LITTLE_ENDIAN);
+    t.backend().toHost(t, b);
+    return b.flip();
   }
 
   /** A pointer {@code offset} bytes into {@code base} (JavaCPP positions count elements of the pointer's type). */

@@ -1,5 +1,6 @@
 package io.moespark.job.cli;
 
+import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.job.data.PreparedData;
 import io.moespark.ops.cli.Args;
 import io.moespark.ops.config.ConfigException;
@@ -30,7 +31,7 @@ public final class EvalMain {
       if ((tokensFile == null) == (data == null)) {
         throw new ConfigException("give exactly one of --tokens FILE and --data PREPARED_DIR");
       }
-      TransformerLM model = ModelFiles.load(dir);
+      TransformerLM model = ModelFiles.load(dir, CpuBackend.INSTANCE);
       int vocab = model.config().vocabSize();
       int[] tokens;
       if (data != null) {

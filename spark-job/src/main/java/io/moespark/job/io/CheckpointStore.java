@@ -21,7 +21,8 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * Checkpoints of a run under {@code RUN/checkpoints/step-NNNNNNNN/}, on any Hadoop file system. The ranks
@@ -123,7 +124,7 @@ public final class CheckpointStore {
   /**
    * Rank side: writes rank {@code rank}'s shard into the temporary directory {@code tmp}.
    */
-  public static Shard writeShard(String tmp, int rank, Map<String, INDArray> tensors, Configuration conf)
+  public static Shard writeShard(String tmp, int rank, Map<String, Tensor> tensors, Configuration conf)
       throws IOException {
     Path file = new Path(tmp, Checkpoint.shardFile(rank));
     RunFiles.Written w = RunFiles.write(RunFiles.fs(file, conf), file, out -> SafeTensors.write(tensors, Map.of(), out));
@@ -132,11 +133,11 @@ public final class CheckpointStore {
 
   /**
    * Rank side: the tensors named in {@code needed} from the shards that hold any of them, each file
-   * checked against the manifest before it is used.
+   * checked against the manifest before it is used, read onto {@code backend}.
    */
-  public static Map<String, INDArray> readShards(Stored ckpt, Set<String> needed, Configuration conf)
+  public static Map<String, Tensor> readShards(Stored ckpt, Set<String> needed, Configuration conf, Backend backend)
       throws IOException {
-    Map<String, INDArray> out = new HashMap<>();
+    Map<String, Tensor> out = new HashMap<>();
     for (Shard s : ckpt.shards()) {
       if (s.tensors().stream().noneMatch(needed::contains)) {
         continue;
@@ -147,7 +148,7 @@ public final class CheckpointStore {
         throw new IOException(file + ": checksum does not match " + Checkpoint.MANIFEST + " (corrupt checkpoint)");
       }
       try (InputStream in = fs.open(file)) {
-        SafeTensors.read(in, file.toString()).forEach((k, v) -> {
+        SafeTensors.read(in, file.toString(), backend).forEach((k, v) -> {
           if (needed.contains(k)) {
             out.put(k, v);
           }

@@ -2,9 +2,9 @@ package io.moespark.job.net;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * Wire format of both paths: one message (direct path) or shuffle record (shuffle path) per (source,
@@ -25,45 +25,28 @@ public final class Blocks {
 
   private Blocks() {}
 
-  public static ByteBuffer matrix(long seq, int source, INDArray m) {
-    boolean f = m.dataType() == DataType.FLOAT;
+  /** A matrix message: a tensor's values copied from its backend (a vector travels as one row). */
+  public static ByteBuffer matrix(long seq, int source, Tensor m) {
+    boolean f = m.dtype() == DType.F32;
     long rows = m.isEmpty() ? 0 : m.size(0), cols = m.rank() < 2 ? m.length() : m.size(m.rank() - 1);
     if (m.rank() == 1) {
       rows = 1;
     }
     int n = (int) (rows * cols);
-    ByteBuffer b = header(seq, source, MATRIX, 1 + 8 + n * (f ? 4 : 8));
+    ByteBuffer b = header(seq, source, MATRIX, 1 + 8 + n * m.dtype().width());
     b.put((byte) (f ? 0 : 1)).putInt((int) rows).putInt((int) cols);
     if (n > 0) {
-      INDArray c = m.dup('c');
-      if (f) {
-        b.asFloatBuffer().put(c.data().asNioFloat().position((int) c.offset()).limit((int) c.offset() + n));
-      } else {
-        b.asDoubleBuffer().put(c.data().asNioDouble().position((int) c.offset()).limit((int) c.offset() + n));
-      }
-      b.position(b.position() + n * (f ? 4 : 8));
+      m.backend().toHost(m, b);
     }
     return b.flip();
   }
 
-  /** Reads a matrix message (after the header) into a new [rows, cols] array. */
-  public static INDArray readMatrix(ByteBuffer b) {
-    boolean f = b.get() == 0;
+  /** Reads a matrix message (after the header) into a new [rows, cols] tensor on {@code backend}. */
+  public static Tensor readMatrix(ByteBuffer b, Backend backend) {
+    DType type = b.get() == 0 ? DType.F32 : DType.F64;
     int rows = b.getInt(), cols = b.getInt();
-    DataType type = f ? DataType.FLOAT : DataType.DOUBLE;
-    if (rows == 0) {
-      return Nd4j.create(type, 0, cols);
-    }
-    INDArray m = Nd4j.createUninitialized(type, rows, cols);
-    if (f) {
-      float[] v = new float[rows * cols];
-      b.asFloatBuffer().get(v);
-      m.data().asNioFloat().put(v);
-    } else {
-      double[] v = new double[rows * cols];
-      b.asDoubleBuffer().get(v);
-      m.data().asNioDouble().put(v);
-    }
+    Tensor m = backend.empty(type, rows, cols);
+    backend.fromHost(b, m);
     return m;
   }
 

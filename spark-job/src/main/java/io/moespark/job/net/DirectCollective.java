@@ -29,7 +29,7 @@ import org.apache.spark.network.server.TransportServer;
 import org.apache.spark.network.server.TransportServerBootstrap;
 import org.apache.spark.network.util.MapConfigProvider;
 import org.apache.spark.network.util.TransportConf;
-import org.nd4j.linalg.api.ndarray.INDArray;
+import io.moespark.ops.tensor.Tensor;
 
 /**
  * The direct path's CPU collective: all-to-all and all-reduce straight between the ranks of a run over
@@ -127,7 +127,7 @@ public final class DirectCollective extends CollectiveBase {
   }
 
   @Override
-  public INDArray[] allToAll(INDArray[] send) {
+  public Tensor[] allToAll(Tensor[] send) {
     long t0 = System.nanoTime();
     try {
       long s = ++seq;
@@ -136,9 +136,9 @@ public final class DirectCollective extends CollectiveBase {
           post(d, Blocks.matrix(s, rank, send[d]));
         }
       }
-      INDArray[] recv = new INDArray[ranks];
+      Tensor[] recv = new Tensor[ranks];
       for (int src = 0; src < ranks; src++) {
-        recv[src] = src == rank ? send[rank] : Blocks.readMatrix(take(s, src));
+        recv[src] = src == rank ? send[rank] : Blocks.readMatrix(take(s, src), send[rank].backend());
       }
       return recv;
     } finally {
@@ -190,20 +190,21 @@ public final class DirectCollective extends CollectiveBase {
   }
 
   @Override
-  public void sum(INDArray values) {
+  public void sum(Tensor values) {
     long t0 = System.nanoTime();
     try {
       long s = ++seq;
-      INDArray flat = values.reshape(1, values.length());
+      Tensor flat = values.backend().view(values, 0, values.length());
       for (int d = 0; d < ranks; d++) {
         if (d != rank) {
           post(d, Blocks.matrix(s, rank, flat));
         }
       }
-      INDArray mine = values.dup();
-      values.assign(0);
+      Tensor mine = values.backend().empty(values.dtype(), values.length()).assign(flat);
+      flat.fill(0);
       for (int src = 0; src < ranks; src++) {
-        values.addi(src == rank ? mine : Blocks.readMatrix(take(s, src)).reshape(values.shape()));
+        flat.addi(src == rank ? mine
+            : values.backend().view(Blocks.readMatrix(take(s, src), values.backend()), 0, values.length()));
       }
     } finally {
       busyNanos += System.nanoTime() - t0;

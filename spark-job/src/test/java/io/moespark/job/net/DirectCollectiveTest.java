@@ -26,6 +26,8 @@ import org.apache.spark.network.util.TransportConf;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.tensor.Tensor;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -104,25 +106,25 @@ class DirectCollectiveTest {
     int ranks = 3;
     List<Object[]> results = onRanks(ranks, security(auth, crypto, "s3cret"), c -> {
       int r = c.rank();
-      INDArray[] send = new INDArray[ranks];
+      Tensor[] send = new Tensor[ranks];
       int[][] counts = new int[ranks][];
       for (int d = 0; d < ranks; d++) {
-        send[d] = block(r, d, d % 2 == 0 ? DataType.FLOAT : DataType.DOUBLE);
+        send[d] = CpuBackend.wrap(block(r, d, d % 2 == 0 ? DataType.FLOAT : DataType.DOUBLE));
         counts[d] = new int[] {r, d, r * d};
       }
-      INDArray[] recv = c.allToAll(send);
+      Tensor[] recv = c.allToAll(send);
       int[][] gotCounts = c.allToAllCounts(counts);
       double[] v = {0.1 * (r + 1), 1e16, -1e16 + r};
       c.sum(v);
       INDArray g = Nd4j.create(new float[] {r + 0.25f, r * 1e-3f, 7f}, new long[] {3}, 'c');
-      c.sum(g);
+      c.sum(CpuBackend.wrap(g));
       return new Object[] {recv, gotCounts, v, g};
     }, null);
     for (int r = 0; r < ranks; r++) {
-      INDArray[] recv = (INDArray[]) results.get(r)[0];
+      Tensor[] recv = (Tensor[]) results.get(r)[0];
       int[][] counts = (int[][]) results.get(r)[1];
       for (int s = 0; s < ranks; s++) {
-        assertEquals(block(s, r, r % 2 == 0 ? DataType.FLOAT : DataType.DOUBLE), recv[s], "block " + s + "->" + r);
+        assertEquals(block(s, r, r % 2 == 0 ? DataType.FLOAT : DataType.DOUBLE), CpuBackend.array(recv[s]), "block " + s + "->" + r);
         assertArrayEquals(new int[] {s, r, s * r}, counts[s]);
       }
       // Sums in rank order: every rank holds the same bits.

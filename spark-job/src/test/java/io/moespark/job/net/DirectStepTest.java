@@ -15,7 +15,8 @@ import io.moespark.ops.train.Batches;
 import java.util.List;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.nd4j.linalg.api.buffer.DataType;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.tensor.DType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
@@ -37,7 +38,7 @@ class DirectStepTest {
       tokens[i] = (int) ((i * 2654435761L >>> 9) % 50);
     }
     Batches batches = new Batches(tokens, c.model().seqLen(), global, 5);
-    TransformerLM one = TransformerLM.singleRank(c.model(), c.moe(), DataType.DOUBLE);
+    TransformerLM one = TransformerLM.singleRank(c.model(), c.moe(), CpuBackend.INSTANCE, DType.F64);
     one.init(3);
     Batches.Slice all = batches.slice(0, 0, 1);
     LossTerms ref = one.forward(all.inputs(), all.targets(), global, global, Exchange.LOCAL, Reducer.LOCAL);
@@ -46,7 +47,7 @@ class DirectStepTest {
     List<Object[]> out = DirectCollectiveTest.onRanks(ranks, DirectCollectiveTest.security(true, true, "k"), col -> {
       int r = col.rank();
       TransformerLM m = new TransformerLM(c.model(), c.moe(), i -> ShardLayout.contiguous(experts, ranks, r),
-          DataType.DOUBLE);
+          CpuBackend.INSTANCE, DType.F64);
       m.init(3);
       Batches.Slice s = batches.slice(0, r, ranks);
       LossTerms l = m.forward(s.inputs(), s.targets(), s.sequences(), global, col, col);
@@ -62,8 +63,8 @@ class DirectStepTest {
       LossTerms l = (LossTerms) o[0];
       assertEquals(ref.total(), l.total(), 1e-12 * Math.abs(ref.total()));
       for (Param p : ((TransformerLM) o[1]).params().all()) {
-        INDArray e = one.params().get(p.name()).grad();
-        double err = p.grad().sub(e).norm2Number().doubleValue() / Math.max(1e-12, e.norm2Number().doubleValue());
+        INDArray e = CpuBackend.array(one.params().get(p.name()).grad());
+        double err = CpuBackend.array(p.grad()).sub(e).norm2Number().doubleValue() / Math.max(1e-12, e.norm2Number().doubleValue());
         assertTrue(err < 1e-10, p.name() + ": " + err);
       }
     }

@@ -1,4 +1,4 @@
-package io.moespark.ops.tensor;
+package io.moespark.ops.backend.cpu;
 
 import java.util.Arrays;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -8,11 +8,11 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * that add into a destination row run in index order on one thread, so repeated destinations sum in a
  * fixed order and results are bit-reproducible. Arrays are c-order matrices of one width and type.
  */
-public final class Rows {
-  private Rows() {}
+final class CpuRows {
+  private CpuRows() {}
 
   /** dst[i] = src[srcRow[i]] for i in [0, count); a negative row gives zeros. */
-  public static void gather(INDArray src, int[] srcRow, int count, INDArray dst) {
+  static void gather(INDArray src, int[] srcRow, int count, INDArray dst) {
     if (count == 0) {
       return;
     }
@@ -32,7 +32,7 @@ public final class Rows {
    * dst[dstRow[i]] = scale[i] * src[srcRow[i]] for i in [0, count) where dstRow[i] >= 0. Each destination
    * row must appear at most once (a permutation of slots), which makes the rows independent.
    */
-  public static void scatter(INDArray src, int[] srcRow, double[] scale, int[] dstRow, int count, INDArray dst) {
+  static void scatter(INDArray src, int[] srcRow, double[] scale, int[] dstRow, int count, INDArray dst) {
     if (count == 0 || dst.isEmpty()) {
       return;
     }
@@ -55,7 +55,7 @@ public final class Rows {
    * dst[dstRow[i]] += scale[i] * src[srcRow[i]] for i in [0, count), in order; scale null means 1. Pairs
    * with a negative row on either side are skipped (dropped assignments).
    */
-  public static void scatterAdd(INDArray src, int[] srcRow, double[] scale, int[] dstRow, int count, INDArray dst) {
+  static void scatterAdd(INDArray src, int[] srcRow, double[] scale, int[] dstRow, int count, INDArray dst) {
     if (count == 0 || src.isEmpty()) {
       return;
     }
@@ -74,7 +74,7 @@ public final class Rows {
   }
 
   /** out[i] = a[aRow[i]] . b[bRow[i]] (0 where bRow[i] is negative). */
-  public static void rowDots(INDArray a, int[] aRow, INDArray b, int[] bRow, int count, double[] out) {
+  static void rowDots(INDArray a, int[] aRow, INDArray b, int[] bRow, int count, double[] out) {
     if (count == 0) {
       return;
     }

@@ -1,4 +1,4 @@
-package io.moespark.ops.tensor;
+package io.moespark.ops.backend.cpu;
 
 import java.util.concurrent.ForkJoinPool;
 import java.util.stream.IntStream;
@@ -9,7 +9,7 @@ import org.nd4j.linalg.factory.Nd4j;
  * result does not depend on the split. The thread count defaults to the available processors; the Spark
  * runners set it to the task's cores ({@link #setThreads}).
  */
-public final class Parallel {
+final class Parallel {
   private static volatile ForkJoinPool pool = new ForkJoinPool(Runtime.getRuntime().availableProcessors());
 
   /** A loop body over rows [from, to). */

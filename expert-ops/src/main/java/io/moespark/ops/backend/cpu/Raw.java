@@ -1,4 +1,4 @@
-package io.moespark.ops.tensor;
+package io.moespark.ops.backend.cpu;
 
 import java.nio.DoubleBuffer;
 import java.nio.FloatBuffer;
@@ -10,14 +10,14 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * fused loops that ND4J would run as several passes with temporaries. Training is FLOAT, so the call
  * sites stay monomorphic there; DOUBLE serves the float64 gradient checks.
  */
-public abstract sealed class Raw permits Raw.F32, Raw.F64 {
+abstract sealed class Raw permits Raw.F32, Raw.F64 {
   protected final int base;
 
   private Raw(int base) {
     this.base = base;
   }
 
-  public static Raw of(INDArray a) {
+  static Raw of(INDArray a) {
     if (a.length() > 1 && (a.ordering() != 'c' || a.elementWiseStride() != 1)) {
       throw new IllegalArgumentException("raw access needs a contiguous c-order array, got " + a.shapeInfoToString());
     }
