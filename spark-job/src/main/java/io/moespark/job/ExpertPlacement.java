@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.model.TransformerLM;
 import io.moespark.ops.moe.ShardLayout;
 import java.io.Serializable;
 import java.util.Arrays;
@@ -33,9 +34,10 @@ public final class ExpertPlacement implements Serializable {
 
   /** The default: in every MoE layer rank r holds experts [r E / R, (r + 1) E / R). */
   public static ExpertPlacement contiguous(RunConfig cfg, int ranks) {
-    int[][] owner = new int[cfg.model().nLayers()][];
+    boolean[] moe = TransformerLM.moeLayers(cfg.model(), cfg.moe());
+    int[][] owner = new int[moe.length][];
     for (int l = 0; l < owner.length; l++) {
-      owner[l] = cfg.isMoeLayer(l) ? ShardLayout.contiguous(cfg.moe().experts(), ranks, 0).owner() : new int[0];
+      owner[l] = moe[l] ? ShardLayout.contiguous(cfg.moe().experts(), ranks, 0).owner() : new int[0];
     }
     return new ExpertPlacement(ranks, owner);
   }

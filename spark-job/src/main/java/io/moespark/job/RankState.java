@@ -1,24 +1,26 @@
 package io.moespark.job;
 
-import io.moespark.job.net.Collective;
+import io.moespark.ops.collective.Collective;
 import io.moespark.ops.train.Trainer;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * One rank's state, resident in its executor's JVM between the stages of a run: the trainer (dense
- * replica, expert shard, optimizer state, activations of the step in flight), its end of the direct
- * path (the direct collective, or the shuffle bridge and its worker thread) and its validation tokens. Registered under (run id, rank) by the stage that creates it;
- * later stages look it up, and a task that finds nothing (a lost executor, or a task placed on another
- * executor) fails with both executors named: the state is never silently recreated.
+ * replica, expert shard, optimizer state, activations of the step in flight), its end of the run's
+ * exchanges ({@link #collective}: the same rank-ordered semantics on both paths, over sockets or NCCL on
+ * the direct path, over the {@link ShuffleBridge} on the shuffle path) and its validation tokens.
+ * Registered under (run id, rank) by the stage that creates it; later stages look it up, and a task that
+ * finds nothing (a lost executor, or a task placed on another executor) fails with both executors named:
+ * the state is never silently recreated.
  */
 final class RankState implements AutoCloseable {
   private static final Map<String, RankState> RESIDENT = new ConcurrentHashMap<>();
 
   final Trainer trainer;
-  final Collective collective; // direct path; null on the shuffle path
-  final ShuffleBridge bridge; // shuffle path; null on the direct path
+  final Collective collective;
   final int[] val;
+  private final ShuffleBridge bridge;
 
   private RankState(Trainer trainer, Collective collective, ShuffleBridge bridge, int[] val) {
     this.trainer = trainer;
@@ -27,9 +29,25 @@ final class RankState implements AutoCloseable {
     this.val = val;
   }
 
-  static void register(String runId, int rank, Trainer trainer, Collective collective, ShuffleBridge bridge,
-      int[] val) {
-    RankState s = new RankState(trainer, collective, bridge, val);
+  /** A rank of the direct path: its collective talks to the peers itself. */
+  static RankState direct(Trainer trainer, Collective collective, int[] val) {
+    return new RankState(trainer, collective, null, val);
+  }
+
+  /** A rank of the shuffle path: its collective's rounds are the stages of the step's job, through the bridge. */
+  static RankState shuffle(Trainer trainer, ShuffleBridge bridge, int[] val) {
+    return new RankState(trainer, bridge.collective(), bridge, val);
+  }
+
+  /** The shuffle path's bridge of this rank. */
+  ShuffleBridge bridge() {
+    if (bridge == null) {
+      throw new IllegalStateException("a shuffle-path stage reached a rank opened for the direct path");
+    }
+    return bridge;
+  }
+
+  static void register(String runId, int rank, RankState s) {
     if (RESIDENT.putIfAbsent(key(runId, rank), s) != null) {
       s.close();
       throw new IllegalStateException("run " + runId + " rank " + rank + " already has state on this executor");
@@ -61,12 +79,7 @@ final class RankState implements AutoCloseable {
 
   @Override
   public void close() {
-    if (collective != null) {
-      collective.close();
-    }
-    if (bridge != null) {
-      bridge.close();
-    }
+    collective.close();
   }
 
   private static String key(String runId, int rank) {

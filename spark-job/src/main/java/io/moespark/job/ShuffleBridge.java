@@ -1,8 +1,9 @@
 package io.moespark.job;
 
-import io.moespark.job.net.Blocks;
-import io.moespark.ops.moe.Exchange;
-import io.moespark.ops.moe.Reducer;
+import io.moespark.ops.collective.BlockTransport;
+import io.moespark.ops.collective.Blocks;
+import io.moespark.ops.collective.Collective;
+import io.moespark.ops.collective.RankOrderedCollective;
 import io.moespark.ops.train.StepProgram;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
@@ -11,19 +12,16 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import io.moespark.ops.backend.Backend;
-import io.moespark.ops.tensor.Tensor;
 
 /**
- * One rank's side of the shuffle path. The rank's step runs in a resident worker thread against this
- * {@link Exchange} and {@link Reducer}; each collective call hands its outgoing blocks (one per
- * destination) to the Spark task of the stage that writes that exchange's shuffle, and waits for the
- * task of the next stage to deliver the blocks the shuffle brought. Calls are checked against the
- * {@link StepProgram} the job was laid out from. An array sum is two rounds: a reduce-scatter (rank d
- * receives everyone's chunk d and sums it in rank order) and an all-gather of the summed chunks; a sum
- * of a few doubles is one round in which every rank sends its values to all.
+ * One rank's side of the shuffle path: a {@link BlockTransport} whose rounds are Spark stages. The
+ * rank's step runs in a resident worker thread against {@link #collective()} (the shared
+ * rank-ordered semantics over this transport); each round hands its outgoing blocks (one per
+ * destination) to the Spark task of the stage that writes that round's shuffle, and waits for the task
+ * of the next stage to deliver the blocks the shuffle brought. Calls are checked against the
+ * {@link StepProgram} the job was laid out from: kind, MoE layer and direction.
  */
-final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
+final class ShuffleBridge implements BlockTransport {
   /** The blocks of one round, by destination (null: nothing for that destination). */
   record Outgoing(int round, byte[][] blocks) {}
 
@@ -40,8 +38,9 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
   private volatile int taken; // rounds handed to stage tasks
   private volatile int delivered; // rounds whose blocks stage tasks delivered
   private volatile Future<?> running;
+  private final RankOrderedCollective collective;
   private long waitNanos;
-  private long bytesSent;
+  private long bytesAtStart;
 
   ShuffleBridge(int rank, int ranks, long timeoutMs) {
     this.rank = rank;
@@ -52,6 +51,7 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
       t.setDaemon(true);
       return t;
     });
+    this.collective = new RankOrderedCollective(this, this::check);
   }
 
   /** Starts a step (or an evaluation) on the worker thread; its calls must follow {@code program}. */
@@ -65,7 +65,7 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
     taken = 0;
     delivered = 0;
     waitNanos = 0;
-    bytesSent = 0;
+    bytesAtStart = collective.bytesSent();
     outbox.clear();
     inbox.clear();
     running = worker.submit(work);
@@ -137,7 +137,7 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
 
   /** Bytes of the current work's blocks for other ranks. */
   long bytesSent() {
-    return bytesSent;
+    return collective.bytesSent() - bytesAtStart;
   }
 
   @Override
@@ -150,101 +150,43 @@ final class ShuffleBridge implements Exchange, Reducer, AutoCloseable {
     return rank;
   }
 
+  /** Every block goes through the round's shuffle, this rank's own included (the UI shows all of them). */
   @Override
-  public Tensor[] allToAll(Tensor[] send) {
-    long seq = next(StepProgram.Kind.BLOCKS);
-    byte[][] out = new byte[ranks][];
-    for (int d = 0; d < ranks; d++) {
-      out[d] = Blocks.bytes(Blocks.matrix(seq, rank, send[d]));
-    }
-    byte[][] in = swap(out);
-    Tensor[] recv = new Tensor[ranks];
-    Backend be = send[rank].backend();
-    for (int s = 0; s < ranks; s++) {
-      // A shard without experts in this layer receives no dispatch record: its blocks are empty.
-      recv[s] = in[s] == null ? be.empty(send[rank].dtype(), 0, send[rank].size(1))
-          : Blocks.readMatrix(Blocks.open(in[s]), be);
-    }
-    return recv;
+  public boolean routesSelf() {
+    return true;
   }
 
   @Override
-  public int[][] allToAllCounts(int[][] send) {
-    long seq = next(StepProgram.Kind.COUNTS);
-    byte[][] out = new byte[ranks][];
-    for (int d = 0; d < ranks; d++) {
-      out[d] = Blocks.bytes(Blocks.ints(seq, rank, new int[][] {send[d]}));
-    }
-    byte[][] in = swap(out);
-    int[][] recv = new int[ranks][];
-    for (int s = 0; s < ranks; s++) {
-      recv[s] = in[s] == null ? new int[0] : Blocks.readInts(Blocks.open(in[s]))[0];
-    }
-    return recv;
+  public String endpoint() {
+    return "shuffle path rank " + rank;
   }
 
-  @Override
-  public void sum(double[] values) {
-    long seq = next(StepProgram.Kind.SUM_VALUES);
-    byte[] mine = Blocks.bytes(Blocks.doubles(seq, rank, values));
-    byte[][] out = new byte[ranks][];
-    java.util.Arrays.fill(out, mine);
-    byte[][] in = swap(out);
-    java.util.Arrays.fill(values, 0);
-    for (int s = 0; s < ranks; s++) {
-      double[] v = Blocks.readDoubles(Blocks.open(in[s]));
-      for (int i = 0; i < v.length; i++) {
-        values[i] += v[i];
-      }
-    }
+  /** The rank's exchanges and sums: the shared semantics over this bridge, each call checked against the program. */
+  Collective collective() {
+    return collective;
   }
 
-  @Override
-  public void sum(Tensor values) {
-    long seq = next(StepProgram.Kind.SUM_ARRAY);
-    Backend be = values.backend();
-    long n = values.length();
-    byte[][] out = new byte[ranks][];
-    for (int d = 0; d < ranks; d++) {
-      out[d] = Blocks.bytes(Blocks.matrix(seq, rank, chunk(values, n, d)));
-    }
-    byte[][] in = swap(out); // reduce-scatter: everyone's chunk `rank`
-    Tensor mine = Blocks.readMatrix(Blocks.open(in[0]), be);
-    for (int s = 1; s < ranks; s++) {
-      mine.addi(Blocks.readMatrix(Blocks.open(in[s]), be));
-    }
-    byte[] reduced = Blocks.bytes(Blocks.matrix(seq, rank, mine));
-    java.util.Arrays.fill(out, reduced);
-    in = swap(out); // all-gather of the summed chunks
-    for (int s = 0; s < ranks; s++) {
-      chunk(values, n, s).assign(Blocks.readMatrix(Blocks.open(in[s]), be));
-    }
-  }
-
-  /** Rank {@code part}'s share of a reduce-scatter over the {@code n} values of a contiguous tensor. */
-  private Tensor chunk(Tensor values, long n, int part) {
-    long from = part * n / ranks, to = (part + 1) * n / ranks;
-    return values.backend().view(values, from, to - from);
-  }
-
-  /** Checks the next call against the program; returns its sequence number for the block headers. */
-  private long next(StepProgram.Kind kind) {
-    if (call >= calls.size() || calls.get(call).kind() != kind) {
+  /** Checks the next call (its kind, MoE layer and direction) against the program. */
+  private void check(StepProgram.Kind kind, int layer, boolean toExperts) {
+    StepProgram.Call expected = call < calls.size() ? calls.get(call) : null;
+    if (expected == null || expected.kind() != kind) {
       throw new IllegalStateException("rank " + rank + ": collective call " + call + " is " + kind
-          + ", the step program says " + (call < calls.size() ? calls.get(call).kind() : "nothing more")
+          + ", the step program says " + (expected == null ? "nothing more" : expected.kind())
           + " (the program is out of date with the trainer)");
     }
-    return call++;
+    if (expected.layer() != layer || expected.toExperts() != toExperts) {
+      throw new IllegalStateException("rank " + rank + ": collective call " + call + " (" + kind + ") belongs to layer "
+          + layer + (toExperts ? " towards the experts" : " back from the experts") + ", the step program says layer "
+          + expected.layer() + (expected.toExperts() ? " towards the experts" : " back from the experts")
+          + " (the program is out of date with the trainer)");
+    }
+    call++;
   }
 
   /** One round: hands the outgoing blocks to the stage's task and waits for the blocks of the next stage. */
-  private byte[][] swap(byte[][] out) {
+  @Override
+  public byte[][] swap(long seq, byte[][] out) {
     long t0 = System.nanoTime();
-    for (int d = 0; d < ranks; d++) {
-      if (d != rank && out[d] != null) {
-        bytesSent += out[d].length;
-      }
-    }
     outbox.add(new Outgoing(round++, out));
     try {
       List<byte[]> got = inbox.poll(timeoutMs, TimeUnit.MILLISECONDS);

@@ -46,11 +46,12 @@ public final class SparkBenchMain {
       long t0 = System.nanoTime();
       try (RankGroup d = RankGroup.open(sc, cfg, ExpertPlacement.contiguous(cfg, ranks), null)) {
         double open = (System.nanoTime() - t0) / 1e9;
-        d.steps(1, s -> {}, "warm-up step");
+        StepRunner runner = StepRunners.of(d);
+        runner.steps(1, s -> {}, "warm-up step");
         long t1 = System.nanoTime();
         List<StepResult> timed = new ArrayList<>();
         while (timed.size() < steps) {
-          timed.addAll(d.steps(Math.min(cfg.parallel().stepsPerStage(), steps - timed.size()), s -> {}, "timed steps"));
+          timed.addAll(runner.steps(Math.min(cfg.parallel().stepsPerStage(), steps - timed.size()), s -> {}, "timed steps"));
         }
         double wall = (System.nanoTime() - t1) / 1e9, stepSeconds = 0;
         long tokens = 0;
@@ -60,7 +61,7 @@ public final class SparkBenchMain {
         }
         System.out.printf(Locale.ROOT, "{\"runner\": \"%s\", \"master\": \"%s\", \"ranks\": %d, \"steps\": %d, "
             + "\"steps_per_stage\": %d, \"tokens_per_s\": %.1f, \"wall_tokens_per_s\": %.1f, \"seconds_per_step\": %.4f, "
-            + "\"overhead_per_step_s\": %.4f, \"open_s\": %.2f}%n", cfg.parallel().dispatch(), sc.master(), ranks, steps,
+            + "\"overhead_per_step_s\": %.4f, \"open_s\": %.2f}%n", cfg.parallel().dispatch().key(), sc.master(), ranks, steps,
             cfg.parallel().stepsPerStage(), tokens / stepSeconds, tokens / wall, stepSeconds / steps,
             (wall - stepSeconds) / steps, open);
       }

@@ -10,13 +10,11 @@ import io.moespark.job.io.RunReport;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
-import io.moespark.ops.io.ModelFiles;
 import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.io.ModelFiles;
 import io.moespark.ops.model.TransformerLM;
-import io.moespark.ops.tensor.DType;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import io.moespark.ops.moe.MoeStats;
+import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.train.StepReport;
 import java.io.BufferedReader;
@@ -24,6 +22,8 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
@@ -123,7 +123,7 @@ public final class TrainJob {
     try (RankGroup ranks = RankGroup.open(sc, cfg, placement, from)) {
       console.printf(Locale.ROOT, "%d rank(s) on executors %s; %,d validation tokens%n", placement.ranks(),
           ranks.executors(), ranks.valTokens());
-      loop(ranks, store, placement, stopAt);
+      loop(ranks, StepRunners.of(ranks), store, placement, stopAt);
       String model = null;
       if (ranks.nextStep() == cfg.train().steps()) {
         model = export(ranks.gather());
@@ -140,7 +140,7 @@ public final class TrainJob {
     }
   }
 
-  private void loop(RankGroup ranks, CheckpointStore store, ExpertPlacement placement, int stopAt)
+  private void loop(RankGroup ranks, StepRunner runner, CheckpointStore store, ExpertPlacement placement, int stopAt)
       throws IOException {
     RunConfig.Train t = cfg.train();
     int total = t.steps();
@@ -151,11 +151,11 @@ public final class TrainJob {
       int count = Math.min(cfg.parallel().stepsPerStage(), stopAt - next);
       count = Math.min(count, untilBoundary(next, t.evalEvery()));
       count = Math.min(count, untilBoundary(next, cfg.checkpoint().every()));
-      ranks.steps(count, this::onStep, description(next, count, total));
+      runner.steps(count, this::onStep, description(next, count, total));
       int done = ranks.nextStep();
       if (held != null) {
         if (ranks.valTokens() > 0) {
-          valLoss = ranks.evaluate();
+          valLoss = runner.evaluate();
           held.put("val_loss", valLoss);
           console.printf(Locale.ROOT, "step %d/%d · validation loss %.4f%n", done, total, valLoss);
         }

@@ -43,7 +43,7 @@ class DirectPathTest extends OnTwoExecutors {
     Trainer reference = SmallRuns.reference(cfg, refLoss);
     List<StepResult> streamed = new ArrayList<>();
     int[] whileRunning = {0};
-    RankGroup.Result run = RankGroup.run(sc, cfg, steps, s -> {
+    StepRunners.Result run = StepRunners.train(sc, cfg, steps, s -> {
       streamed.add(s);
       whileRunning[0] += sc.statusTracker().getActiveJobIds().length > 0 ? 1 : 0;
     });
@@ -93,7 +93,7 @@ class DirectPathTest extends OnTwoExecutors {
           return true; // refused at connection time
         }
       });
-      results.addAll(d.steps(steps, s -> {}, "steps under attack"));
+      results.addAll(StepRunners.of(d).steps(steps, s -> {}, "steps under attack"));
       assertTrue(refused.get(), "an unauthenticated client got an RPC through");
     } finally {
       attacker.shutdownNow();
@@ -110,7 +110,7 @@ class DirectPathTest extends OnTwoExecutors {
       // Occupy the rank's executor (its only slot) so the scheduler gives up waiting and runs the stage elsewhere.
       sc.setJobGroup("blocker", "occupies executor " + home, true);
       String location = d.locations().get(0);
-      org.apache.spark.api.java.JavaRDD.fromRDD(RankGroup.pinned(sc, new String[] {location}),
+      org.apache.spark.api.java.JavaRDD.fromRDD(RankStages.pinned(sc, new String[] {location}),
               scala.reflect.ClassTag$.MODULE$.apply(Integer.class))
           .map(i -> {
             Thread.sleep(120_000);
@@ -120,7 +120,7 @@ class DirectPathTest extends OnTwoExecutors {
       while (sc.statusTracker().getActiveJobIds().length == 0) {
         Thread.sleep(10);
       }
-      IllegalStateException e = assertThrows(IllegalStateException.class, () -> d.steps(1, s -> {}, "misplaced"));
+      IllegalStateException e = assertThrows(IllegalStateException.class, () -> StepRunners.of(d).steps(1, s -> {}, "misplaced"));
       sc.cancelJobGroup("blocker");
       String m = e.getMessage();
       assertTrue(m.contains("no resident state on executor") && m.contains("lives on executor " + home)

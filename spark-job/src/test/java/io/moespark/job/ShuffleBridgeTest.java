@@ -25,8 +25,8 @@ class ShuffleBridgeTest {
     try (ShuffleBridge bridge = new ShuffleBridge(0, 1, 10_000)) {
       double[] v = {1.5, -2};
       bridge.start(TWO_SUMS, () -> {
-        bridge.sum(v);
-        bridge.sum(v);
+        bridge.collective().sum(v);
+        bridge.collective().sum(v);
         return v;
       });
       ShuffleBridge.Outgoing first = bridge.awaitOutgoing(0);
@@ -43,7 +43,7 @@ class ShuffleBridgeTest {
   @Test
   void aCallTheProgramDoesNotExpectStopsTheStep() {
     try (ShuffleBridge bridge = new ShuffleBridge(0, 1, 10_000)) {
-      bridge.start(TWO_SUMS, () -> bridge.allToAllCounts(new int[][] {{1}}));
+      bridge.start(TWO_SUMS, () -> bridge.collective().allToAllCounts(new int[][] {{1}}));
       IllegalStateException e = assertThrows(IllegalStateException.class, () -> bridge.awaitOutgoing(0));
       assertTrue(e.getMessage().contains("is COUNTS, the step program says SUM_VALUES"), e.getMessage());
     }

@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.moespark.job.net.Blocks;
+import io.moespark.ops.collective.Blocks;
 import io.moespark.job.shuffle.BlockSerializer;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
@@ -40,11 +40,11 @@ class ShuffleRunnerTest extends OnTwoExecutors {
     RunConfig shuffle = SmallRuns.config(experts, ranks, "train.steps=" + steps, "parallel.dispatch=shuffle");
     double[] refLoss = new double[steps];
     Trainer reference = SmallRuns.reference(shuffle, refLoss);
-    RankGroup.Result viaShuffle = RankGroup.run(sc, shuffle, steps, s -> {});
+    StepRunners.Result viaShuffle = StepRunners.train(sc, shuffle, steps, s -> {});
     DirectPathTest.assertSameLosses(refLoss, viaShuffle.steps());
     DirectPathTest.assertSameParams(reference, viaShuffle.params());
     RunConfig direct = SmallRuns.config(experts, ranks, "train.steps=" + steps);
-    List<StepResult> viaDirect = RankGroup.run(sc, direct, steps, s -> {}).steps();
+    List<StepResult> viaDirect = StepRunners.train(sc, direct, steps, s -> {}).steps();
     for (int s = 0; s < steps; s++) {
       double a = viaShuffle.steps().get(s).loss(), b = viaDirect.get(s).loss();
       assertTrue(Math.abs(a - b) <= 1e-5 * Math.abs(b), "step " + s + ": shuffle " + a + " vs direct " + b);
@@ -77,7 +77,7 @@ class ShuffleRunnerTest extends OnTwoExecutors {
     sc.sc().addSparkListener(listener);
     List<StepResult> results;
     try {
-      results = RankGroup.run(sc, cfg, steps, s -> {}).steps();
+      results = StepRunners.train(sc, cfg, steps, s -> {}).steps();
       sc.sc().listenerBus().waitUntilEmpty(30_000);
     } finally {
       sc.sc().removeSparkListener(listener);
@@ -111,7 +111,7 @@ class ShuffleRunnerTest extends OnTwoExecutors {
     Trainer reference = Trainer.singleProcess(one, io.moespark.ops.train.TokenData.split(io.moespark.ops.train
         .TokenData.load(SmallRuns.CORPUS, "auto", "data"), one.data().valFraction()).train(),
         io.moespark.ops.backend.cpu.CpuBackend.INSTANCE, io.moespark.ops.tensor.DType.F32);
-    List<StepResult> shuffled = RankGroup.run(sc, one, steps, s -> {}).steps();
+    List<StepResult> shuffled = StepRunners.train(sc, one, steps, s -> {}).steps();
     boolean dropped = false;
     for (int s = 0; s < steps; s++) {
       io.moespark.ops.train.StepReport ref = reference.step();
@@ -126,8 +126,8 @@ class ShuffleRunnerTest extends OnTwoExecutors {
     assertTrue(dropped, "capacity factor 1.0 drops something on these batches");
     // Capacity is per rank (ceil(cf k T_rank / E)), so with two ranks the reference is the direct path's two ranks.
     RunConfig two = SmallRuns.config(4, 2, "train.steps=" + steps, "moe.capacity_factor=1.0");
-    List<StepResult> direct = RankGroup.run(sc, two, steps, s -> {}).steps();
-    List<StepResult> shuffle2 = RankGroup.run(sc, ConfigLoader.fromTree(ConfigLoader.toTree(two), "test",
+    List<StepResult> direct = StepRunners.train(sc, two, steps, s -> {}).steps();
+    List<StepResult> shuffle2 = StepRunners.train(sc, ConfigLoader.fromTree(ConfigLoader.toTree(two), "test",
         List.of("parallel.dispatch=shuffle")), steps, s -> {}).steps();
     for (int s = 0; s < steps; s++) {
       assertEquals(direct.get(s).report().droppedFraction(), shuffle2.get(s).report().droppedFraction(), 0.0,

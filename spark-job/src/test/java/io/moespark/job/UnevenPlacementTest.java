@@ -18,7 +18,7 @@ class UnevenPlacementTest {
       RunConfig cfg = SmallRuns.config(6, 4, "parallel.steps_per_stage=3");
       double[] refLoss = new double[steps];
       Trainer reference = SmallRuns.reference(cfg, refLoss);
-      RankGroup.Result run = RankGroup.run(sc, cfg, steps, s -> {});
+      StepRunners.Result run = StepRunners.train(sc, cfg, steps, s -> {});
       DirectPathTest.assertSameLosses(refLoss, run.steps());
       DirectPathTest.assertSameParams(reference, run.params());
     } finally {

@@ -1,6 +1,5 @@
 package io.moespark.ops.backend;
 
-import io.moespark.ops.nn.Activation;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
 import java.nio.ByteBuffer;
@@ -117,11 +116,17 @@ public interface Backend {
   /** In place: dP becomes scale * P * (dP - rowsum(dP * P)), zero above the diagonal. */
   void causalSoftmaxBackward(Tensor probs, Tensor dProbs, double scale);
 
-  /** a = act(h1, h3); {@code saved} receives what backward reuses. */
-  void activationForward(Activation act, Tensor h1, Tensor h3, Tensor a, Tensor saved);
+  /** a = silu(h1) * h3; {@code saved} receives sigmoid(h1) for the backward. */
+  void swigluForward(Tensor h1, Tensor h3, Tensor a, Tensor saved);
 
-  /** dh1 (and dh3 when gated) from da and what forward saved; overwrites. */
-  void activationBackward(Activation act, Tensor h1, Tensor h3, Tensor saved, Tensor da, Tensor dh1, Tensor dh3);
+  /** dh3 = da * silu(h1); dh1 = da * h3 * s * (1 + h1 (1 - s)) with s = saved = sigmoid(h1); overwrites. */
+  void swigluBackward(Tensor h1, Tensor h3, Tensor saved, Tensor da, Tensor dh1, Tensor dh3);
+
+  /** a = gelu(h1), tanh approximation (PyTorch {@code approximate="tanh"}). */
+  void geluForward(Tensor h1, Tensor a);
+
+  /** dh1 = da * gelu'(h1); overwrites. */
+  void geluBackward(Tensor h1, Tensor da, Tensor dh1);
 
   /**
    * Sum over rows of -log softmax(logits)[target]. With {@code globalCount} > 0 it also overwrites the

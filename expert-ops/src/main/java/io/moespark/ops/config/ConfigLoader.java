@@ -98,6 +98,8 @@ public final class ConfigLoader {
     nullEnum(c.moe().activation(), "moe.activation", "swiglu, gelu");
     nullEnum(c.moe().router(), "moe.router", "topk, expert_choice, hash");
     nullEnum(c.moe().dropPolicy(), "moe.drop_policy", "position, gate");
+    nullEnum(c.parallel().dispatch(), "parallel.dispatch", "direct, shuffle");
+    nullEnum(c.parallel().transport(), "parallel.transport", "socket, nccl");
     try {
       return c.validate();
     } catch (ConfigException e) {

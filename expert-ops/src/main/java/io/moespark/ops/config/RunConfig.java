@@ -33,19 +33,41 @@ public record RunConfig(
   public record Data(String path, String format, String split, double valFraction) {}
 
   /**
+   * @param dispatch how tokens reach their experts between ranks
    * @param stepsPerStage steps the direct runner runs per Spark job (each step's statistics still reach
    *     the driver as it ends)
    * @param timeoutS how long a rank waits for a peer in an exchange before the step fails
-   * @param transport the direct path's collective: socket (Spark's transport) or nccl (GPUs)
+   * @param transport the direct path's collective
    */
-  public record Parallel(int ranks, String dispatch, int stepsPerStage, int timeoutS, String transport) {}
+  public record Parallel(int ranks, Dispatch dispatch, int stepsPerStage, int timeoutS, Transport transport) {}
+
+  /** {@code parallel.dispatch}: how the exchanges of a step travel between ranks. */
+  public enum Dispatch {
+    /** Straight between executors over the ranks' collective, several steps per barrier stage. */
+    DIRECT,
+    /** As Spark shuffles partitioned by expert id, one job per step. */
+    SHUFFLE;
+
+    /** The spelling in config files. */
+    public String key() {
+      return name().toLowerCase(java.util.Locale.ROOT);
+    }
+  }
+
+  /** {@code parallel.transport}: the direct path's collective. */
+  public enum Transport {
+    /** Spark's own network library, authenticated and optionally encrypted (CPUs). */
+    SOCKET,
+    /** NCCL between the ranks' GPUs (built with the cuda profile). */
+    NCCL;
+
+    /** The spelling in config files. */
+    public String key() {
+      return name().toLowerCase(java.util.Locale.ROOT);
+    }
+  }
 
   public record Checkpoint(int every, int keep) {}
-
-  /** Layer i has an MoE FFN when (i + 1) % every == 0. */
-  public boolean isMoeLayer(int layer) {
-    return (layer + 1) % moe.every() == 0;
-  }
 
   /** Throws a {@link ConfigException} naming the first key whose value is out of range. */
   public RunConfig validate() {
@@ -90,12 +112,8 @@ public record RunConfig(
         "data.format", data.format(), "one of auto, text, tokens, prepared");
     check(data.valFraction() >= 0 && data.valFraction() < 1, "data.val_fraction", data.valFraction(), "in [0, 1)");
     positive("parallel.ranks", parallel.ranks());
-    check(parallel.dispatch().equals("direct") || parallel.dispatch().equals("shuffle"), "parallel.dispatch",
-        parallel.dispatch(), "one of direct, shuffle");
     positive("parallel.steps_per_stage", parallel.stepsPerStage());
     positive("parallel.timeout_s", parallel.timeoutS());
-    check(parallel.transport().equals("socket") || parallel.transport().equals("nccl"), "parallel.transport",
-        parallel.transport(), "one of socket, nccl");
     check(checkpoint.every() >= 0, "checkpoint.every", checkpoint.every(), ">= 0 (0: only at the end)");
     positive("checkpoint.keep", checkpoint.keep());
     return this;

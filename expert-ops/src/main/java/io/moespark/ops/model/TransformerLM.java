@@ -83,6 +83,7 @@ public final class TransformerLM {
     long d = cfg.dModel(), v = cfg.vocabSize();
     embed = params.add("embed.weight", -1, v, d);
     blocks = new Block[cfg.nLayers()];
+    boolean[] moe = moeLayers(cfg, moeCfg);
     for (int i = 0; i < blocks.length; i++) {
       Block b = new Block();
       String p = "layers." + i + ".";
@@ -93,7 +94,7 @@ public final class TransformerLM {
       b.wo = params.add(p + "attn.wo.weight", -1, d, d);
       b.ffnNorm = params.add(p + "ffn_norm.weight", -1, d);
       b.attention = new Attention(cfg.nHeads(), cfg.ropeTheta());
-      if ((i + 1) % moeCfg.every() == 0) {
+      if (moe[i]) {
         b.moe = new MoeLayer(i, d, moeCfg.spec(), layouts.apply(i), params);
         moeLayers.add(b.moe);
       } else {
@@ -106,6 +107,18 @@ public final class TransformerLM {
     norm = params.add("norm.weight", -1, d);
     lmHead = params.add("lm_head.weight", -1, v, d);
     params.allocate();
+  }
+
+  /**
+   * The model's layer list: which layers have an MoE FFN (layer i when (i + 1) % moe.every == 0, DESIGN
+   * §3), the rest a dense SwiGLU. The step program and the expert placement follow it.
+   */
+  public static boolean[] moeLayers(RunConfig.Model cfg, RunConfig.Moe moeCfg) {
+    boolean[] moe = new boolean[cfg.nLayers()];
+    for (int i = 0; i < moe.length; i++) {
+      moe[i] = (i + 1) % moeCfg.every() == 0;
+    }
+    return moe;
   }
 
   /** A model holding every expert (one rank). */

@@ -19,6 +19,15 @@ public interface Exchange {
   /** The same for small integer metadata (per-expert counts). */
   int[][] allToAllCounts(int[][] send);
 
+  /**
+   * This exchange for the next call, which belongs to MoE layer {@code layer}, in the dispatch direction
+   * (token ranks to expert shards) when {@code toExperts}. A runner that lays a step out in advance (the
+   * shuffle path) checks each call against its plan; others ignore the label.
+   */
+  default Exchange labelled(int layer, boolean toExperts) {
+    return this;
+  }
+
   Exchange LOCAL = new Exchange() {
     @Override
     public int ranks() {

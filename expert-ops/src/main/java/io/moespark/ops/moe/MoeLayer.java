@@ -23,6 +23,7 @@ import io.moespark.ops.tensor.Tensor;
  * {@link Reducer}.
  */
 public final class MoeLayer {
+  private final int layer;
   private final MoeSpec spec;
   private final ShardLayout layout;
   private final Router router;
@@ -55,6 +56,7 @@ public final class MoeLayer {
     if (layout.experts() != spec.experts()) {
       throw new IllegalArgumentException("layout has " + layout.experts() + " experts, spec " + spec.experts());
     }
+    this.layer = layer;
     this.spec = spec;
     this.layout = layout;
     this.router = new Router(spec);
@@ -137,7 +139,7 @@ public final class MoeLayer {
         g[3 * e] += r.lse()[i] * r.lse()[i];
       }
     }
-    reducer.sum(g);
+    reducer.labelled(layer, false).sum(g);
     long[] gAssigned = new long[e], gKept = new long[e];
     double aux = 0;
     auxGradPerProb = null;
@@ -247,16 +249,16 @@ public final class MoeLayer {
 
   public void forward(Tensor x, int[] tokenIds, long globalTokens, Exchange ex, Reducer reducer, Tensor y) {
     DispatchPlan p = route(x, tokenIds, globalTokens, reducer);
-    int[][] counts = ex.allToAllCounts(p.sendCounts());
-    Tensor[] received = ex.allToAll(dispatch());
+    int[][] counts = ex.labelled(layer, true).allToAllCounts(p.sendCounts());
+    Tensor[] received = ex.labelled(layer, true).allToAll(dispatch());
     Tensor[] out = expertForward(counts, received);
-    combine(ex.allToAll(out), y);
+    combine(ex.labelled(layer, false).allToAll(out), y);
   }
 
   /** dx += dLoss/dx given dy. */
   public void backward(Tensor dy, Tensor dx, Exchange ex) {
-    Tensor[] dOut = ex.allToAll(combineBackward(dy, dx));
-    Tensor[] dIn = ex.allToAll(expertBackward(dOut));
+    Tensor[] dOut = ex.labelled(layer, true).allToAll(combineBackward(dy, dx));
+    Tensor[] dIn = ex.labelled(layer, false).allToAll(expertBackward(dOut));
     dispatchBackward(dIn, dx);
     routeBackward(dx);
   }

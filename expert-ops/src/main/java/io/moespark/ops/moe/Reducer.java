@@ -11,6 +11,11 @@ public interface Reducer {
 
   void sum(Tensor values);
 
+  /** This reducer for the next call, labelled as {@link Exchange#labelled} says. */
+  default Reducer labelled(int layer, boolean toExperts) {
+    return this;
+  }
+
   Reducer LOCAL = new Reducer() {
     @Override
     public void sum(double[] values) {}

@@ -20,11 +20,19 @@ public enum Activation {
    * (sigmoid(h1) for SWIGLU; unused for GELU).
    */
   public void forward(Tensor h1, Tensor h3, Tensor a, Tensor saved) {
-    h1.backend().activationForward(this, h1, h3, a, saved);
+    if (this == SWIGLU) {
+      h1.backend().swigluForward(h1, h3, a, saved);
+    } else {
+      h1.backend().geluForward(h1, a);
+    }
   }
 
   /** Given da and what forward saved, writes dh1 (and dh3 for SWIGLU); overwrites, does not accumulate. */
   public void backward(Tensor h1, Tensor h3, Tensor saved, Tensor da, Tensor dh1, Tensor dh3) {
-    h1.backend().activationBackward(this, h1, h3, saved, da, dh1, dh3);
+    if (this == SWIGLU) {
+      h1.backend().swigluBackward(h1, h3, saved, da, dh1, dh3);
+    } else {
+      h1.backend().geluBackward(h1, da, dh1);
+    }
   }
 }

@@ -1,16 +1,20 @@
 package io.moespark.ops.train;
 
 import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.model.TransformerLM;
 import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The collective calls of one training step, or of one evaluation, in order, built from the config
- * (DESIGN §4: the program is built once; the runners execute it). A runner that cannot call back into
+ * The collective calls of one training step, or of one evaluation, in order, built from the model's
+ * layer list ({@link TransformerLM#moeLayers}; DESIGN §4: the program is built once; the runners
+ * execute it). A runner that cannot call back into
  * a running step, such as the shuffle runner with one Spark stage per exchange, lays out its job from
  * this before the step starts, and checks every call against it as it happens. Each call says what it
  * carries, which compute precedes it (so stages can be named after the step's phases) and, for MoE
- * exchanges, the layer and direction. {@link Trainer}'s actual calls are tested against it.
+ * exchanges, the layer and direction, which the MoE layer labels its calls with
+ * ({@link io.moespark.ops.moe.Exchange#labelled}). {@link Trainer}'s actual calls are tested against
+ * it, kind, layer and direction.
  */
 public record StepProgram(List<Call> calls) implements java.io.Serializable {
   /** What a call carries: per-peer int arrays, per-peer matrices, or a sum of doubles or of an array. */
@@ -33,8 +37,9 @@ public record StepProgram(List<Call> calls) implements java.io.Serializable {
     List<Call> c = new ArrayList<>();
     forward(cfg, c);
     c.add(new Call(Kind.SUM_VALUES, "lm head + loss", -1, false));
-    for (int i = cfg.model().nLayers() - 1; i >= 0; i--) {
-      if (cfg.isMoeLayer(i)) {
+    boolean[] moe = TransformerLM.moeLayers(cfg.model(), cfg.moe());
+    for (int i = moe.length - 1; i >= 0; i--) {
+      if (moe[i]) {
         c.add(new Call(Kind.BLOCKS, "L" + i + " combine bwd", i, true));
         c.add(new Call(Kind.BLOCKS, "L" + i + " experts bwd", i, false));
       }
@@ -61,8 +66,9 @@ public record StepProgram(List<Call> calls) implements java.io.Serializable {
   }
 
   private static void forward(RunConfig cfg, List<Call> c) {
-    for (int i = 0; i < cfg.model().nLayers(); i++) {
-      if (cfg.isMoeLayer(i)) {
+    boolean[] moe = TransformerLM.moeLayers(cfg.model(), cfg.moe());
+    for (int i = 0; i < moe.length; i++) {
+      if (moe[i]) {
         c.add(new Call(Kind.SUM_VALUES, "L" + i + " attention + router", i, false));
         c.add(new Call(Kind.COUNTS, "L" + i + " route", i, true));
         c.add(new Call(Kind.BLOCKS, "L" + i + " dispatch", i, true));

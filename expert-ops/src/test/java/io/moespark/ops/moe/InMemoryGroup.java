@@ -1,107 +1,82 @@
 package io.moespark.ops.moe;
 
+import io.moespark.ops.collective.BlockTransport;
+import io.moespark.ops.collective.RankOrderedCollective;
 import java.util.concurrent.BrokenBarrierException;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
-import io.moespark.ops.TestTensors;
-import io.moespark.ops.tensor.Tensor;
 
 /**
- * R ranks as threads of one process, exchanging through shared mailboxes: an {@link Exchange} and a
- * {@link Reducer} per rank. Sums run in rank order, so results are deterministic. For tests of the
- * phase API with more than one rank.
+ * R ranks as threads of one process: each rank's {@link Exchange} and {@link Reducer} is the project's
+ * {@link RankOrderedCollective} over an in-memory {@link BlockTransport} (shared mailboxes), so the
+ * semantics are those of the Spark paths. For tests of the phase API with more than one rank.
  */
 public final class InMemoryGroup {
   private final int ranks;
   private final CyclicBarrier barrier;
-  private final Object[][] mail;
+  private final byte[][][] mail;
+  private final RankOrderedCollective[] collectives;
 
   public InMemoryGroup(int ranks) {
     this.ranks = ranks;
     this.barrier = new CyclicBarrier(ranks);
-    this.mail = new Object[ranks][ranks];
+    this.mail = new byte[ranks][ranks][];
+    this.collectives = new RankOrderedCollective[ranks];
+    for (int r = 0; r < ranks; r++) {
+      collectives[r] = new RankOrderedCollective(new Mailbox(r));
+    }
   }
 
   public Exchange exchange(int rank) {
-    return new Exchange() {
-      @Override
-      public int ranks() {
-        return ranks;
-      }
-
-      @Override
-      public int rank() {
-        return rank;
-      }
-
-      @Override
-      public Tensor[] allToAll(Tensor[] send) {
-        Object[] got = swap(rank, send);
-        Tensor[] r = new Tensor[ranks];
-        for (int s = 0; s < ranks; s++) {
-          r[s] = ((Tensor) got[s]);
-        }
-        return r;
-      }
-
-      @Override
-      public int[][] allToAllCounts(int[][] send) {
-        Object[] got = swap(rank, send);
-        int[][] r = new int[ranks][];
-        for (int s = 0; s < ranks; s++) {
-          r[s] = ((int[]) got[s]).clone();
-        }
-        return r;
-      }
-    };
+    return collectives[rank];
   }
 
   public Reducer reducer(int rank) {
-    return new Reducer() {
-      @Override
-      public void sum(double[] values) {
-        Object[] all = gather(rank, values.clone());
-        java.util.Arrays.fill(values, 0);
-        for (Object o : all) {
-          double[] v = (double[]) o;
-          for (int i = 0; i < v.length; i++) {
-            values[i] += v[i];
-          }
-        }
-        await();
-      }
-
-      @Override
-      public void sum(Tensor values) {
-        Object[] all = gather(rank, TestTensors.dup(values));
-        values.fill(0);
-        for (Object o : all) {
-          values.addi((Tensor) o);
-        }
-        await();
-      }
-    };
+    return collectives[rank];
   }
 
-  /** send[d] to rank d; returns what each rank sent to this one (copied before anyone writes again). */
-  private Object[] swap(int rank, Object[] send) {
-    for (int d = 0; d < ranks; d++) {
-      mail[rank][d] = send[d] instanceof Tensor a ? TestTensors.dup(a) : send[d];
-    }
-    await();
-    Object[] got = new Object[ranks];
-    for (int s = 0; s < ranks; s++) {
-      got[s] = mail[s][rank];
-    }
-    await();
-    return got;
-  }
+  private final class Mailbox implements BlockTransport {
+    private final int rank;
 
-  private Object[] gather(int rank, Object mine) {
-    Object[] send = new Object[ranks];
-    java.util.Arrays.fill(send, mine);
-    return swap(rank, send);
+    Mailbox(int rank) {
+      this.rank = rank;
+    }
+
+    @Override
+    public int rank() {
+      return rank;
+    }
+
+    @Override
+    public int ranks() {
+      return ranks;
+    }
+
+    @Override
+    public byte[][] swap(long seq, byte[][] out) {
+      System.arraycopy(out, 0, mail[rank], 0, ranks);
+      await();
+      byte[][] got = new byte[ranks][];
+      for (int s = 0; s < ranks; s++) {
+        got[s] = mail[s][rank];
+      }
+      await();
+      return got;
+    }
+
+    @Override
+    public boolean routesSelf() {
+      return false;
+    }
+
+    @Override
+    public String endpoint() {
+      return "memory rank " + rank;
+    }
+
+    @Override
+    public void close() {}
   }
 
   private void await() {

@@ -1,6 +1,7 @@
 package io.moespark.ops.train;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
@@ -22,9 +23,9 @@ import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
 
 /**
- * The step program is what the trainer really does: the kinds of the collective calls of a training
- * step and of an evaluation, recorded on every rank of an in-memory group, equal the program built
- * from the config, for each router, capacity dropping, shared experts, dense layers between MoE
+ * The step program is what the trainer really does: the collective calls of a training step and of an
+ * evaluation, recorded on every rank of an in-memory group with their kind, MoE layer and direction,
+ * equal the program built from the model's layer list, for each router, capacity dropping, shared experts, dense layers between MoE
  * layers, and R = 1, 2, 3.
  */
 class StepProgramTest {
@@ -40,12 +41,12 @@ class StepProgramTest {
     int[] tokens = TokenData.load(CORPUS, "auto", "corpus");
     int[] val = java.util.Arrays.copyOf(tokens, 9 * 14 + 3);
     InMemoryGroup group = new InMemoryGroup(ranks);
-    List<List<StepProgram.Kind>> steps = new ArrayList<>(), evals = new ArrayList<>();
+    List<List<StepProgram.Call>> steps = new ArrayList<>(), evals = new ArrayList<>();
     ExecutorService pool = Executors.newFixedThreadPool(ranks);
     List<Future<?>> done = new ArrayList<>();
     for (int r = 0; r < ranks; r++) {
-      List<StepProgram.Kind> step = Collections.synchronizedList(new ArrayList<>());
-      List<StepProgram.Kind> eval = Collections.synchronizedList(new ArrayList<>());
+      List<StepProgram.Call> step = Collections.synchronizedList(new ArrayList<>());
+      List<StepProgram.Call> eval = Collections.synchronizedList(new ArrayList<>());
       steps.add(step);
       evals.add(eval);
       int rank = r;
@@ -64,21 +65,42 @@ class StepProgramTest {
       f.get();
     }
     pool.shutdown();
-    List<StepProgram.Kind> program = StepProgram.training(cfg, ranks).calls().stream().map(StepProgram.Call::kind)
+    List<StepProgram.Call> program = StepProgram.training(cfg, ranks).calls().stream().map(Recorder::unnamed)
         .toList();
-    List<StepProgram.Kind> evalProgram = StepProgram.evaluation(cfg, ranks, val.length).calls().stream()
-        .map(StepProgram.Call::kind).toList();
+    List<StepProgram.Call> evalProgram = StepProgram.evaluation(cfg, ranks, val.length).calls().stream()
+        .map(Recorder::unnamed).toList();
+    assertTrue(program.stream().anyMatch(c -> c.layer() >= 0 && c.toExperts()), "the program labels MoE calls");
     for (int r = 0; r < ranks; r++) {
       assertEquals(program, steps.get(r), "training step, rank " + r);
       assertEquals(evalProgram, evals.get(r), "evaluation, rank " + r);
     }
   }
 
-  /** Passes every call on, noting its kind. */
+  /** Passes every call on, noting its kind and the layer and direction the caller labelled it with. */
   private static final class Recorder implements Exchange, Reducer {
     private final Exchange ex;
     private final Reducer red;
-    volatile List<StepProgram.Kind> into;
+    volatile List<StepProgram.Call> into;
+    private int layer = -1;
+    private boolean toExperts;
+
+    /** A call as the recorder sees it: what it carries, its layer and direction (stage names aside). */
+    static StepProgram.Call unnamed(StepProgram.Call c) {
+      return new StepProgram.Call(c.kind(), "", c.layer(), c.toExperts());
+    }
+
+    private void note(StepProgram.Kind kind) {
+      into.add(new StepProgram.Call(kind, "", layer, toExperts));
+      layer = -1;
+      toExperts = false;
+    }
+
+    @Override
+    public Recorder labelled(int layer, boolean toExperts) {
+      this.layer = layer;
+      this.toExperts = toExperts;
+      return this;
+    }
 
     Recorder(Exchange ex, Reducer red) {
       this.ex = ex;
@@ -97,25 +119,25 @@ class StepProgramTest {
 
     @Override
     public Tensor[] allToAll(Tensor[] send) {
-      into.add(StepProgram.Kind.BLOCKS);
+      note(StepProgram.Kind.BLOCKS);
       return ex.allToAll(send);
     }
 
     @Override
     public int[][] allToAllCounts(int[][] send) {
-      into.add(StepProgram.Kind.COUNTS);
+      note(StepProgram.Kind.COUNTS);
       return ex.allToAllCounts(send);
     }
 
     @Override
     public void sum(double[] values) {
-      into.add(StepProgram.Kind.SUM_VALUES);
+      note(StepProgram.Kind.SUM_VALUES);
       red.sum(values);
     }
 
     @Override
     public void sum(Tensor values) {
-      into.add(StepProgram.Kind.SUM_ARRAY);
+      note(StepProgram.Kind.SUM_ARRAY);
       red.sum(values);
     }
   }

@@ -34,13 +34,15 @@ import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.IntPointer;
 import org.bytedeco.javacpp.Pointer;
 import io.moespark.ops.backend.Backend;
+import io.moespark.ops.collective.Collective;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
 /**
- * The direct path on GPUs: the same all-to-all and all-reduce as {@link DirectCollective}, over NCCL
+ * The direct path on GPUs: the same all-to-all and sums as
+ * {@link io.moespark.ops.collective.RankOrderedCollective}, over NCCL
  * (JavaCPP's {@code org.bytedeco:cuda} presets; built only with the {@code cuda} Maven profile). One
  * communicator per run, its unique id created by rank 0 and shared with {@code BarrierTaskContext.allGather};
  * the rank's device is the GPU Spark assigned to the task ({@code spark.task.resource.gpu.amount=1}).
@@ -49,15 +51,20 @@ import java.nio.ByteOrder;
  * are staged through one device buffer that grows as needed; with device-resident activations the
  * copies go and the NCCL calls stay.
  */
-public final class NcclCollective extends CollectiveBase {
+public final class NcclCollective implements Collective {
+  private final int rank;
+  private final int ranks;
   private final int device;
+  private long bytesSent;
+  private long busyNanos;
   private final ncclComm comm = new ncclComm();
   private final CUstream_st stream = new CUstream_st();
   private Pointer scratch = new Pointer();
   private long scratchBytes;
 
   private NcclCollective(int rank, int ranks, int device, byte[] uniqueId) {
-    super(rank, ranks);
+    this.rank = rank;
+    this.ranks = ranks;
     this.device = device;
     cuda(cudaSetDevice(device), "cudaSetDevice(" + device + ")");
     cuda(cudaStreamCreate(stream), "cudaStreamCreate");
@@ -216,6 +223,31 @@ public final class NcclCollective extends CollectiveBase {
     } finally {
       busyNanos += System.nanoTime() - t0;
     }
+  }
+
+  @Override
+  public int rank() {
+    return rank;
+  }
+
+  @Override
+  public int ranks() {
+    return ranks;
+  }
+
+  @Override
+  public long bytesSent() {
+    return bytesSent;
+  }
+
+  @Override
+  public double busySeconds() {
+    return busyNanos / 1e9;
+  }
+
+  @Override
+  public NcclCollective labelled(int layer, boolean toExperts) {
+    return this;
   }
 
   @Override

@@ -1,5 +1,7 @@
 package io.moespark.job.data;
 
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.train.TokenData;
 import org.apache.hadoop.conf.Configuration;
@@ -12,6 +14,20 @@ import org.apache.hadoop.conf.Configuration;
  * @param tokenizer the tokenizer.json to export with the model, or null for raw byte or token files
  */
 public record RunData(int[] train, int[] val, String tokenizer) {
+  /**
+   * The config with a relative local {@code data.path} made absolute on the driver: executors have their
+   * own working directories.
+   */
+  public static RunConfig withAbsolutePath(RunConfig cfg) {
+    String data = cfg.data().path();
+    if (data.contains(":") || java.nio.file.Path.of(data).isAbsolute()) {
+      return cfg;
+    }
+    ObjectNode tree = (ObjectNode) ConfigLoader.toTree(cfg);
+    ((ObjectNode) tree.get("data")).put("path", java.nio.file.Path.of(data).toAbsolutePath().normalize().toString());
+    return ConfigLoader.fromTree(tree, "run config");
+  }
+
   public static RunData load(RunConfig cfg, Configuration conf) {
     RunConfig.Data d = cfg.data();
     int vocab = cfg.model().vocabSize();

@@ -27,6 +27,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.collective.Blocks;
+import io.moespark.ops.collective.RankOrderedCollective;
 import io.moespark.ops.tensor.Tensor;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -50,29 +52,33 @@ class DirectCollectiveTest {
     };
   }
 
-  static DirectCollective.Security security(boolean auth, boolean crypto, String secret) {
+  /** One rank of a test group: its socket transport and the collective over it. */
+  record Rank(SocketTransport transport, RankOrderedCollective collective) {}
+
+  static SocketTransport.Security security(boolean auth, boolean crypto, String secret) {
     Map<String, String> conf = new HashMap<>();
     conf.put("spark.authenticate", String.valueOf(auth));
     conf.put("spark.network.crypto.enabled", String.valueOf(crypto));
-    return new DirectCollective.Security(conf, "app-test", keys(secret));
+    return new SocketTransport.Security(conf, "app-test", keys(secret));
   }
 
   /** Starts R connected ranks and runs body on each in its own thread; returns the results by rank. */
-  static <T> List<T> onRanks(int ranks, DirectCollective.Security sec, Function<DirectCollective, T> body,
-      List<DirectCollective> keep) throws Exception {
-    List<DirectCollective> cs = new ArrayList<>();
+  static <T> List<T> onRanks(int ranks, SocketTransport.Security sec, Function<RankOrderedCollective, T> body,
+      List<Rank> keep) throws Exception {
+    List<Rank> cs = new ArrayList<>();
     for (int r = 0; r < ranks; r++) {
-      cs.add(DirectCollective.start(r, ranks, HOST, sec, 30_000));
+      SocketTransport t = SocketTransport.start(r, ranks, HOST, sec, 30_000);
+      cs.add(new Rank(t, new RankOrderedCollective(t)));
     }
-    List<String> addresses = cs.stream().map(c -> c.endpoint()).toList();
-    for (DirectCollective c : cs) {
-      c.connect(addresses);
+    List<String> addresses = cs.stream().map(c -> c.transport().endpoint()).toList();
+    for (Rank c : cs) {
+      c.transport().connect(addresses);
     }
     ExecutorService pool = Executors.newFixedThreadPool(ranks);
     try {
       List<Future<T>> fs = new ArrayList<>();
-      for (DirectCollective c : cs) {
-        fs.add(pool.submit((Callable<T>) () -> body.apply(c)));
+      for (Rank c : cs) {
+        fs.add(pool.submit((Callable<T>) () -> body.apply(c.collective())));
       }
       List<T> out = new ArrayList<>();
       for (Future<T> f : fs) {
@@ -84,7 +90,7 @@ class DirectCollectiveTest {
       if (keep != null) {
         keep.addAll(cs);
       } else {
-        cs.forEach(DirectCollective::close);
+        cs.forEach(c -> c.collective().close());
       }
     }
   }
@@ -137,11 +143,11 @@ class DirectCollectiveTest {
 
   @Test
   void withAuthenticationAClientWithoutTheSecretIsRefusedAndTheRunGoesOn() throws Exception {
-    List<DirectCollective> cs = new ArrayList<>();
-    DirectCollective.Security sec = security(true, false, "s3cret");
+    List<Rank> cs = new ArrayList<>();
+    SocketTransport.Security sec = security(true, false, "s3cret");
     onRanks(2, sec, c -> c.allToAllCounts(new int[][] {{1}, {2}}), cs);
     try {
-      String[] target = cs.get(0).endpoint().split(":");
+      String[] target = cs.get(0).transport().endpoint().split(":");
       TransportConf conf = new TransportConf("moe", new MapConfigProvider(Map.of()));
       ByteBuffer forged = Blocks.ints(99, 1, new int[][] {{42}});
       // No authentication at all.
@@ -158,12 +164,13 @@ class DirectCollectiveTest {
         assertThrows(Exception.class, () -> f.createClient(target[0], Integer.parseInt(target[1]))
             .sendRpcSync(forged.duplicate(), 5_000));
       }
-      assertEquals(0, cs.get(0).pending(), "nothing may reach the mailbox unauthenticated");
+      assertEquals(0, cs.get(0).transport().pending(), "nothing may reach the mailbox unauthenticated");
       // The run is unaffected: the ranks keep exchanging.
       List<int[][]> after = new ArrayList<>();
       ExecutorService pool = Executors.newFixedThreadPool(2);
       List<Future<int[][]>> fs = new ArrayList<>();
-      for (DirectCollective c : cs) {
+      for (Rank r : cs) {
+        RankOrderedCollective c = r.collective();
         fs.add(pool.submit(() -> c.allToAllCounts(new int[][] {{c.rank()}, {c.rank() + 10}})));
       }
       for (Future<int[][]> f : fs) {
@@ -173,14 +180,14 @@ class DirectCollectiveTest {
       assertArrayEquals(new int[] {1}, after.get(0)[1]);
       assertArrayEquals(new int[] {10}, after.get(1)[0]);
     } finally {
-      cs.forEach(DirectCollective::close);
+      cs.forEach(c -> c.collective().close());
     }
   }
 
   @Test
   void ncclWithoutTheCudaProfileNamesTheBuildCommand() {
     io.moespark.ops.config.ConfigException e = assertThrows(io.moespark.ops.config.ConfigException.class,
-        () -> Collective.forBarrierTask("nccl", null, 1_000));
+        () -> Collectives.forBarrierTask(io.moespark.ops.config.RunConfig.Transport.NCCL, null, 1_000));
     assertTrue(e.getMessage().contains("parallel.transport") && e.getMessage().contains("-Pcuda"), e.getMessage());
   }
 }

@@ -1,7 +1,6 @@
 package io.moespark.ops.backend.cpu;
 
 import io.moespark.ops.backend.Backend;
-import io.moespark.ops.nn.Activation;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
 import java.nio.ByteBuffer;
@@ -107,6 +106,9 @@ public final class CpuBackend implements Backend {
     long n = 1;
     for (long s : shape) {
       n *= s;
+    }
+    if (n == 0) {
+      return wrap(Nd4j.create(a.dataType(), shape));
     }
     INDArray flat = a.reshape(a.length());
     return wrap(flat.get(NDArrayIndex.interval(offset, offset + n)).reshape('c', shape));
@@ -254,15 +256,23 @@ public final class CpuBackend implements Backend {
   }
 
   @Override
-  public void activationForward(Activation act, Tensor h1, Tensor h3, Tensor a, Tensor saved) {
-    CpuKernels.activationForward(act, array(h1), array(h3), array(a), array(saved));
+  public void swigluForward(Tensor h1, Tensor h3, Tensor a, Tensor saved) {
+    CpuKernels.swigluForward(array(h1), array(h3), array(a), array(saved));
   }
 
   @Override
-  public void activationBackward(Activation act, Tensor h1, Tensor h3, Tensor saved, Tensor da, Tensor dh1,
-      Tensor dh3) {
-    CpuKernels.activationBackward(act, array(h1), array(h3), array(saved), array(da), array(dh1),
-        dh3 == null ? null : array(dh3));
+  public void swigluBackward(Tensor h1, Tensor h3, Tensor saved, Tensor da, Tensor dh1, Tensor dh3) {
+    CpuKernels.swigluBackward(array(h1), array(h3), array(saved), array(da), array(dh1), array(dh3));
+  }
+
+  @Override
+  public void geluForward(Tensor h1, Tensor a) {
+    CpuKernels.geluForward(array(h1), array(a));
+  }
+
+  @Override
+  public void geluBackward(Tensor h1, Tensor da, Tensor dh1) {
+    CpuKernels.geluBackward(array(h1), array(da), array(dh1));
   }
 
   @Override

@@ -1,6 +1,5 @@
 package io.moespark.ops.backend.cpu;
 
-import io.moespark.ops.nn.Activation;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.impl.scalar.ScalarReverseSubtraction;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.MulOp;
@@ -149,14 +148,14 @@ final class CpuKernels {
     });
   }
 
-  static void activationForward(Activation act, INDArray h1, INDArray h3, INDArray a, INDArray saved) {
-    if (act == Activation.SWIGLU) {
-      // In place with native ops: at expert sizes these arrays are the largest of the step.
-      Nd4j.exec(new Sigmoid(h1, saved));
-      Nd4j.exec(new MulOp(h1, saved, a));
-      a.muli(h3);
-      return;
-    }
+  static void swigluForward(INDArray h1, INDArray h3, INDArray a, INDArray saved) {
+    // In place with native ops: at expert sizes these arrays are the largest of the step.
+    Nd4j.exec(new Sigmoid(h1, saved));
+    Nd4j.exec(new MulOp(h1, saved, a));
+    a.muli(h3);
+  }
+
+  static void geluForward(INDArray h1, INDArray a) {
     Raw x = Raw.of(h1), out = Raw.of(a);
     Parallel.rows((int) h1.length(), (from, to) -> {
       for (int i = from; i < to; i++) {
@@ -166,16 +165,15 @@ final class CpuKernels {
     });
   }
 
-  static void activationBackward(Activation act, INDArray h1, INDArray h3, INDArray saved, INDArray da,
-      INDArray dh1, INDArray dh3) {
-    if (act == Activation.SWIGLU) {
-      // dh3 = da * silu(h1) = da * h1 * s;  dh1 = da * h3 * s * (1 + h1 * (1 - s)).
-      Nd4j.exec(new MulOp(da, h1, dh3));
-      dh3.muli(saved);
-      Nd4j.exec(new ScalarReverseSubtraction(saved, dh1, 1.0));
-      dh1.muli(h1).addi(1.0).muli(saved).muli(h3).muli(da);
-      return;
-    }
+  static void swigluBackward(INDArray h1, INDArray h3, INDArray saved, INDArray da, INDArray dh1, INDArray dh3) {
+    // dh3 = da * silu(h1) = da * h1 * s;  dh1 = da * h3 * s * (1 + h1 * (1 - s)).
+    Nd4j.exec(new MulOp(da, h1, dh3));
+    dh3.muli(saved);
+    Nd4j.exec(new ScalarReverseSubtraction(saved, dh1, 1.0));
+    dh1.muli(h1).addi(1.0).muli(saved).muli(h3).muli(da);
+  }
+
+  static void geluBackward(INDArray h1, INDArray da, INDArray dh1) {
     Raw x = Raw.of(h1), dA = Raw.of(da), d1 = Raw.of(dh1);
     Parallel.rows((int) h1.length(), (from, to) -> {
       for (int i = from; i < to; i++) {

@@ -9,6 +9,7 @@ import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
+import java.util.function.Consumer;
 import org.apache.spark.SparkEnv;
 import org.apache.spark.TaskContext;
 import org.apache.spark.api.java.JavaRDD;
@@ -27,8 +28,38 @@ import scala.Tuple2;
  * {@link ExpertPlacement}), by destination rank otherwise. The dense-gradient all-reduce is a
  * reduce-scatter round and an all-gather round. Every shuffle is pinned to the ranks' executors.
  */
-final class ShuffleSteps {
-  private ShuffleSteps() {}
+final class ShuffleRunner implements StepRunner {
+  private final RankGroup group;
+
+  ShuffleRunner(RankGroup group) {
+    this.group = group;
+  }
+
+  @Override
+  public List<StepResult> steps(int count, Consumer<StepResult> onStep, String description) {
+    StepProgram program = StepProgram.training(group.config(), group.placement().ranks());
+    List<StepResult> done = new ArrayList<>();
+    for (int i = 0; i < count; i++) {
+      int step = group.nextStep();
+      List<Outcome> outcomes = run(program, true, step, description + " · step " + (step + 1));
+      Outcome zero = outcomes.get(0);
+      if (zero.diverged() != null) {
+        throw zero.diverged();
+      }
+      long bytes = outcomes.stream().mapToLong(Outcome::bytesSent).sum();
+      StepResult s = new StepResult(zero.report(), zero.waitSeconds(), bytes);
+      group.advance(1);
+      onStep.accept(s);
+      done.add(s);
+    }
+    return done;
+  }
+
+  @Override
+  public double evaluate() {
+    StepProgram program = StepProgram.evaluation(group.config(), group.placement().ranks(), (int) group.valTokens());
+    return run(program, false, group.nextStep(), "validation after step " + group.nextStep()).get(0).valLoss();
+  }
 
   /** What a rank returns from the last stage of a step or a validation pass. */
   record Outcome(int rank, StepReport report, Trainer.DivergenceException diverged, double valLoss,
@@ -38,11 +69,13 @@ final class ShuffleSteps {
   private record Round(String stage, ShardPartitioner partitioner, int[] keys) implements Serializable {}
 
   /** Runs one job: the work of {@code train} (the step from {@code step}) or a validation pass. */
-  static List<Outcome> run(JavaSparkContext sc, String runId, String[] homes, String[] locations,
-      ExpertPlacement placement, StepProgram program, boolean train, int step, String description) {
-    List<Round> rounds = rounds(program, placement);
+  private List<Outcome> run(StepProgram program, boolean train, int step, String description) {
+    JavaSparkContext sc = group.sc();
+    String runId = group.runId();
+    String[] homes = group.executorArray(), locations = group.locationArray();
+    List<Round> rounds = rounds(program, group.placement());
     int last = rounds.size();
-    RDD<Integer> ids = RankGroup.pinned(sc, locations);
+    RDD<Integer> ids = RankStages.pinned(sc, locations);
     String name = rounds.get(0).stage();
     sc.setCallSite(name);
     JavaRDD<Tuple2<Integer, byte[]>> cur = JavaRDD.fromRDD(ids, ids.elementClassTag()).mapPartitions(
@@ -64,7 +97,7 @@ final class ShuffleSteps {
       outcomes.sort((a, b) -> Integer.compare(a.rank(), b.rank()));
       return outcomes;
     } catch (Exception e) { // a SparkException, undeclared by Scala
-      throw new IllegalStateException(description + " failed: " + RankGroup.rootMessage(e), e);
+      throw new IllegalStateException(description + " failed: " + RankStages.rootMessage(e), e);
     } finally {
       sc.clearCallSite();
       sc.setJobDescription(null);
@@ -103,15 +136,15 @@ final class ShuffleSteps {
       int k, Round round, StepProgram program, boolean train, int step) {
     return it -> {
       RankState st = here(runId, homes);
-      ShuffleBridge bridge = st.bridge;
+      ShuffleBridge bridge = st.bridge();
       if (k == 0) {
         if (train && st.trainer.nextStep() != step) {
           throw new IllegalStateException("run " + runId + " rank " + bridge.rank() + " is at step "
               + st.trainer.nextStep() + ", the driver asked for step " + step
               + "; restart the run with --resume from its last checkpoint");
         }
-        bridge.start(program, train ? () -> st.trainer.step(bridge, bridge)
-            : () -> st.trainer.evaluate(st.val, bridge, bridge));
+        bridge.start(program, train ? () -> st.trainer.step(st.collective, st.collective)
+            : () -> st.trainer.evaluate(st.val, st.collective, st.collective));
       } else {
         bridge.deliver(k - 1, blocks(it));
       }
@@ -129,8 +162,7 @@ final class ShuffleSteps {
   private static FlatMapFunction<Iterator<Tuple2<Integer, byte[]>>, Outcome> finish(String runId, String[] homes,
       int lastRound) {
     return it -> {
-      RankState st = here(runId, homes);
-      ShuffleBridge bridge = st.bridge;
+      ShuffleBridge bridge = here(runId, homes).bridge();
       bridge.deliver(lastRound, blocks(it));
       Object result = bridge.awaitResult();
       Outcome o = result instanceof StepReport r

@@ -29,20 +29,20 @@ import org.apache.spark.network.server.TransportServer;
 import org.apache.spark.network.server.TransportServerBootstrap;
 import org.apache.spark.network.util.MapConfigProvider;
 import org.apache.spark.network.util.TransportConf;
-import io.moespark.ops.tensor.Tensor;
+import io.moespark.ops.collective.BlockTransport;
 
 /**
- * The direct path's CPU collective: all-to-all and all-reduce straight between the ranks of a run over
- * Spark's own transport ({@code spark-network-common}). With {@code spark.authenticate} the server
+ * The direct path's CPU transport: the rounds of {@link io.moespark.ops.collective.RankOrderedCollective}
+ * straight between the ranks of a run over Spark's own network library ({@code spark-network-common}),
+ * one message per (source, destination) and round. With {@code spark.authenticate} the server
  * accepts only clients that pass Spark's authentication handshake (and encrypts with
  * {@code spark.network.crypto.enabled}); nothing is served before a client has authenticated.
  *
  * <p>Lifecycle: {@link #start} binds this rank's server; the addresses of all ranks are exchanged out of
- * band (a barrier task's allGather); {@link #connect} opens one client per peer. Every rank calls the
- * collectives in the same order; a per-call sequence number matches the messages. Sums run in rank order,
- * so every rank gets bit-identical results.
+ * band (a barrier task's allGather); {@link #connect} opens one client per peer. Every rank runs the
+ * rounds in the same order; the round's sequence number in each message's header matches them.
  */
-public final class DirectCollective extends CollectiveBase {
+public final class SocketTransport implements BlockTransport {
   /** How the transport authenticates: the Spark configuration and the application's secret. */
   public record Security(Map<String, String> sparkConf, String appId, SecretKeyHolder keys) {
     public boolean authenticate() {
@@ -50,17 +50,19 @@ public final class DirectCollective extends CollectiveBase {
     }
   }
 
+  private final int rank;
+  private final int ranks;
   private final String host;
   private final long timeoutMs;
   private final TransportContext context;
   private final TransportServer server;
   private final TransportClientFactory clientFactory;
-  private final Map<Long, CompletableFuture<ByteBuffer>> mailbox = new ConcurrentHashMap<>();
+  private final Map<Long, CompletableFuture<byte[]>> mailbox = new ConcurrentHashMap<>();
   private final List<TransportClient> peers = new ArrayList<>();
-  private long seq;
 
-  private DirectCollective(int rank, int ranks, String host, Security security, long timeoutMs) {
-    super(rank, ranks);
+  private SocketTransport(int rank, int ranks, String host, Security security, long timeoutMs) {
+    this.rank = rank;
+    this.ranks = ranks;
     this.host = host;
     this.timeoutMs = timeoutMs;
     TransportConf conf = new TransportConf("moe", new MapConfigProvider(security.sparkConf()));
@@ -76,11 +78,11 @@ public final class DirectCollective extends CollectiveBase {
   }
 
   /**
-   * The collective of a barrier task: rank = partition id, ranks = partitions, this executor's host and
+   * The transport of a barrier task: rank = partition id, ranks = partitions, this executor's host and
    * Spark's security manager (the application's secret), addresses exchanged with one allGather (a
    * set-up cost of about a second, paid once per barrier stage, never per step).
    */
-  public static DirectCollective forBarrierTask(BarrierTaskContext task, long timeoutMs)
+  public static SocketTransport forBarrierTask(BarrierTaskContext task, long timeoutMs)
       throws IOException, InterruptedException {
     SparkEnv env = SparkEnv.get();
     Map<String, String> conf = new HashMap<>();
@@ -88,7 +90,7 @@ public final class DirectCollective extends CollectiveBase {
       conf.put(kv._1(), kv._2());
     }
     String host = env.blockManager().blockManagerId().host();
-    DirectCollective c = start(task.partitionId(), task.numPartitions(), host,
+    SocketTransport c = start(task.partitionId(), task.numPartitions(), host,
         new Security(conf, env.conf().getAppId(), env.securityManager()), timeoutMs);
     try {
       c.connect(List.of(task.allGather(c.endpoint())));
@@ -100,8 +102,8 @@ public final class DirectCollective extends CollectiveBase {
   }
 
   /** Binds this rank's server on {@code host} (an ephemeral port). */
-  public static DirectCollective start(int rank, int ranks, String host, Security security, long timeoutMs) {
-    return new DirectCollective(rank, ranks, host, security, timeoutMs);
+  public static SocketTransport start(int rank, int ranks, String host, Security security, long timeoutMs) {
+    return new SocketTransport(rank, ranks, host, security, timeoutMs);
   }
 
   /** "host:port" to give the other ranks. */
@@ -127,92 +129,37 @@ public final class DirectCollective extends CollectiveBase {
   }
 
   @Override
-  public Tensor[] allToAll(Tensor[] send) {
-    long t0 = System.nanoTime();
-    try {
-      long s = ++seq;
-      for (int d = 0; d < ranks; d++) {
-        if (d != rank) {
-          post(d, Blocks.matrix(s, rank, send[d]));
-        }
-      }
-      Tensor[] recv = new Tensor[ranks];
-      for (int src = 0; src < ranks; src++) {
-        recv[src] = src == rank ? send[rank] : Blocks.readMatrix(take(s, src), send[rank].backend());
-      }
-      return recv;
-    } finally {
-      busyNanos += System.nanoTime() - t0;
-    }
+  public int rank() {
+    return rank;
   }
 
   @Override
-  public int[][] allToAllCounts(int[][] send) {
-    long t0 = System.nanoTime();
-    try {
-      long s = ++seq;
-      for (int d = 0; d < ranks; d++) {
-        if (d != rank) {
-          post(d, Blocks.ints(s, rank, new int[][] {send[d]}));
-        }
-      }
-      int[][] recv = new int[ranks][];
-      for (int src = 0; src < ranks; src++) {
-        recv[src] = src == rank ? send[rank].clone() : Blocks.readInts(take(s, src))[0];
-      }
-      return recv;
-    } finally {
-      busyNanos += System.nanoTime() - t0;
-    }
+  public int ranks() {
+    return ranks;
   }
 
   @Override
-  public void sum(double[] values) {
-    long t0 = System.nanoTime();
-    try {
-      long s = ++seq;
-      for (int d = 0; d < ranks; d++) {
-        if (d != rank) {
-          post(d, Blocks.doubles(s, rank, values));
-        }
-      }
-      double[] mine = values.clone();
-      java.util.Arrays.fill(values, 0);
-      for (int src = 0; src < ranks; src++) {
-        double[] v = src == rank ? mine : Blocks.readDoubles(take(s, src));
-        for (int i = 0; i < v.length; i++) {
-          values[i] += v[i];
-        }
-      }
-    } finally {
-      busyNanos += System.nanoTime() - t0;
-    }
+  public boolean routesSelf() {
+    return false;
   }
 
   @Override
-  public void sum(Tensor values) {
-    long t0 = System.nanoTime();
-    try {
-      long s = ++seq;
-      Tensor flat = values.backend().view(values, 0, values.length());
-      for (int d = 0; d < ranks; d++) {
-        if (d != rank) {
-          post(d, Blocks.matrix(s, rank, flat));
-        }
+  public byte[][] swap(long seq, byte[][] out) {
+    for (int d = 0; d < ranks; d++) {
+      if (d != rank) {
+        post(d, ByteBuffer.wrap(out[d]));
       }
-      Tensor mine = values.backend().empty(values.dtype(), values.length()).assign(flat);
-      flat.fill(0);
-      for (int src = 0; src < ranks; src++) {
-        flat.addi(src == rank ? mine
-            : values.backend().view(Blocks.readMatrix(take(s, src), values.backend()), 0, values.length()));
-      }
-    } finally {
-      busyNanos += System.nanoTime() - t0;
     }
+    byte[][] in = new byte[ranks][];
+    for (int src = 0; src < ranks; src++) {
+      if (src != rank) {
+        in[src] = take(seq, src);
+      }
+    }
+    return in;
   }
 
   private void post(int dest, ByteBuffer message) {
-    bytesSent += message.remaining();
     try {
       peers.get(dest).sendRpcSync(message, timeoutMs);
     } catch (RuntimeException e) {
@@ -220,8 +167,9 @@ public final class DirectCollective extends CollectiveBase {
     }
   }
 
-  private ByteBuffer take(long s, int source) {
-    CompletableFuture<ByteBuffer> f = slot(s, source);
+  /** The whole message (header included) of round {@code s} from {@code source}. */
+  private byte[] take(long s, int source) {
+    CompletableFuture<byte[]> f = slot(s, source);
     try {
       return f.get(timeoutMs, TimeUnit.MILLISECONDS);
     } catch (TimeoutException e) {
@@ -237,7 +185,7 @@ public final class DirectCollective extends CollectiveBase {
     }
   }
 
-  private CompletableFuture<ByteBuffer> slot(long s, int source) {
+  private CompletableFuture<byte[]> slot(long s, int source) {
     return mailbox.computeIfAbsent(s * ranks + source, k -> new CompletableFuture<>());
   }
 
@@ -266,10 +214,7 @@ public final class DirectCollective extends CollectiveBase {
     public void receive(TransportClient client, ByteBuffer message, RpcResponseCallback callback) {
       ByteBuffer copy = ByteBuffer.allocate(message.remaining()).order(ByteOrder.LITTLE_ENDIAN);
       copy.put(message).flip();
-      long s = copy.getLong();
-      int source = copy.getInt();
-      copy.get(); // kind: the reader knows what it expects
-      slot(s, source).complete(copy);
+      slot(copy.getLong(0), copy.getInt(8)).complete(copy.array());
       callback.onSuccess(ByteBuffer.allocate(0));
     }
 

@@ -1,4 +1,4 @@
-package io.moespark.job.net;
+package io.moespark.ops.collective;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;

@@ -1,0 +1,59 @@
+package io.moespark.job;
+
+import io.moespark.job.RankTasks.RankReply;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+
+/**
+ * The direct path: a barrier stage runs several steps on every rank, whose exchanges go straight between
+ * the ranks over their collective. Each step's statistics reach the driver as the step ends through
+ * {@link StepFeedPlugin} when it is installed, else when the stage ends.
+ */
+final class DirectRunner implements StepRunner {
+  private final RankGroup group;
+
+  DirectRunner(RankGroup group) {
+    this.group = group;
+  }
+
+  @Override
+  public List<StepResult> steps(int count, Consumer<StepResult> onStep, String description) {
+    int from = group.nextStep();
+    String runId = group.runId();
+    BlockingQueue<StepResult> feed = StepFeedPlugin.open(runId);
+    List<StepResult> delivered = new ArrayList<>();
+    List<RankReply> replies;
+    try {
+      replies = group.stage(new RankTasks.Steps(from, count), description, job -> {
+        while (!job.isDone()) {
+          StepResult s = feed.poll(100, TimeUnit.MILLISECONDS);
+          if (s != null && s.step() == from + delivered.size()) {
+            onStep.accept(s);
+            delivered.add(s);
+          }
+        }
+      });
+    } finally {
+      StepFeedPlugin.close(runId);
+    }
+    RankReply zero = replies.get(0);
+    // Steps whose message had not arrived when the stage ended (or no plugin): from the stage's result.
+    for (StepResult s : zero.steps().subList(delivered.size(), zero.steps().size())) {
+      onStep.accept(s);
+      delivered.add(s);
+    }
+    group.advance(zero.steps().size());
+    if (zero.diverged() != null) {
+      throw zero.diverged();
+    }
+    return delivered;
+  }
+
+  @Override
+  public double evaluate() {
+    return group.stage(new RankTasks.Evaluate(), "validation after step " + group.nextStep(), null).get(0).valLoss();
+  }
+}

@@ -1,0 +1,78 @@
+package io.moespark.job;
+
+import io.moespark.job.shuffle.PinnedShuffledRDD;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.rdd.RDD;
+import scala.Tuple2;
+import scala.jdk.javaapi.CollectionConverters;
+import scala.reflect.ClassTag;
+import scala.reflect.ClassTag$;
+
+/** What the driver's rank stages and the shuffle runner's jobs share: pinning, task slots, error messages. */
+final class RankStages {
+  private static final ClassTag<Integer> INT = ClassTag$.MODULE$.apply(Integer.class);
+  private static final Pattern LOCAL = Pattern.compile("local(?:\\[(\\*|\\d+)(?:,\\d+)?])?");
+  private static final Pattern LOCAL_CLUSTER = Pattern.compile("local-cluster\\[(\\d+),\\s*(\\d+),.*]");
+
+  private RankStages() {}
+
+  /** Partitions 0..n-1 holding their own index, partition i preferring {@code locations[i]} (null: anywhere). */
+  static RDD<Integer> pinned(JavaSparkContext sc, String[] locations) {
+    List<Tuple2<Integer, scala.collection.immutable.Seq<String>>> items = new ArrayList<>();
+    for (int i = 0; i < locations.length; i++) {
+      items.add(new Tuple2<>(i, PinnedShuffledRDD.preference(locations[i])));
+    }
+    return sc.sc().makeRDD(CollectionConverters.asScala(items).toList(), INT);
+  }
+
+  /**
+   * A barrier stage of R tasks needs R free task slots at once; Spark finds out only after minutes of
+   * retries, so local masters, whose slots are known up front, are checked before the first stage.
+   */
+  static void checkSlots(JavaSparkContext sc, int ranks) {
+    String master = sc.master();
+    int taskCpus = sc.getConf().getInt("spark.task.cpus", 1);
+    Matcher local = LOCAL.matcher(master), cluster = LOCAL_CLUSTER.matcher(master);
+    int slots;
+    if (local.matches()) {
+      String n = local.group(1);
+      int cores = n == null ? 1 : n.equals("*") ? Runtime.getRuntime().availableProcessors() : Integer.parseInt(n);
+      slots = cores / taskCpus;
+    } else if (cluster.matches()) {
+      slots = Integer.parseInt(cluster.group(1)) * (Integer.parseInt(cluster.group(2)) / taskCpus);
+    } else {
+      return;
+    }
+    if (slots < ranks) {
+      throw new io.moespark.ops.config.ConfigException("parallel.ranks = " + ranks + " needs " + ranks
+          + " task slots at once; master " + master + " has " + slots
+          + " (lower parallel.ranks or give the master more cores)");
+    }
+  }
+
+  /** The most specific "run …" message in a failure's causes (the rank's own words), else its message. */
+  static String rootMessage(Throwable e) {
+    String m = e.getMessage();
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t.getMessage() != null && t.getMessage().contains("run ")) {
+        m = t.getMessage();
+      }
+    }
+    return m;
+  }
+
+  /** The Hadoop configuration an executor sees: defaults plus the application's spark.hadoop.* settings. */
+  static Configuration hadoopConf(SparkConf conf) {
+    Configuration c = new Configuration();
+    for (Tuple2<String, String> kv : conf.getAllWithPrefix("spark.hadoop.")) {
+      c.set(kv._1(), kv._2());
+    }
+    return c;
+  }
+}

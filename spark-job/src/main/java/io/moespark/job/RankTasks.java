@@ -1,0 +1,204 @@
+package io.moespark.job;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moespark.job.data.RunData;
+import io.moespark.job.io.CheckpointStore;
+import io.moespark.job.net.Collectives;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.collective.Collective;
+import io.moespark.ops.config.ConfigLoader;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.io.Checkpoint;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Param;
+import io.moespark.ops.tensor.Tensor;
+import io.moespark.ops.train.StepReport;
+import io.moespark.ops.train.Trainer;
+import java.io.Serializable;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.BarrierTaskContext;
+import org.apache.spark.SparkEnv;
+
+/**
+ * The executor side of the rank stages that {@link RankGroup} submits: what one rank does for each
+ * {@link Op}, against its resident {@link RankState}. Everything here runs inside a barrier task.
+ */
+final class RankTasks {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private RankTasks() {}
+
+  /** What a stage asks every rank to do. */
+  sealed interface Op extends Serializable permits Open, Steps, Evaluate, Save, Gather, Close {}
+
+  record Open(String cfgJson, ExpertPlacement placement, CheckpointStore.Stored from) implements Op {}
+
+  /** Steps [from, from + count) on the direct path: a rank at another step fails instead of running out of order. */
+  record Steps(int from, int count) implements Op {}
+
+  record Evaluate() implements Op {}
+
+  record Save(String dir) implements Op {}
+
+  record Gather() implements Op {}
+
+  record Close() implements Op {}
+
+  /** One rank's answer; the fields its op does not fill are null or 0 (made by the factories below). */
+  record RankReply(int rank, String executor, String location, String address, long valTokens, List<StepResult> steps,
+      Trainer.DivergenceException diverged, double valLoss, CheckpointStore.Shard shard, String stateJson,
+      Map<String, float[]> params) implements Serializable {
+    static RankReply done(int rank) {
+      return new RankReply(rank, null, null, null, 0, List.of(), null, 0, null, null, Map.of());
+    }
+
+    static RankReply opened(int rank, String executor, String location, String address, long valTokens) {
+      return new RankReply(rank, executor, location, address, valTokens, List.of(), null, 0, null, null, Map.of());
+    }
+
+    static RankReply stepped(int rank, List<StepResult> steps, Trainer.DivergenceException diverged) {
+      return new RankReply(rank, null, null, null, 0, steps, diverged, 0, null, null, Map.of());
+    }
+
+    static RankReply evaluated(int rank, double valLoss) {
+      return new RankReply(rank, null, null, null, 0, List.of(), null, valLoss, null, null, Map.of());
+    }
+
+    static RankReply saved(int rank, CheckpointStore.Shard shard, String stateJson) {
+      return new RankReply(rank, null, null, null, 0, List.of(), null, 0, shard, stateJson, Map.of());
+    }
+
+    static RankReply gathered(int rank, Map<String, float[]> params) {
+      return new RankReply(rank, null, null, null, 0, List.of(), null, 0, null, null, params);
+    }
+  }
+
+  /** Runs {@code op} as rank {@code partitionId} of the current barrier task; failures name the run, rank and executor. */
+  static RankReply run(String runId, String[] homes, Op op) {
+    BarrierTaskContext task = BarrierTaskContext.get();
+    int r = task.partitionId();
+    SparkEnv env = SparkEnv.get();
+    String executor = env.executorId();
+    try {
+      if (op instanceof Open o) {
+        return open(runId, task, o);
+      }
+      if (op instanceof Close) {
+        RankState.release(runId, r);
+        return RankReply.done(r);
+      }
+      RankState st = RankState.get(runId, r, executor, homes[r]);
+      Trainer t = st.trainer;
+      if (op instanceof Steps s) {
+        return steps(runId, r, st, s);
+      }
+      if (op instanceof Evaluate) {
+        return RankReply.evaluated(r, t.evaluate(st.val, st.collective, st.collective));
+      }
+      if (op instanceof Save s) {
+        CheckpointStore.Shard shard = CheckpointStore.writeShard(s.dir(), r, t.checkpointTensors(),
+            RankStages.hadoopConf(env.conf()));
+        String state = r == 0 ? Checkpoint.toJson(t.checkpointState()).toString() : null;
+        return RankReply.saved(r, shard, state);
+      }
+      Map<String, float[]> params = new LinkedHashMap<>(); // Gather
+      for (Param p : t.model().params().all()) {
+        if (p.isExpert() || r == 0) {
+          params.put(p.name(), floats(p.value()));
+        }
+      }
+      return RankReply.gathered(r, params);
+    } catch (RuntimeException e) {
+      throw e.getMessage() != null && e.getMessage().startsWith("run ") ? e
+          : new IllegalStateException("run " + runId + " rank " + r + " on executor " + executor + ": " + e, e);
+    } catch (Exception e) {
+      throw new IllegalStateException("run " + runId + " rank " + r + " on executor " + executor + ": " + e, e);
+    }
+  }
+
+  /** A float32 tensor's values on the host (for the export, gathered on the driver). */
+  private static float[] floats(Tensor t) {
+    ByteBuffer b = ByteBuffer.allocate((int) t.length() * 4).order(ByteOrder.LITTLE_ENDIAN);
+    t.backend().toHost(t, b);
+    float[] v = new float[(int) t.length()];
+    b.flip().asFloatBuffer().get(v);
+    return v;
+  }
+
+  /**
+   * Creates the rank: data loaded here, model from the seed or the checkpoint, and its end of the run's
+   * exchanges (the direct path's collective, or the shuffle path's bridge and the same collective over it).
+   */
+  private static RankReply open(String runId, BarrierTaskContext task, Open o) throws Exception {
+    int r = task.partitionId(), ranks = task.numPartitions();
+    SparkEnv env = SparkEnv.get();
+    RunConfig cfg = ConfigLoader.fromTree(JSON.readTree(o.cfgJson()), "run config");
+    Backend backend = CpuBackend.INSTANCE;
+    backend.setThreads(task.cpus());
+    Configuration conf = RankStages.hadoopConf(env.conf());
+    RunData data = RunData.load(cfg, conf);
+    Trainer trainer = new Trainer(cfg, data.train(), backend, DType.F32, r, ranks, l -> o.placement().layout(l, r));
+    if (o.from() != null) {
+      Set<String> needed = new HashSet<>();
+      for (Param p : trainer.model().params().all()) {
+        needed.add(p.name());
+        needed.add("exp_avg." + p.name());
+        needed.add("exp_avg_sq." + p.name());
+      }
+      String source = o.from().dir();
+      trainer.restore(CheckpointStore.readShards(o.from(), needed, conf, backend),
+          Checkpoint.fromJson(JSON.readTree(o.from().stateJson()), source + "/" + Checkpoint.STATE), source);
+    }
+    long timeoutMs = cfg.parallel().timeoutS() * 1000L;
+    RankState state = switch (cfg.parallel().dispatch()) {
+      case DIRECT -> RankState.direct(trainer,
+          Collectives.forBarrierTask(cfg.parallel().transport(), task, timeoutMs), data.val());
+      case SHUFFLE -> RankState.shuffle(trainer, new ShuffleBridge(r, ranks, timeoutMs), data.val());
+    };
+    RankState.register(runId, r, state);
+    String host = env.blockManager().blockManagerId().host();
+    // The form Spark's scheduler reads as "this executor" (ExecutorCacheTaskLocation); none in local mode.
+    String location = env.executorId().equals("driver") ? null : "executor_" + host + "_" + env.executorId();
+    String address = cfg.parallel().dispatch() == RunConfig.Dispatch.DIRECT ? state.collective.endpoint() : null;
+    return RankReply.opened(r, env.executorId(), location, address, data.val().length);
+  }
+
+  private static RankReply steps(String runId, int r, RankState st, Steps s) throws Exception {
+    Trainer t = st.trainer;
+    if (t.nextStep() != s.from()) {
+      throw new IllegalStateException("run " + runId + " rank " + r + " is at step " + t.nextStep()
+          + ", the driver asked for step " + s.from() + " (a stage retried after a partial failure); "
+          + "restart the run with --resume from its last checkpoint");
+    }
+    Collective c = st.collective;
+    List<StepResult> results = new ArrayList<>();
+    for (int i = 0; i < s.count(); i++) {
+      long bytes0 = c.bytesSent();
+      double busy0 = c.busySeconds();
+      StepReport rep;
+      try {
+        rep = t.step(c, c);
+      } catch (Trainer.DivergenceException e) {
+        return RankReply.stepped(r, r == 0 ? results : List.of(), e);
+      }
+      double exchange = c.busySeconds() - busy0;
+      double[] bytes = {c.bytesSent() - bytes0};
+      c.sum(bytes);
+      StepResult result = new StepResult(rep, exchange, (long) bytes[0]);
+      if (r == 0) {
+        results.add(result);
+        StepFeedPlugin.publish(runId, result);
+      }
+    }
+    return RankReply.stepped(r, results, null);
+  }
+}
