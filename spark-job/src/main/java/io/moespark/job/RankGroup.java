@@ -8,6 +8,7 @@ import io.moespark.job.RankTasks.RankReply;
 import io.moespark.job.RankTasks.Save;
 import io.moespark.job.data.RunData;
 import io.moespark.job.io.CheckpointStore;
+import io.moespark.job.io.HfInit;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import java.io.Serializable;
@@ -60,10 +61,16 @@ public final class RankGroup implements AutoCloseable {
    */
   public static RankGroup open(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement,
       CheckpointStore.Stored from) {
+    return open(sc, cfg, placement, from, null);
+  }
+
+  /** As {@link #open}, a fresh run's ranks starting from a Hugging Face model directory when {@code init} is set. */
+  public static RankGroup open(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement,
+      CheckpointStore.Stored from, HfInit init) {
     RankStages.checkSlots(sc, placement.ranks());
     RankGroup d = new RankGroup(sc, cfg, placement);
     String cfgJson = ConfigLoader.toTree(RunData.withAbsolutePath(cfg)).toString();
-    List<RankReply> replies = d.stage(new Open(cfgJson, placement, from),
+    List<RankReply> replies = d.stage(new Open(cfgJson, placement, from, init),
         "open " + placement.ranks() + " ranks" + (from == null ? "" : " from " + from.dir()), null);
     for (RankReply r : replies) {
       d.executors[r.rank()] = r.executor();
@@ -198,7 +205,8 @@ public final class RankGroup implements AutoCloseable {
   /** The name the Spark UI shows for a rank stage (instead of the code location of collectAsync). */
   private static String callSite(Op op) {
     if (op instanceof Open o) {
-      return o.from() == null ? "open ranks" : "open ranks from checkpoint";
+      return o.from() != null ? "open ranks from checkpoint"
+          : o.init() != null ? "open ranks from a Hugging Face model" : "open ranks";
     }
     if (op instanceof RankTasks.Steps s) {
       return "train steps " + (s.from() + 1) + "–" + (s.from() + s.count()) + " (direct path)";

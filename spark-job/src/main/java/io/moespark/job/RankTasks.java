@@ -3,6 +3,7 @@ package io.moespark.job;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.moespark.job.data.RunData;
 import io.moespark.job.io.CheckpointStore;
+import io.moespark.job.io.HfInit;
 import io.moespark.job.net.Collectives;
 import io.moespark.ops.backend.Backend;
 import io.moespark.ops.backend.cpu.CpuBackend;
@@ -40,7 +41,8 @@ final class RankTasks {
   /** What a stage asks every rank to do. */
   sealed interface Op extends Serializable permits Open, Steps, Evaluate, Save, Gather, Close {}
 
-  record Open(String cfgJson, ExpertPlacement placement, CheckpointStore.Stored from) implements Op {}
+  /** Creates the ranks: fresh from the seed, from a checkpoint ({@code from}), or from a Hugging Face model ({@code init}). */
+  record Open(String cfgJson, ExpertPlacement placement, CheckpointStore.Stored from, HfInit init) implements Op {}
 
   /** Steps [from, from + count) on the direct path: a rank at another step fails instead of running out of order. */
   record Steps(int from, int count) implements Op {}
@@ -157,6 +159,8 @@ final class RankTasks {
       String source = o.from().dir();
       trainer.restore(CheckpointStore.readShards(o.from(), needed, conf, backend),
           Checkpoint.fromJson(JSON.readTree(o.from().stateJson()), source + "/" + Checkpoint.STATE), source);
+    } else if (o.init() != null) {
+      o.init().load(trainer.model(), conf);
     }
     long timeoutMs = cfg.parallel().timeoutS() * 1000L;
     RankState state = switch (cfg.parallel().dispatch()) {

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.job.data.PreparedData;
 import io.moespark.job.io.CheckpointStore;
+import io.moespark.job.io.HfInit;
 import io.moespark.job.io.RunFiles;
 import io.moespark.job.io.RunReport;
 import io.moespark.ops.config.ConfigException;
@@ -63,6 +64,7 @@ public final class TrainJob {
   private final FileSystem fs;
   private final PrintStream console;
   private final String configJson;
+  private final HfInit init;
   private FSDataOutputStream metrics;
   private StepResult last;
   private ObjectNode held; // the metrics line of a step whose validation loss is still to come
@@ -70,7 +72,9 @@ public final class TrainJob {
   private long loopStart;
   private int loopFirstStep;
 
-  private TrainJob(JavaSparkContext sc, RunConfig cfg, Path runDir, FileSystem fs, PrintStream console) {
+  private TrainJob(JavaSparkContext sc, RunConfig cfg, Path runDir, FileSystem fs, PrintStream console,
+      HfInit init) {
+    this.init = init;
     this.sc = sc;
     this.cfg = cfg;
     this.runDir = runDir;
@@ -86,11 +90,22 @@ public final class TrainJob {
    */
   public static Outcome run(JavaSparkContext sc, RunConfig cfg, String runDir, boolean resume, int stopAt,
       PrintStream console) throws IOException {
+    return run(sc, cfg, runDir, resume, stopAt, null, console);
+  }
+
+  /** As above; a new run starts from the Hugging Face model directory {@code initFrom} when it is set. */
+  public static Outcome run(JavaSparkContext sc, RunConfig cfg, String runDir, boolean resume, int stopAt,
+      String initFrom, PrintStream console) throws IOException {
     Configuration conf = sc.hadoopConfiguration();
+    if (initFrom != null && resume) {
+      throw new ConfigException("--init-from starts a new run; --resume continues one from its checkpoint "
+          + "(which already holds the imported weights)");
+    }
+    HfInit init = initFrom == null ? null : HfInit.open(initFrom, cfg, conf);
     Path dir = new Path(runDir);
     FileSystem fs = RunFiles.fs(dir, conf);
     Path qualified = fs.makeQualified(dir); // executors write checkpoint shards here: no relative paths
-    TrainJob job = new TrainJob(sc, cfg, qualified, fs, console);
+    TrainJob job = new TrainJob(sc, cfg, qualified, fs, console, init);
     return job.run(resume, stopAt > 0 ? Math.min(stopAt, cfg.train().steps()) : cfg.train().steps());
   }
 
@@ -120,7 +135,10 @@ public final class TrainJob {
     openMetrics(from == null ? 0 : from.step());
     sc.setJobGroup("moe-spark-" + runDir.getName() + "-" + System.currentTimeMillis(),
         "moe-spark train " + runDir.getName(), false);
-    try (RankGroup ranks = RankGroup.open(sc, cfg, placement, from)) {
+    if (init != null) {
+      console.println(init.describe());
+    }
+    try (RankGroup ranks = RankGroup.open(sc, cfg, placement, from, from == null ? init : null)) {
       console.printf(Locale.ROOT, "%d rank(s) on executors %s; %,d validation tokens%n", placement.ranks(),
           ranks.executors(), ranks.valTokens());
       loop(ranks, StepRunners.of(ranks), store, placement, stopAt);
@@ -268,8 +286,10 @@ public final class TrainJob {
       p.value().backend().fromHost(b, p.value());
     }
     Path target = new Path(runDir, MODEL);
-    String tokenizer = PreparedData.isPrepared(cfg.data().path(), fs.getConf())
-        ? PreparedData.open(cfg.data().path(), fs.getConf(), "data.path").tokenizer().toString() : null;
+    // The tokenizer travels with the weights: the imported model's, else the prepared data's.
+    String tokenizer = init != null && init.tokenizer() != null ? init.tokenizer()
+        : PreparedData.isPrepared(cfg.data().path(), fs.getConf())
+            ? PreparedData.open(cfg.data().path(), fs.getConf(), "data.path").tokenizer().toString() : null;
     RunFiles.writeDir(fs, target, tmp -> {
       RunFiles.write(fs, new Path(tmp, ModelFiles.WEIGHTS), out -> ModelFiles.writeWeights(model, out));
       RunFiles.write(fs, new Path(tmp, ModelFiles.CONFIG), out -> ModelFiles.writeConfig(model, out));

@@ -20,6 +20,8 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.function.Predicate;
+import java.util.function.UnaryOperator;
 import io.moespark.ops.backend.Backend;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
@@ -36,34 +38,20 @@ public final class SafeTensors {
 
   private SafeTensors() {}
 
+  /** One tensor of a file: its name, type, shape and byte range in the data section. */
+  public record Entry(String name, DType dtype, long[] shape, long begin, long end) {}
+
   public static void write(Map<String, Tensor> tensors, Map<String, String> metadata, OutputStream out)
       throws IOException {
-    ObjectNode header = JSON.createObjectNode();
-    if (!metadata.isEmpty()) {
-      ObjectNode meta = header.putObject("__metadata__");
-      metadata.forEach(meta::put);
-    }
+    List<Entry> entries = new ArrayList<>();
     long offset = 0;
     for (Map.Entry<String, Tensor> t : tensors.entrySet()) {
       Tensor a = t.getValue();
-      ObjectNode n = header.putObject(t.getKey());
-      n.put("dtype", a.dtype() == DType.F32 ? "F32" : "F64");
-      var shape = n.putArray("shape");
-      for (long s : a.shape()) {
-        shape.add(s);
-      }
       long bytes = a.length() * a.dtype().width();
-      n.putArray("data_offsets").add(offset).add(offset + bytes);
+      entries.add(new Entry(t.getKey(), a.dtype(), a.shape(), offset, offset + bytes));
       offset += bytes;
     }
-    byte[] h = JSON.writeValueAsBytes(header);
-    int padded = (h.length + 7) / 8 * 8;
-    ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(padded);
-    out.write(len.array());
-    out.write(h);
-    for (int i = h.length; i < padded; i++) {
-      out.write(' ');
-    }
+    writeHeader(entries, metadata, out);
     for (Tensor a : tensors.values()) {
       ByteBuffer b = ByteBuffer.allocate((int) (a.length() * a.dtype().width())).order(ByteOrder.LITTLE_ENDIAN);
       a.backend().toHost(a, b);
@@ -71,9 +59,112 @@ public final class SafeTensors {
     }
   }
 
+  private static void writeHeader(List<Entry> entries, Map<String, String> metadata, OutputStream out)
+      throws IOException {
+    ObjectNode header = JSON.createObjectNode();
+    if (!metadata.isEmpty()) {
+      ObjectNode meta = header.putObject("__metadata__");
+      metadata.forEach(meta::put);
+    }
+    for (Entry e : entries) {
+      ObjectNode n = header.putObject(e.name());
+      n.put("dtype", e.dtype() == DType.F32 ? "F32" : "F64");
+      var shape = n.putArray("shape");
+      for (long s : e.shape()) {
+        shape.add(s);
+      }
+      n.putArray("data_offsets").add(e.begin()).add(e.end());
+    }
+    byte[] h = JSON.writeValueAsBytes(header);
+    int padded = (h.length + 7) / 8 * 8;
+    out.write(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(padded).array());
+    out.write(h);
+    for (int i = h.length; i < padded; i++) {
+      out.write(' ');
+    }
+  }
+
+  /**
+   * Copies a safetensors file under new tensor names ({@code rename} maps each name; null drops nothing,
+   * every tensor must map): the header is rewritten, the data bytes stream through unchanged, so a file
+   * larger than the heap converts in constant memory.
+   */
+  public static void rename(InputStream in, String source, UnaryOperator<String> rename, Map<String, String> metadata,
+      OutputStream out) throws IOException {
+    DataInputStream data = new DataInputStream(in);
+    try {
+      List<Entry> entries = new ArrayList<>();
+      for (Entry e : readHeader(data, source)) {
+        entries.add(new Entry(rename.apply(e.name()), e.dtype(), e.shape(), e.begin(), e.end()));
+      }
+      writeHeader(entries, metadata, out);
+      long total = entries.isEmpty() ? 0 : entries.get(entries.size() - 1).end();
+      byte[] buf = new byte[1 << 16];
+      for (long left = total; left > 0; ) {
+        int n = data.read(buf, 0, (int) Math.min(buf.length, left));
+        if (n < 0) {
+          throw new EOFException();
+        }
+        out.write(buf, 0, n);
+        left -= n;
+      }
+      requireEnd(data, total, source);
+    } catch (EOFException e) {
+      throw truncated(source, e);
+    }
+  }
+
   /** Reads every tensor onto {@code backend}; {@code source} names the file in error messages. */
   public static Map<String, Tensor> read(InputStream in, String source, Backend backend) throws IOException {
+    return read(in, source, backend, name -> true);
+  }
+
+  /**
+   * Reads the tensors whose names {@code wanted} accepts onto {@code backend}, skipping the others'
+   * bytes (a rank reads only what it holds); the whole file is still checked against the format.
+   */
+  public static Map<String, Tensor> read(InputStream in, String source, Backend backend, Predicate<String> wanted)
+      throws IOException {
     DataInputStream data = new DataInputStream(in);
+    try {
+      Map<String, Tensor> out = new LinkedHashMap<>();
+      long pos = 0;
+      for (Entry e : readHeader(data, source)) {
+        long bytes = e.end() - e.begin();
+        if (wanted.test(e.name())) {
+          byte[] raw = new byte[(int) bytes];
+          data.readFully(raw);
+          Tensor a = backend.empty(e.dtype(), e.shape());
+          backend.fromHost(ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN), a);
+          out.put(e.name(), a);
+        } else {
+          data.skipNBytes(bytes);
+        }
+        pos = e.end();
+      }
+      requireEnd(data, pos, source);
+      return out;
+    } catch (EOFException e) {
+      throw truncated(source, e);
+    }
+  }
+
+  private static IOException truncated(String source, EOFException e) {
+    return new IOException(source + ": truncated safetensors file (a tensor's data_offsets point past its end)", e);
+  }
+
+  private static void requireEnd(DataInputStream data, long pos, String source) throws IOException {
+    if (data.read() != -1) {
+      throw new IOException(source + ": bytes after the last tensor (ends at byte " + pos
+          + " of the data); the format allows none");
+    }
+  }
+
+  /**
+   * Reads and checks the header: the tensors in data order, contiguous from byte 0 with no gaps or
+   * overlaps, each range the size its type and shape say. The stream is left at the start of the data.
+   */
+  public static List<Entry> readHeader(DataInputStream data, String source) throws IOException {
     byte[] lenBytes = new byte[8];
     try {
       data.readFully(lenBytes);
@@ -95,18 +186,17 @@ public final class SafeTensors {
       // Offsets are relative to the end of the header; reading in offset order is one pass over the
       // stream whatever order the writer used for the header.
       Iterator<Map.Entry<String, JsonNode>> it = header.fields();
-      List<Map.Entry<String, JsonNode>> entries = new ArrayList<>();
+      List<Map.Entry<String, JsonNode>> fields = new ArrayList<>();
       while (it.hasNext()) {
         Map.Entry<String, JsonNode> e = it.next();
         if (!e.getKey().equals("__metadata__")) {
-          entries.add(e);
+          fields.add(e);
         }
       }
-      entries.sort(Comparator.comparingLong(e -> offset(e, 0, source)));
-      Map<String, Tensor> out = new LinkedHashMap<>();
-      // The format has no gaps and no overlaps: sorted by offset, each tensor starts where the last ended.
+      fields.sort(Comparator.comparingLong(e -> offset(e, 0, source)));
+      List<Entry> entries = new ArrayList<>();
       long pos = 0;
-      for (Map.Entry<String, JsonNode> e : entries) {
+      for (Map.Entry<String, JsonNode> e : fields) {
         JsonNode n = e.getValue();
         DType type = type(n.path("dtype").asText(), source, e.getKey());
         long begin = offset(e, 0, source), end = offset(e, 1, source);
@@ -136,20 +226,10 @@ public final class SafeTensors {
           throw new IOException(source + ": tensor '" + e.getKey() + "' has " + count + " values; at most "
               + Integer.MAX_VALUE / type.width() + " are supported per tensor");
         }
-        byte[] raw = new byte[(int) (end - begin)];
-        data.readFully(raw);
+        entries.add(new Entry(e.getKey(), type, shape, begin, end));
         pos = end;
-        Tensor a = backend.empty(type, shape);
-        backend.fromHost(ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN), a);
-        out.put(e.getKey(), a);
       }
-      if (data.read() != -1) {
-        throw new IOException(source + ": bytes after the last tensor (ends at byte " + pos
-            + " of the data); the format allows none");
-      }
-      return out;
-    } catch (EOFException e) {
-      throw new IOException(source + ": truncated safetensors file (a tensor's data_offsets point past its end)", e);
+      return entries;
     } catch (UncheckedIOException e) {
       throw e.getCause();
     }

@@ -17,17 +17,19 @@ import org.apache.spark.api.java.JavaSparkContext;
 
 /**
  * {@code moe-train --config FILE [--set key=value]... [--master URL] [--run-dir DIR] [--resume]
- * [--stop-at STEP]}: the training job. In-process on {@code local[*]} unless a master is given here or by spark-submit;
+ * [--stop-at STEP] [--init-from HF_DIR]}: the training job. In-process on {@code local[*]} unless a master is given here or by spark-submit;
  * {@code --resume} continues the run in DIR from its last checkpoint (the config defaults to DIR's
  * config.json, and {@code --set} may change e.g. {@code parallel.ranks} or {@code train.steps});
- * {@code --stop-at} ends the run after that step with a checkpoint (for time-sliced clusters).
+ * {@code --stop-at} ends the run after that step with a checkpoint (for time-sliced clusters);
+ * {@code --init-from} starts from a Hugging Face Mixtral model, or upcycles a dense Llama one.
  */
 public final class TrainMain {
   private TrainMain() {}
 
   public static void main(String[] argv) {
     Args.run("moe-train", () -> {
-      Args a = new Args(argv, 0, Set.of("--config", "--set", "--master", "--run-dir", "--stop-at"), Set.of("--resume"));
+      Args a = new Args(argv, 0, Set.of("--config", "--set", "--master", "--run-dir", "--stop-at", "--init-from"),
+          Set.of("--resume"));
       boolean resume = a.flag("--resume");
       String config = a.optional("--config", null);
       String runDir = a.optional("--run-dir", null);
@@ -44,7 +46,8 @@ public final class TrainMain {
         RunConfig cfg = config != null ? ConfigLoader.load(java.nio.file.Path.of(config), a.all("--set"))
             : ConfigLoader.fromTree(readRunConfig(runDir, sc.hadoopConfiguration()), runDir + "/" + TrainJob.CONFIG,
                 a.all("--set"));
-        TrainJob.Outcome o = TrainJob.run(sc, cfg, runDir, resume, a.integer("--stop-at", 0), System.out);
+        TrainJob.Outcome o = TrainJob.run(sc, cfg, runDir, resume, a.integer("--stop-at", 0),
+            a.optional("--init-from", null), System.out);
         System.out.printf(java.util.Locale.ROOT, "done: %d steps, final loss %.4f%s%n", o.steps(), o.loss(),
             Double.isNaN(o.valLoss()) ? "" : String.format(java.util.Locale.ROOT, ", validation loss %.4f", o.valLoss()));
       } finally {

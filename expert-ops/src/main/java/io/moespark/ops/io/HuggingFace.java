@@ -1,0 +1,368 @@
+package io.moespark.ops.io;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.moe.RouterKind;
+import io.moespark.ops.model.TransformerLM;
+import io.moespark.ops.nn.Activation;
+import io.moespark.ops.tensor.Param;
+import io.moespark.ops.tensor.Tensor;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Locale;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * The project's models as Hugging Face model directories. Export: a model whose configuration Mixtral
+ * represents becomes a {@code MixtralForCausalLM} directory (config, Mixtral's tensor names, tokenizer
+ * files); anything else is refused naming the feature Mixtral lacks. Import: a Mixtral directory maps
+ * back tensor for tensor; a dense Llama directory is upcycled, every expert a copy of the layer's FFN.
+ * Only names and configs live here; the bytes are streamed by {@link SafeTensors}.
+ */
+public final class HuggingFace {
+  /** What a Hugging Face directory holds, by its config's {@code model_type}. */
+  public enum Source {
+    MIXTRAL,
+    /** A dense Llama-layout model: imported by upcycling. */
+    LLAMA
+  }
+
+  private static final Pattern LAYER = Pattern.compile("layers\\.(\\d+)\\.(.+)");
+  private static final Pattern HF_LAYER = Pattern.compile("model\\.layers\\.(\\d+)\\.(.+)");
+
+  private HuggingFace() {}
+
+  /** Why a model cannot be exported as Mixtral, naming the setting and what Mixtral has; null when it can. */
+  public static String mixtralRefusal(RunConfig.Model m, RunConfig.Moe e) {
+    List<String> why = new ArrayList<>();
+    if (e.every() != 1) {
+      why.add("moe.every = " + e.every() + ": Mixtral has an MoE FFN in every layer, no dense layers between");
+    }
+    if (e.sharedExperts() != 0) {
+      why.add("moe.shared_experts = " + e.sharedExperts() + ": Mixtral has no shared experts");
+    }
+    if (e.activation() != Activation.SWIGLU) {
+      why.add("moe.activation = " + lower(e.activation()) + ": Mixtral's experts are SwiGLU");
+    }
+    if (e.router() != RouterKind.TOPK) {
+      why.add("moe.router = " + lower(e.router()) + ": Mixtral routes each token to its softmax top-k experts");
+    }
+    if (!e.normTopk()) {
+      why.add("moe.norm_topk = false: Mixtral renormalises the top-k gates to sum 1");
+    }
+    return why.isEmpty() ? null : String.join("; ", why);
+  }
+
+  private static String lower(Enum<?> v) {
+    return v.name().toLowerCase(Locale.ROOT);
+  }
+
+  /**
+   * config.json of the Mixtral export ({@code transformers}' {@code MixtralConfig} keys). The routing at
+   * inference is Mixtral's: dropless, no selection bias (the aux-free bias never enters the weights).
+   */
+  public static ObjectNode mixtralConfig(RunConfig.Model m, RunConfig.Moe e, int eosId) {
+    ObjectNode n = ModelFiles.JSON.createObjectNode();
+    n.putArray("architectures").add("MixtralForCausalLM");
+    n.put("model_type", "mixtral");
+    n.put("vocab_size", m.vocabSize());
+    n.put("hidden_size", m.dModel());
+    n.put("intermediate_size", e.dExpert());
+    n.put("num_hidden_layers", m.nLayers());
+    n.put("num_attention_heads", m.nHeads());
+    n.put("num_key_value_heads", m.nHeads());
+    n.put("head_dim", m.dModel() / m.nHeads());
+    n.put("hidden_act", "silu");
+    n.put("max_position_embeddings", m.seqLen());
+    n.put("rms_norm_eps", m.normEps());
+    n.put("rope_theta", m.ropeTheta());
+    n.putNull("sliding_window");
+    n.put("attention_dropout", 0.0);
+    n.put("num_local_experts", e.experts());
+    n.put("num_experts_per_tok", e.topK());
+    n.put("output_router_logits", false);
+    n.put("router_aux_loss_coef", e.auxLossCoef());
+    n.put("router_jitter_noise", 0.0);
+    n.put("tie_word_embeddings", false);
+    n.put("use_cache", true);
+    n.put("initializer_range", 0.02);
+    n.put("bos_token_id", eosId);
+    n.put("eos_token_id", eosId);
+    n.put("torch_dtype", "float32");
+    return n;
+  }
+
+  /** generation_config.json: the end-of-document token ends generation. */
+  public static ObjectNode generationConfig(int eosId) {
+    ObjectNode n = ModelFiles.JSON.createObjectNode();
+    n.put("bos_token_id", eosId);
+    n.put("eos_token_id", eosId);
+    return n;
+  }
+
+  /** tokenizer_config.json for the project's byte-level BPE ({@code tokenizer.json}, end token {@code eos}). */
+  public static ObjectNode tokenizerConfig(String eos, int maxLength) {
+    ObjectNode n = ModelFiles.JSON.createObjectNode();
+    n.put("tokenizer_class", "PreTrainedTokenizerFast");
+    n.put("eos_token", eos);
+    n.put("bos_token", eos);
+    n.put("unk_token", eos);
+    n.put("model_max_length", maxLength);
+    n.put("clean_up_tokenization_spaces", false);
+    return n;
+  }
+
+  /** The Mixtral name of one of the project's tensors (DESIGN §3 names). */
+  public static String mixtralName(String ours) {
+    switch (ours) {
+      case "embed.weight":
+        return "model.embed_tokens.weight";
+      case "norm.weight":
+        return "model.norm.weight";
+      case "lm_head.weight":
+        return "lm_head.weight";
+      default:
+        break;
+    }
+    Matcher m = LAYER.matcher(ours);
+    if (m.matches()) {
+      String p = "model.layers." + m.group(1) + ".", rest = m.group(2);
+      switch (rest) {
+        case "attn_norm.weight":
+          return p + "input_layernorm.weight";
+        case "ffn_norm.weight":
+          return p + "post_attention_layernorm.weight";
+        case "moe.router.weight":
+          return p + "block_sparse_moe.gate.weight";
+        default:
+          break;
+      }
+      if (rest.startsWith("attn.w") && rest.length() == "attn.wq.weight".length()) {
+        return p + "self_attn." + rest.charAt(6) + "_proj.weight";
+      }
+      if (rest.startsWith("moe.experts.")) {
+        return p + "block_sparse_moe.experts." + rest.substring("moe.experts.".length());
+      }
+    }
+    throw new IllegalArgumentException("tensor '" + ours + "' has no Mixtral counterpart");
+  }
+
+  /**
+   * The Hugging Face tensor that holds {@code ours} in a directory of {@code source}: the same tensor
+   * for Mixtral; for a dense Llama model, the layer's FFN matrix that every expert (and a dense layer's
+   * FFN) starts from. Null for tensors the source does not have (a router when upcycling: it keeps the
+   * run's initialisation).
+   */
+  public static String sourceName(Source source, String ours) {
+    if (source == Source.MIXTRAL) {
+      return mixtralName(ours);
+    }
+    Matcher m = LAYER.matcher(ours);
+    if (m.matches()) {
+      String p = "model.layers." + m.group(1) + ".mlp.", rest = m.group(2);
+      Matcher expert = Pattern.compile("(?:moe\\.experts\\.\\d+|ffn)\\.(w[123])\\.weight").matcher(rest);
+      if (expert.matches()) {
+        return p + switch (expert.group(1)) {
+          case "w1" -> "gate_proj.weight";
+          case "w3" -> "up_proj.weight";
+          default -> "down_proj.weight";
+        };
+      }
+      if (rest.equals("moe.router.weight")) {
+        return null;
+      }
+    }
+    return mixtralName(ours); // embedding, attention, norms and head share Mixtral's (Llama's) names
+  }
+
+  /** The source kind of a Hugging Face config, or a clear error naming the file. */
+  public static Source source(JsonNode hf, String file) {
+    String type = hf.path("model_type").asText("");
+    return switch (type) {
+      case "mixtral" -> Source.MIXTRAL;
+      case "llama" -> Source.LLAMA;
+      default -> throw new ConfigException(file + ": model_type '" + type
+          + "'; expected mixtral (continued as is) or llama (upcycled into the run's MoE)");
+    };
+  }
+
+  /**
+   * Checks a Hugging Face config against the run's model: every key that shapes the tensors or the
+   * math must agree; the message names the key in both files. Upcycling needs the run's experts (and
+   * dense FFNs) to be the size of the source's FFN.
+   */
+  public static void checkCompatible(JsonNode hf, RunConfig cfg, String file) {
+    Source source = source(hf, file);
+    RunConfig.Model m = cfg.model();
+    RunConfig.Moe e = cfg.moe();
+    if (source == Source.MIXTRAL) {
+      String refusal = mixtralRefusal(m, e);
+      if (refusal != null) {
+        throw new ConfigException(file + " is a Mixtral model, but the run's config is not one Mixtral represents: "
+            + refusal);
+      }
+    } else if (e.sharedExperts() != 0) {
+      throw new ConfigException(file + " is a dense Llama model to upcycle: set moe.shared_experts = 0 (a shared "
+          + "expert would add a second copy of the FFN and change the model's function)");
+    }
+    List<String> bad = new ArrayList<>();
+    same(bad, hf, "vocab_size", m.vocabSize(), "model.vocab_size");
+    same(bad, hf, "hidden_size", m.dModel(), "model.d_model");
+    same(bad, hf, "num_hidden_layers", m.nLayers(), "model.n_layers");
+    same(bad, hf, "num_attention_heads", m.nHeads(), "model.n_heads");
+    same(bad, hf, "num_key_value_heads", m.nHeads(), "model.n_heads (grouped-query attention is not supported)");
+    if (hf.has("head_dim") && !hf.get("head_dim").isNull()) {
+      same(bad, hf, "head_dim", m.dModel() / m.nHeads(), "model.d_model / model.n_heads");
+    }
+    same(bad, hf, "intermediate_size", e.dExpert(), "moe.d_expert");
+    if (source == Source.LLAMA && e.every() != 1) {
+      same(bad, hf, "intermediate_size", m.dFf(), "model.d_ff (the dense layers between MoE layers)");
+    }
+    if (source == Source.MIXTRAL) {
+      same(bad, hf, "num_local_experts", e.experts(), "moe.experts");
+      same(bad, hf, "num_experts_per_tok", e.topK(), "moe.top_k");
+    }
+    close(bad, hf, "rope_theta", m.ropeTheta(), "model.rope_theta");
+    close(bad, hf, "rms_norm_eps", m.normEps(), "model.norm_eps");
+    text(bad, hf, "hidden_act", "silu");
+    if (hf.path("tie_word_embeddings").asBoolean(false)) {
+      bad.add("tie_word_embeddings is true; this model has a separate lm_head");
+    }
+    for (String flag : new String[] {"attention_bias", "mlp_bias"}) {
+      if (hf.path(flag).asBoolean(false)) {
+        bad.add(flag + " is true; this model has no biases");
+      }
+    }
+    if (hf.has("rope_scaling") && !hf.get("rope_scaling").isNull()) {
+      bad.add("rope_scaling is set; this model uses plain RoPE");
+    }
+    if (!bad.isEmpty()) {
+      throw new ConfigException(file + " does not match the run's config: " + String.join("; ", bad));
+    }
+  }
+
+  /** Opens a file of a model directory by its name (local files here, Hadoop paths in the Spark job). */
+  @FunctionalInterface
+  public interface Opener {
+    InputStream open(String name) throws IOException;
+  }
+
+  /** The index of a sharded checkpoint (Hugging Face's {@code model.safetensors.index.json}). */
+  public static final String INDEX = "model.safetensors.index.json";
+
+  /**
+   * Loads a model's parameters from a Hugging Face directory: each tensor the model holds from the
+   * source's counterpart ({@link #sourceName}), reading only the files and tensors this model needs (a
+   * rank reads its own experts). Tensors the source does not have (an upcycled router) keep their value.
+   *
+   * @param index the parsed {@link #INDEX} when the directory is sharded, else null (one model.safetensors)
+   */
+  public static void load(TransformerLM model, Source source, JsonNode index, Opener files, String dir)
+      throws IOException {
+    Map<String, String> wanted = new LinkedHashMap<>(); // our name -> source name
+    for (Param p : model.params().all()) {
+      String hf = sourceName(source, p.name());
+      if (hf != null) {
+        wanted.put(p.name(), hf);
+      }
+    }
+    Map<String, List<String>> byFile = new LinkedHashMap<>();
+    for (String hf : new java.util.LinkedHashSet<>(wanted.values())) {
+      String file = index == null ? ModelFiles.WEIGHTS : index.path("weight_map").path(hf).asText(null);
+      if (file == null) {
+        throw new IllegalArgumentException(dir + "/" + INDEX + ": no file holds tensor '" + hf + "'");
+      }
+      byFile.computeIfAbsent(file, k -> new ArrayList<>()).add(hf);
+    }
+    Map<String, Tensor> got = new LinkedHashMap<>();
+    for (Map.Entry<String, List<String>> f : byFile.entrySet()) {
+      java.util.Set<String> names = new java.util.HashSet<>(f.getValue());
+      try (InputStream in = files.open(f.getKey())) {
+        got.putAll(SafeTensors.read(in, dir + "/" + f.getKey(), model.params().backend(), names::contains));
+      }
+    }
+    Map<String, Tensor> values = new LinkedHashMap<>();
+    for (Param p : model.params().all()) {
+      String hf = wanted.get(p.name());
+      Tensor t = hf == null ? p.value() : got.get(hf);
+      if (t == null) {
+        throw new IllegalArgumentException(dir + ": missing tensor '" + hf + "' (for " + p.name() + ")");
+      }
+      values.put(p.name(), t);
+    }
+    ModelFiles.assign(values, model, dir);
+  }
+
+  /**
+   * Writes a Mixtral directory from the project's exported model directory {@code model}, into the
+   * existing empty directory {@code out}: the weights are streamed under their new names, the tokenizer
+   * copied with its config files. Refuses a model Mixtral does not represent.
+   */
+  public static void exportMixtral(Path model, Path out) throws IOException {
+    RunConfig c = ModelFiles.readConfig(model);
+    String refusal = mixtralRefusal(c.model(), c.moe());
+    if (refusal != null) {
+      throw new ConfigException(model + " cannot be exported as a Hugging Face Mixtral model: " + refusal);
+    }
+    Path weights = model.resolve(ModelFiles.WEIGHTS);
+    if (!java.nio.file.Files.exists(weights)) {
+      throw new ConfigException(weights + " does not exist: expected an exported model directory");
+    }
+    try (InputStream in = java.nio.file.Files.newInputStream(weights);
+        OutputStream o = new java.io.BufferedOutputStream(java.nio.file.Files.newOutputStream(out.resolve(
+            ModelFiles.WEIGHTS)), 1 << 16)) {
+      SafeTensors.rename(in, weights.toString(), HuggingFace::mixtralName, Map.of("format", "pt"), o);
+    }
+    Path tokenizer = model.resolve(TOKENIZER);
+    int eos = 0;
+    if (java.nio.file.Files.exists(tokenizer)) {
+      JsonNode tok = ModelFiles.JSON.readTree(tokenizer.toFile());
+      String eosText = "<|endoftext|>";
+      for (JsonNode t : tok.path("added_tokens")) {
+        if (t.path("special").asBoolean(false)) {
+          eos = t.path("id").asInt();
+          eosText = t.path("content").asText();
+          break;
+        }
+      }
+      java.nio.file.Files.copy(tokenizer, out.resolve(TOKENIZER));
+      ModelFiles.JSON.writeValue(out.resolve("tokenizer_config.json").toFile(),
+          tokenizerConfig(eosText, c.model().seqLen()));
+    }
+    ModelFiles.JSON.writeValue(out.resolve(ModelFiles.CONFIG).toFile(), mixtralConfig(c.model(), c.moe(), eos));
+    ModelFiles.JSON.writeValue(out.resolve("generation_config.json").toFile(), generationConfig(eos));
+  }
+
+  /** The tokenizer file of a model directory (the project's and Hugging Face's name alike). */
+  public static final String TOKENIZER = "tokenizer.json";
+
+  private static void same(List<String> bad, JsonNode hf, String key, long expected, String ours) {
+    JsonNode v = hf.get(key);
+    if (v == null || !v.canConvertToLong() || v.asLong() != expected) {
+      bad.add(key + " = " + v + ", the run's " + ours + " = " + expected);
+    }
+  }
+
+  private static void close(List<String> bad, JsonNode hf, String key, double expected, String ours) {
+    JsonNode v = hf.get(key);
+    if (v != null && v.isNumber() && Math.abs(v.asDouble() - expected) > 1e-12 * Math.abs(expected)) {
+      bad.add(key + " = " + v + ", the run's " + ours + " = " + expected);
+    }
+  }
+
+  private static void text(List<String> bad, JsonNode hf, String key, String expected) {
+    JsonNode v = hf.get(key);
+    if (v != null && !v.asText().equals(expected)) {
+      bad.add(key + " = " + v + "; expected \"" + expected + "\"");
+    }
+  }
+}
