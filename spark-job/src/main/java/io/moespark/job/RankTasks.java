@@ -160,7 +160,7 @@ final class RankTasks {
       trainer.restore(CheckpointStore.readShards(o.from(), needed, conf, backend),
           Checkpoint.fromJson(JSON.readTree(o.from().stateJson()), source + "/" + Checkpoint.STATE), source);
     } else if (o.init() != null) {
-      o.init().load(trainer.model(), conf);
+      o.init().load(trainer.model(), cfg, conf);
     }
     long timeoutMs = cfg.parallel().timeoutS() * 1000L;
     RankState state = switch (cfg.parallel().dispatch()) {

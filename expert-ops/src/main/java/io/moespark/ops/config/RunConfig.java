@@ -28,7 +28,7 @@ public record RunConfig(
 
   public record Train(int steps, int batchSize, double lr, int warmupSteps, double minLrRatio, double weightDecay,
       double beta1, double beta2, double adamEps, double gradClip, long seed, int evalEvery, int evalBatches,
-      int logEvery) {}
+      int logEvery, double upcycleNoise) {}
 
   public record Data(String path, String format, String split, double valFraction) {}
 
@@ -103,6 +103,7 @@ public record RunConfig(
     check(train.beta2() >= 0 && train.beta2() < 1, "train.beta2", train.beta2(), "in [0, 1)");
     check(train.adamEps() > 0, "train.adam_eps", train.adamEps(), "> 0");
     check(train.gradClip() >= 0, "train.grad_clip", train.gradClip(), ">= 0 (0 turns clipping off)");
+    check(train.upcycleNoise() >= 0, "train.upcycle_noise", train.upcycleNoise(), ">= 0 (0: exact copies)");
     check(train.evalEvery() >= 0, "train.eval_every", train.evalEvery(), ">= 0 (0 turns evaluation off)");
     positive("train.eval_batches", train.evalBatches());
     positive("train.log_every", train.logEvery());

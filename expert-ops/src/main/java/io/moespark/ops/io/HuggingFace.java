@@ -5,6 +5,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.moe.RouterKind;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.model.Init;
 import io.moespark.ops.model.TransformerLM;
 import io.moespark.ops.nn.Activation;
 import io.moespark.ops.tensor.Param;
@@ -265,9 +267,11 @@ public final class HuggingFace {
    * rank reads its own experts). Tensors the source does not have (an upcycled router) keep their value.
    *
    * @param index the parsed {@link #INDEX} when the directory is sharded, else null (one model.safetensors)
+   * @param noise upcycling only: each expert copy gets N(0, (noise · rms of the FFN weight)^2) noise,
+   *     seeded by ({@code seed}, tensor name) so any number of ranks draws the same values; 0: exact copies
    */
-  public static void load(TransformerLM model, Source source, JsonNode index, Opener files, String dir)
-      throws IOException {
+  public static void load(TransformerLM model, Source source, JsonNode index, Opener files, String dir,
+      double noise, long seed) throws IOException {
     Map<String, String> wanted = new LinkedHashMap<>(); // our name -> source name
     for (Param p : model.params().all()) {
       String hf = sourceName(source, p.name());
@@ -300,6 +304,16 @@ public final class HuggingFace {
       values.put(p.name(), t);
     }
     ModelFiles.assign(values, model, dir);
+    if (source == Source.LLAMA && noise > 0) {
+      Backend be = model.params().backend();
+      for (Param p : model.params().all()) {
+        if (p.isExpert()) {
+          Tensor w = p.value(), n = be.empty(w.dtype(), w.shape());
+          Init.normal(n, seed, "upcycle_noise." + p.name(), noise * Math.sqrt(be.sumSquares(w) / w.length()));
+          w.addi(n);
+        }
+      }
+    }
   }
 
   /**

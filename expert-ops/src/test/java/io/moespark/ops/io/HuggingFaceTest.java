@@ -107,7 +107,7 @@ class HuggingFaceTest {
     HuggingFace.checkCompatible(cfg, c, "hf/config.json");
     TransformerLM back = TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32);
     back.init(99);
-    HuggingFace.load(back, HuggingFace.Source.MIXTRAL, null, opener(hf), hf.toString());
+    HuggingFace.load(back, HuggingFace.Source.MIXTRAL, null, opener(hf), hf.toString(), 0.1, 1);
     for (Param p : m.params().all()) {
       assertArrayEquals(TestTensors.nd(p.value()).dup().data().asFloat(),
           TestTensors.nd(back.params().get(p.name()).value()).dup().data().asFloat(), 0f, p.name());
@@ -140,7 +140,7 @@ class HuggingFaceTest {
     HuggingFace.load(rank1, HuggingFace.Source.MIXTRAL, index, name -> {
       opened.add(name);
       return Files.newInputStream(hf.resolve(name));
-    }, hf.toString());
+    }, hf.toString(), 0, 1);
     assertEquals(2, opened.size());
     assertTrue(rank1.params().contains("layers.0.moe.experts.2.w1.weight"));
     assertTrue(!rank1.params().contains("layers.0.moe.experts.1.w1.weight"), "rank 1 of 2 holds experts 2 and 3");
@@ -177,7 +177,7 @@ class HuggingFaceTest {
     TransformerLM up = TransformerLM.singleRank(moe.model(), moe.moe(), CPU, DType.F64);
     up.init(5);
     double[] router = TestTensors.nd(up.params().get("layers.0.moe.router.weight").value()).dup().data().asDouble();
-    HuggingFace.load(up, HuggingFace.Source.LLAMA, null, opener(llama), llama.toString());
+    HuggingFace.load(up, HuggingFace.Source.LLAMA, null, opener(llama), llama.toString(), 0, 1);
     for (int e = 0; e < 4; e++) {
       assertEquals(TestTensors.nd(d.params().get("layers.1.ffn.w2.weight").value()),
           TestTensors.nd(up.params().get("layers.1.moe.experts." + e + ".w2.weight").value()), "expert " + e);
@@ -187,6 +187,19 @@ class HuggingFaceTest {
     double dl = loss(d), ul = loss(up);
     assertEquals(dl, ul, 1e-12 * Math.abs(dl), "first forward pass of the upcycled model");
     assertNotEquals(0.0, dl);
+
+    // With noise (train.upcycle_noise), the copies differ from each other by about that much, reproducibly.
+    TransformerLM noisy = TransformerLM.singleRank(moe.model(), moe.moe(), CPU, DType.F64);
+    HuggingFace.load(noisy, HuggingFace.Source.LLAMA, null, opener(llama), llama.toString(), 0.01, 3);
+    var ffn = TestTensors.nd(d.params().get("layers.0.ffn.w1.weight").value());
+    var e0 = TestTensors.nd(noisy.params().get("layers.0.moe.experts.0.w1.weight").value());
+    var e1 = TestTensors.nd(noisy.params().get("layers.0.moe.experts.1.w1.weight").value());
+    double rel = e0.sub(ffn).norm2Number().doubleValue() / ffn.norm2Number().doubleValue();
+    assertTrue(rel > 0.005 && rel < 0.02, "relative noise " + rel);
+    assertNotEquals(e0, e1);
+    TransformerLM again = TransformerLM.singleRank(moe.model(), moe.moe(), CPU, DType.F64);
+    HuggingFace.load(again, HuggingFace.Source.LLAMA, null, opener(llama), llama.toString(), 0.01, 3);
+    assertEquals(e0, TestTensors.nd(again.params().get("layers.0.moe.experts.0.w1.weight").value()));
   }
 
   @Test

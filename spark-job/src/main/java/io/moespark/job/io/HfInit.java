@@ -68,12 +68,16 @@ public record HfInit(String dir, HuggingFace.Source source, String indexJson, St
     return new HfInit(root.toString(), HuggingFace.source(hf, config.toString()), indexJson, tok);
   }
 
-  /** Rank side: this rank's parameters from the directory (its experts only); the rest keeps its init. */
-  public void load(TransformerLM model, Configuration conf) throws IOException {
+  /**
+   * Rank side: this rank's parameters from the directory (its experts only); the rest keeps its init.
+   * Upcycled experts get {@code train.upcycle_noise}.
+   */
+  public void load(TransformerLM model, RunConfig cfg, Configuration conf) throws IOException {
     Path root = new Path(dir);
     FileSystem fs = root.getFileSystem(conf);
     JsonNode index = indexJson == null ? null : JSON.readTree(indexJson);
-    HuggingFace.load(model, source, index, name -> fs.open(new Path(root, name)), dir);
+    HuggingFace.load(model, source, index, name -> fs.open(new Path(root, name)), dir, cfg.train().upcycleNoise(),
+        cfg.train().seed());
   }
 
   /** What the console says when the run starts. */
