@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.job.data.PreparedData;
+import io.moespark.job.data.RunData;
 import io.moespark.job.io.CheckpointStore;
 import io.moespark.job.io.HfInit;
 import io.moespark.job.io.RunFiles;
@@ -69,6 +70,7 @@ public final class TrainJob {
   private StepResult last;
   private ObjectNode held; // the metrics line of a step whose validation loss is still to come
   private double valLoss = Double.NaN;
+  private double lastLoss = Double.NaN; // the last loss in metrics.jsonl before this attempt
   private long loopStart;
   private int loopFirstStep;
 
@@ -101,6 +103,7 @@ public final class TrainJob {
       throw new ConfigException("--init-from starts a new run; --resume continues one from its checkpoint "
           + "(which already holds the imported weights)");
     }
+    RunData.check(RunData.withAbsolutePath(cfg), conf);
     HfInit init = initFrom == null ? null : HfInit.open(initFrom, cfg, conf);
     Path dir = new Path(runDir);
     FileSystem fs = RunFiles.fs(dir, conf);
@@ -113,22 +116,30 @@ public final class TrainJob {
     CheckpointStore store = new CheckpointStore(runDir.toString(), cfg.checkpoint().keep(), fs.getConf());
     CheckpointStore.Stored from = null;
     ExpertPlacement placement = ExpertPlacement.contiguous(cfg, cfg.parallel().ranks());
+    int removed = store.removeUncommitted();
+    if (removed > 0) {
+      console.printf(Locale.ROOT, "removed %d uncommitted checkpoint folder(s) of an interrupted run%n", removed);
+    }
     if (resume) {
-      from = store.latest().orElseThrow(() -> new ConfigException("--resume: no checkpoint under "
-          + new Path(runDir, CheckpointStore.DIR)));
+      from = store.latestIntact(console::println).orElseThrow(() -> new ConfigException("--resume: no intact "
+          + "checkpoint under " + new Path(runDir, CheckpointStore.DIR) + "; run again without --resume to start over"));
       JsonNode state = JSON.readTree(from.stateJson());
       if (state.path("ranks").asInt() == cfg.parallel().ranks()) {
         placement = ExpertPlacement.fromJson(state.get("placement"), cfg.parallel().ranks());
       }
-      if (from.step() >= cfg.train().steps()) {
-        throw new ConfigException("--resume: the last checkpoint is at step " + from.step() + ", train.steps is "
-            + cfg.train().steps() + ": nothing left to run (raise train.steps with --set)");
+      if (from.step() > cfg.train().steps()) {
+        throw new ConfigException("--resume: the last checkpoint is at step " + from.step() + ", past train.steps = "
+            + cfg.train().steps() + " (raise train.steps with --set)");
       }
-      console.printf(Locale.ROOT, "resuming from %s (step %d, written with %d ranks)%n", from.dir(), from.step(),
-          state.path("ranks").asInt());
-    } else if (fs.exists(new Path(runDir, METRICS)) || fs.exists(new Path(runDir, CheckpointStore.DIR))) {
+      console.printf(Locale.ROOT, from.step() == cfg.train().steps()
+          ? "nothing left to run: exporting the model from %s (step %d, written with %d ranks)%n"
+          : "resuming from %s (step %d, written with %d ranks)%n", from.dir(), from.step(), state.path("ranks").asInt());
+    } else if (store.hasCommitted()) {
       throw new ConfigException("--run-dir " + runDir + " already holds a run; pass --resume to continue it or "
           + "choose another directory");
+    } else if (fs.exists(new Path(runDir, METRICS))) {
+      // A start that failed or was killed before its first checkpoint left nothing to continue: start over.
+      console.println("starting over in " + runDir + " (it holds no checkpoint of an earlier attempt)");
     }
     fs.mkdirs(runDir);
     writeFile(new Path(runDir, CONFIG), configJson);
@@ -150,7 +161,7 @@ public final class TrainJob {
         console.printf(Locale.ROOT, "stopped after step %d of %d; continue with --resume%n", ranks.nextStep(),
             cfg.train().steps());
       }
-      return new Outcome(ranks.nextStep(), last == null ? Double.NaN : last.loss(), valLoss, model);
+      return new Outcome(ranks.nextStep(), last == null ? lastLoss : last.loss(), valLoss, model);
     } finally {
       metrics.close();
       sc.clearJobGroup();
@@ -324,11 +335,29 @@ public final class TrainJob {
       return;
     }
     List<String> kept = new ArrayList<>();
+    List<String> lines;
     try (BufferedReader in = new BufferedReader(new InputStreamReader(fs.open(file), StandardCharsets.UTF_8))) {
-      for (String l; (l = in.readLine()) != null; ) {
-        if (!l.isBlank() && JSON.readTree(l).path("step").asInt() < fromStep) {
-          kept.add(l);
+      lines = in.lines().toList();
+    }
+    for (int i = 0; i < lines.size(); i++) {
+      String l = lines.get(i);
+      if (l.isBlank()) {
+        continue;
+      }
+      JsonNode line;
+      try {
+        line = JSON.readTree(l);
+      } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+        if (i == lines.size() - 1) {
+          // The last line of a driver killed mid-write: drop it (its step runs again from the checkpoint).
+          console.println("warning: " + file + " line " + (i + 1) + " was cut off mid-write; dropped");
+          continue;
         }
+        throw new IOException(file + " line " + (i + 1) + " is not a JSON metrics line: " + e.getOriginalMessage(), e);
+      }
+      if (line.path("step").asInt() < fromStep) {
+        kept.add(l);
+        lastLoss = line.path("loss").asDouble(Double.NaN);
       }
     }
     writeFile(file, kept.isEmpty() ? "" : String.join("\n", kept) + "\n");

@@ -12,12 +12,8 @@ public final class LocalCluster {
   private LocalCluster() {}
 
   public static JavaSparkContext start(int executors, int cores, int memoryMb) {
-    String classes = Path.of("target", "classes").toAbsolutePath() + java.io.File.pathSeparator
-        + Path.of("target", "test-classes").toAbsolutePath();
-    SparkConf conf = new SparkConf().setMaster("local-cluster[" + executors + "," + cores + "," + memoryMb + "]")
+    SparkConf conf = executorClasses(new SparkConf().setMaster(master(executors, cores, memoryMb)))
         .setAppName("moe-spark-tests")
-        .set("spark.executor.extraClassPath", classes)
-        .set("spark.executor.extraJavaOptions", System.getProperty("moe.addOpens", ""))
         .set("spark.authenticate", "true")
         .set("spark.authenticate.secret", "local-cluster-test-secret")
         .set("spark.network.crypto.enabled", "true")
@@ -27,5 +23,17 @@ public final class LocalCluster {
     JavaSparkContext sc = new JavaSparkContext(conf);
     sc.setLogLevel("WARN");
     return sc;
+  }
+
+  static String master(int executors, int cores, int memoryMb) {
+    return "local-cluster[" + executors + "," + cores + "," + memoryMb + "]";
+  }
+
+  /** Executor JVMs load this module's classes (the job jar is not built when tests run). */
+  static SparkConf executorClasses(SparkConf conf) {
+    String classes = Path.of("target", "classes").toAbsolutePath() + java.io.File.pathSeparator
+        + Path.of("target", "test-classes").toAbsolutePath();
+    return conf.set("spark.executor.extraClassPath", classes)
+        .set("spark.executor.extraJavaOptions", System.getProperty("moe.addOpens", ""));
   }
 }

@@ -76,12 +76,38 @@ public final class TrainMain {
     if (!plugins.contains(StepFeedPlugin.CLASS)) {
       conf.set("spark.plugins", plugins.isEmpty() ? StepFeedPlugin.CLASS : plugins + "," + StepFeedPlugin.CLASS);
     }
+    secureByDefault(conf);
     // Executors started by this launcher (local-cluster) load the job from the jar this class came from.
     String self = TrainMain.class.getProtectionDomain().getCodeSource().getLocation().getPath();
     if (self.endsWith(".jar") && conf.get("spark.jars", "").isEmpty()) {
       conf.setJars(new String[] {self});
     }
     return conf;
+  }
+
+  /**
+   * Authentication on by default wherever ranks listen on a network (DESIGN §4: nothing listens
+   * unauthenticated): any master but in-process {@code local[...]}, unless the application already says
+   * {@code spark.authenticate} (a cluster's own settings win). local-cluster gets a fresh random secret
+   * for this run (kept in memory: never on a command line, never logged; executors receive it through
+   * their environment); YARN and Kubernetes generate and distribute their own. A standalone cluster
+   * needs its own shared secret (README, "Running on a cluster"), so there it stays the cluster's
+   * choice. Network encryption follows authentication; the UIs' kill links are off.
+   */
+  static void secureByDefault(SparkConf conf) {
+    conf.setIfMissing("spark.ui.killEnabled", "false");
+    String master = conf.get("spark.master", "local[*]");
+    boolean inProcess = master.startsWith("local") && !master.startsWith("local-cluster");
+    if (inProcess || conf.contains("spark.authenticate") || master.startsWith("spark://")) {
+      return;
+    }
+    conf.set("spark.authenticate", "true");
+    conf.setIfMissing("spark.network.crypto.enabled", "true");
+    if (master.startsWith("local-cluster")) {
+      byte[] secret = new byte[32];
+      new java.security.SecureRandom().nextBytes(secret);
+      conf.set("spark.authenticate.secret", java.util.HexFormat.of().formatHex(secret));
+    }
   }
 
   private static com.fasterxml.jackson.databind.JsonNode readRunConfig(String runDir, Configuration conf)

@@ -1,6 +1,7 @@
 package io.moespark.job.data;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.train.TokenData;
@@ -26,6 +27,30 @@ public record RunData(int[] train, int[] val, String tokenizer) {
     ObjectNode tree = (ObjectNode) ConfigLoader.toTree(cfg);
     ((ObjectNode) tree.get("data")).put("path", java.nio.file.Path.of(data).toAbsolutePath().normalize().toString());
     return ConfigLoader.fromTree(tree, "run config");
+  }
+
+  /**
+   * What the driver can check before any executor starts (each a one-line error, exit 2): the data path
+   * exists; for prepared data, its manifest reads, the split exists and its tokenizer fits the model.
+   */
+  public static void check(RunConfig cfg, Configuration conf) {
+    RunConfig.Data d = cfg.data();
+    try {
+      org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(d.path());
+      if (!p.getFileSystem(conf).exists(p)) {
+        throw new ConfigException("data.path " + d.path() + " does not exist");
+      }
+    } catch (java.io.IOException e) {
+      throw new ConfigException("data.path " + d.path() + ": " + e.getMessage(), e);
+    }
+    if (d.format().equals("prepared") || d.format().equals("auto") && PreparedData.isPrepared(d.path(), conf)) {
+      PreparedData p = PreparedData.open(d.path(), conf, "data.path");
+      p.checkVocab(cfg.model().vocabSize(), "data.path " + d.path());
+      if (!p.hasSplit(d.split())) {
+        throw new ConfigException("data.split: " + d.path() + " has no split '" + d.split() + "' (it has "
+            + p.splits() + ")");
+      }
+    }
   }
 
   public static RunData load(RunConfig cfg, Configuration conf) {

@@ -16,6 +16,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
+import java.util.function.Consumer;
 import java.util.Set;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
@@ -94,14 +95,57 @@ public final class CheckpointStore {
     return target.toString();
   }
 
-  /** The newest committed checkpoint, if any. */
-  public Optional<Stored> latest() throws IOException {
+  /**
+   * The newest committed checkpoint whose every file matches its manifest. A damaged newer one (a
+   * corrupt shard, an unreadable manifest) is reported through {@code warn} and skipped, never deleted;
+   * the run then continues from the one before, which the next checkpoint supersedes.
+   */
+  public Optional<Stored> latestIntact(Consumer<String> warn) throws IOException {
     List<Path> dirs = committed();
-    return dirs.isEmpty() ? Optional.empty() : Optional.of(read(dirs.get(dirs.size() - 1)));
+    for (int i = dirs.size() - 1; i >= 0; i--) {
+      try {
+        Stored s = read(dirs.get(i));
+        for (Shard shard : s.shards()) {
+          Path file = new Path(dirs.get(i), shard.file().name());
+          if (!fs.exists(file) || !RunFiles.sha256(fs, file).equals(shard.file().sha256())) {
+            throw new IOException(file + ": " + (fs.exists(file) ? "checksum does not match " : "listed in ")
+                + Checkpoint.MANIFEST + (fs.exists(file) ? "" : " but missing"));
+          }
+        }
+        return Optional.of(s);
+      } catch (IOException | RuntimeException e) {
+        warn.accept("warning: checkpoint " + dirs.get(i) + " is damaged (" + e.getMessage() + ")"
+            + (i > 0 ? "; using the one before it" : ""));
+      }
+    }
+    return Optional.empty();
+  }
+
+  /** Whether any checkpoint was committed (intact or not). */
+  public boolean hasCommitted() throws IOException {
+    return !committed().isEmpty();
+  }
+
+  /**
+   * Removes the temporary directories of checkpoints that were never committed (a driver or rank killed
+   * while writing); returns how many. Committed checkpoints are untouched.
+   */
+  public int removeUncommitted() throws IOException {
+    if (!fs.exists(root)) {
+      return 0;
+    }
+    FileStatus[] tmp = fs.listStatus(root, p -> p.getName().startsWith("_tmp-"));
+    for (FileStatus s : tmp) {
+      fs.delete(s.getPath(), true);
+    }
+    return tmp.length;
   }
 
   private Stored read(Path dir) throws IOException {
     JsonNode manifest = readJson(new Path(dir, Checkpoint.MANIFEST));
+    if (manifest == null || !manifest.isObject() || !manifest.has("files")) {
+      throw new IOException(new Path(dir, Checkpoint.MANIFEST) + " is empty or not a checkpoint manifest");
+    }
     JsonNode files = manifest.path("files");
     String state = verifiedText(dir, Checkpoint.STATE, files);
     String config = verifiedText(dir, CONFIG, files);
@@ -148,11 +192,7 @@ public final class CheckpointStore {
         throw new IOException(file + ": checksum does not match " + Checkpoint.MANIFEST + " (corrupt checkpoint)");
       }
       try (InputStream in = fs.open(file)) {
-        SafeTensors.read(in, file.toString(), backend).forEach((k, v) -> {
-          if (needed.contains(k)) {
-            out.put(k, v);
-          }
-        });
+        out.putAll(SafeTensors.read(in, file.toString(), backend, needed::contains));
       }
     }
     return out;
