@@ -37,7 +37,7 @@ public final class RankGroup implements AutoCloseable {
   private static final ClassTag<RankReply> REPLY = ClassTag$.MODULE$.apply(RankReply.class);
 
   private final JavaSparkContext sc;
-  private final String runId = UUID.randomUUID().toString();
+  private final String runId;
   private final RunConfig cfg;
   private final ExpertPlacement placement;
   private final String[] executors;
@@ -46,8 +46,9 @@ public final class RankGroup implements AutoCloseable {
   private long valTokens;
   private int nextStep;
 
-  private RankGroup(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement) {
+  private RankGroup(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement, String lineage) {
     this.sc = sc;
+    this.runId = RankState.runId(lineage, UUID.randomUUID().toString());
     this.cfg = cfg;
     this.placement = placement;
     this.executors = new String[placement.ranks()];
@@ -61,14 +62,18 @@ public final class RankGroup implements AutoCloseable {
    */
   public static RankGroup open(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement,
       CheckpointStore.Stored from) {
-    return open(sc, cfg, placement, from, null);
+    return open(sc, cfg, placement, from, null, "");
   }
 
-  /** As {@link #open}, a fresh run's ranks starting from a Hugging Face model directory when {@code init} is set. */
+  /**
+   * As {@link #open}, starting from a Hugging Face model directory when {@code init} is set. Groups of one
+   * {@code lineage} (the run directory) replace each other: opening one releases what an earlier, failed
+   * group of the same lineage left on the executors.
+   */
   public static RankGroup open(JavaSparkContext sc, RunConfig cfg, ExpertPlacement placement,
-      CheckpointStore.Stored from, HfInit init) {
+      CheckpointStore.Stored from, HfInit init, String lineage) {
     RankStages.checkSlots(sc, placement.ranks());
-    RankGroup d = new RankGroup(sc, cfg, placement);
+    RankGroup d = new RankGroup(sc, cfg, placement, lineage);
     String cfgJson = ConfigLoader.toTree(RunData.withAbsolutePath(cfg)).toString();
     List<RankReply> replies = d.stage(new Open(cfgJson, placement, from, init),
         "open " + placement.ranks() + " ranks" + (from == null ? "" : " from " + from.dir()), null);
@@ -162,6 +167,25 @@ public final class RankGroup implements AutoCloseable {
   @Override
   public void close() {
     stage(new Close(), "close ranks", null);
+  }
+
+  /**
+   * After a failure: releases the ranks' state on the executors that still have it, waiting a few seconds
+   * at most (a barrier stage needs every slot, and a lost executor's may not come back in time); errors
+   * are ignored, since the next group of the lineage releases leftovers when it opens.
+   */
+  public void abandon() {
+    try {
+      stage(new Close(), "release ranks after a failure", job -> {
+        try {
+          job.get(3, java.util.concurrent.TimeUnit.SECONDS);
+        } catch (java.util.concurrent.TimeoutException | java.util.concurrent.ExecutionException e) {
+          job.cancel(true);
+        }
+      });
+    } catch (RuntimeException ignored) {
+      // Best effort by design (see above).
+    }
   }
 
   /** Lets the driver act while a stage runs (the direct runner forwards each step's statistics). */

@@ -47,6 +47,24 @@ final class RankState implements AutoCloseable {
     return bridge;
   }
 
+  /** A run id in a lineage: the groups that replace each other after failures share the lineage. */
+  static String runId(String lineage, String unique) {
+    return Integer.toHexString((lineage.isEmpty() ? unique : lineage).hashCode()) + "-" + unique;
+  }
+
+  /** Releases the states this executor holds for other groups of {@code runId}'s lineage (a failed group's). */
+  static void releaseLineage(String runId) {
+    String lineage = runId.substring(0, runId.indexOf('-') + 1);
+    for (String key : RESIDENT.keySet()) {
+      if (key.startsWith(lineage) && !key.startsWith(runId + "/")) {
+        RankState s = RESIDENT.remove(key);
+        if (s != null) {
+          s.close();
+        }
+      }
+    }
+  }
+
   static void register(String runId, int rank, RankState s) {
     if (RESIDENT.putIfAbsent(key(runId, rank), s) != null) {
       s.close();

@@ -142,6 +142,7 @@ final class RankTasks {
    */
   private static RankReply open(String runId, BarrierTaskContext task, Open o) throws Exception {
     int r = task.partitionId(), ranks = task.numPartitions();
+    RankState.releaseLineage(runId);
     SparkEnv env = SparkEnv.get();
     RunConfig cfg = ConfigLoader.fromTree(JSON.readTree(o.cfgJson()), "run config");
     Backend backend = CpuBackend.INSTANCE;

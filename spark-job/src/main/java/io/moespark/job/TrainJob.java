@@ -19,6 +19,7 @@ import io.moespark.ops.moe.MoeStats;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.train.StepReport;
+import io.moespark.ops.train.Trainer;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
@@ -121,12 +122,21 @@ public final class TrainJob {
       console.printf(Locale.ROOT, "removed %d uncommitted checkpoint folder(s) of an interrupted run%n", removed);
     }
     if (resume) {
-      from = store.latestIntact(console::println).orElseThrow(() -> new ConfigException("--resume: no intact "
-          + "checkpoint under " + new Path(runDir, CheckpointStore.DIR) + "; run again without --resume to start over"));
-      JsonNode state = JSON.readTree(from.stateJson());
-      if (state.path("ranks").asInt() == cfg.parallel().ranks()) {
-        placement = ExpertPlacement.fromJson(state.get("placement"), cfg.parallel().ranks());
+      List<String> damaged = new ArrayList<>();
+      from = store.latestIntact(w -> {
+        damaged.add(w);
+        console.println(w);
+      }).orElse(null);
+      if (from == null) {
+        if (!damaged.isEmpty()) { // corrupt data is an I/O failure (exit 1), not a usage error
+          throw new IllegalStateException("--resume: no intact checkpoint to continue from: "
+              + String.join("; ", damaged));
+        }
+        throw new ConfigException("--resume: no checkpoint under " + new Path(runDir, CheckpointStore.DIR)
+            + "; run again without --resume to start over");
       }
+      JsonNode state = JSON.readTree(from.stateJson());
+      placement = placementFor(from);
       if (from.step() > cfg.train().steps()) {
         throw new ConfigException("--resume: the last checkpoint is at step " + from.step() + ", past train.steps = "
             + cfg.train().steps() + " (raise train.steps with --set)");
@@ -149,24 +159,65 @@ public final class TrainJob {
     if (init != null) {
       console.println(init.describe());
     }
-    try (RankGroup ranks = RankGroup.open(sc, cfg, placement, from, from == null ? init : null)) {
-      console.printf(Locale.ROOT, "%d rank(s) on executors %s; %,d validation tokens%n", placement.ranks(),
-          ranks.executors(), ranks.valTokens());
-      loop(ranks, StepRunners.of(ranks), store, placement, stopAt);
-      String model = null;
-      if (ranks.nextStep() == cfg.train().steps()) {
-        model = export(ranks.gather());
-        console.println("model exported to " + model);
-      } else {
-        console.printf(Locale.ROOT, "stopped after step %d of %d; continue with --resume%n", ranks.nextStep(),
-            cfg.train().steps());
+    try {
+      for (int restarts = 0; ; restarts++) {
+        RankGroup ranks = null;
+        try {
+          ranks = RankGroup.open(sc, cfg, placement, from, from == null ? init : null, runDir.toString());
+          console.printf(Locale.ROOT, "%d rank(s) on executors %s; %,d validation tokens%n", placement.ranks(),
+              ranks.executors(), ranks.valTokens());
+          loop(ranks, StepRunners.of(ranks), store, placement, stopAt);
+          String model = null;
+          if (ranks.nextStep() == cfg.train().steps()) {
+            model = export(ranks.gather());
+            console.println("model exported to " + model);
+          } else {
+            console.printf(Locale.ROOT, "stopped after step %d of %d; continue with --resume%n", ranks.nextStep(),
+                cfg.train().steps());
+          }
+          int done = ranks.nextStep();
+          ranks.close();
+          ranks = null;
+          return new Outcome(done, last == null ? lastLoss : last.loss(), valLoss, model);
+        } catch (Trainer.DivergenceException | ConfigException e) {
+          throw e;
+        } catch (RuntimeException e) {
+          // A lost executor, a failed or stalled rank: every rank's state is suspect; continue from disk.
+          if (restarts >= cfg.parallel().maxRestarts()) {
+            throw e;
+          }
+          String where = ranks == null ? "while opening the ranks" : "at step " + (ranks.nextStep() + 1)
+              + " with the ranks on executors " + ranks.executors();
+          from = store.latestIntact(console::println).orElse(null);
+          placement = placementFor(from);
+          console.printf(Locale.ROOT, "run failed %s: %s%nrestart %d of %d (parallel.max_restarts): reopening the "
+              + "ranks on the executors Spark has, from %s%n", where, e.getMessage(), restarts + 1,
+              cfg.parallel().maxRestarts(), from == null ? "the start" : "the checkpoint at step " + from.step());
+          metrics.close();
+          held = null;
+          openMetrics(from == null ? 0 : from.step());
+        } finally {
+          if (ranks != null) {
+            ranks.abandon();
+          }
+        }
       }
-      return new Outcome(ranks.nextStep(), last == null ? lastLoss : last.loss(), valLoss, model);
     } finally {
       metrics.close();
       sc.clearJobGroup();
       writeReport();
     }
+  }
+
+  /** The placement a run continues with: the checkpoint's when it was written with this R, else the default. */
+  private ExpertPlacement placementFor(CheckpointStore.Stored from) throws IOException {
+    if (from != null) {
+      JsonNode state = JSON.readTree(from.stateJson());
+      if (state.path("ranks").asInt() == cfg.parallel().ranks()) {
+        return ExpertPlacement.fromJson(state.get("placement"), cfg.parallel().ranks());
+      }
+    }
+    return ExpertPlacement.contiguous(cfg, cfg.parallel().ranks());
   }
 
   private void loop(RankGroup ranks, StepRunner runner, CheckpointStore store, ExpertPlacement placement, int stopAt)

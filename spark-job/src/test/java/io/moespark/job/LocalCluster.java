@@ -12,14 +12,23 @@ public final class LocalCluster {
   private LocalCluster() {}
 
   public static JavaSparkContext start(int executors, int cores, int memoryMb) {
+    return start(executors, cores, memoryMb, java.util.Map.of());
+  }
+
+  /** The same with {@code extra} settings on top (e.g. a shorter network timeout for fault tests). */
+  public static JavaSparkContext start(int executors, int cores, int memoryMb, java.util.Map<String, String> extra) {
     SparkConf conf = executorClasses(new SparkConf().setMaster(master(executors, cores, memoryMb)))
         .setAppName("moe-spark-tests")
         .set("spark.authenticate", "true")
         .set("spark.authenticate.secret", "local-cluster-test-secret")
         .set("spark.network.crypto.enabled", "true")
         .set("spark.plugins", StepFeedPlugin.CLASS)
+        .set("spark.stage.maxConsecutiveAttempts", "1") // as moe-train launches: a retried stage cannot help
+        .set("spark.scheduler.barrier.maxConcurrentTasksCheck.interval", "2s") // as moe-train launches
+        .set("spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures", "300")
         .set("spark.shuffle.compress", "false") // shuffle bytes are the blocks' bytes (ShuffleRunnerTest)
         .set("spark.ui.enabled", "false");
+    extra.forEach(conf::set);
     JavaSparkContext sc = new JavaSparkContext(conf);
     sc.setLogLevel("WARN");
     return sc;
@@ -35,5 +44,18 @@ public final class LocalCluster {
         + Path.of("target", "test-classes").toAbsolutePath();
     return conf.set("spark.executor.extraClassPath", classes)
         .set("spark.executor.extraJavaOptions", System.getProperty("moe.addOpens", ""));
+  }
+
+  /** One of the executor JVMs the cluster started (children of this JVM), for fault tests. */
+  static ProcessHandle anExecutorProcess() {
+    return ProcessHandle.current().descendants()
+        .filter(p -> p.info().commandLine().orElse("").contains("CoarseGrainedExecutorBackend"))
+        .findFirst().orElseThrow(() -> new AssertionError("no executor process found"));
+  }
+
+  /** Complete lines of a run's metrics.jsonl so far (0 before it exists). */
+  static int metricsLines(java.nio.file.Path file) throws java.io.IOException {
+    return java.nio.file.Files.exists(file)
+        ? (int) java.nio.file.Files.readAllLines(file).stream().filter(l -> l.endsWith("}")).count() : 0;
   }
 }

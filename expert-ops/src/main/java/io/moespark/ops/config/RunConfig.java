@@ -38,8 +38,10 @@ public record RunConfig(
    *     the driver as it ends)
    * @param timeoutS how long a rank waits for a peer in an exchange before the step fails
    * @param transport the direct path's collective
+   * @param maxRestarts how often a run reopens its ranks from the last checkpoint after a failure
    */
-  public record Parallel(int ranks, Dispatch dispatch, int stepsPerStage, int timeoutS, Transport transport) {}
+  public record Parallel(int ranks, Dispatch dispatch, int stepsPerStage, int timeoutS, Transport transport,
+      int maxRestarts) {}
 
   /** {@code parallel.dispatch}: how the exchanges of a step travel between ranks. */
   public enum Dispatch {
@@ -115,6 +117,7 @@ public record RunConfig(
     positive("parallel.ranks", parallel.ranks());
     positive("parallel.steps_per_stage", parallel.stepsPerStage());
     positive("parallel.timeout_s", parallel.timeoutS());
+    check(parallel.maxRestarts() >= 0, "parallel.max_restarts", parallel.maxRestarts(), ">= 0 (0: a failure ends the run)");
     check(checkpoint.every() >= 0, "checkpoint.every", checkpoint.every(), ">= 0 (0: only at the end)");
     positive("checkpoint.keep", checkpoint.keep());
     return this;

@@ -70,6 +70,10 @@ public final class TrainMain {
     }
     // A retried barrier stage cannot repair resident rank state (it fails again, naming the rank): fail fast.
     conf.setIfMissing("spark.stage.maxConsecutiveAttempts", "1");
+    // After a lost executor the ranks reopen as soon as a replacement registers: a barrier stage short of
+    // slots checks again every 2 s (Spark's default is 15 s), for up to 10 minutes.
+    conf.setIfMissing("spark.scheduler.barrier.maxConcurrentTasksCheck.interval", "2s");
+    conf.setIfMissing("spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures", "300");
     // The shuffle path's records are float blocks, which LZ4 barely shrinks: save the CPU.
     conf.setIfMissing("spark.shuffle.compress", "false");
     String plugins = conf.get("spark.plugins", "");

@@ -14,6 +14,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import org.apache.spark.BarrierTaskContext;
 import org.apache.spark.SparkEnv;
+import org.apache.spark.TaskContext;
 import org.apache.spark.network.TransportContext;
 import org.apache.spark.network.client.RpcResponseCallback;
 import org.apache.spark.network.client.TransportClient;
@@ -49,6 +50,9 @@ public final class SocketTransport implements BlockTransport {
       return Boolean.parseBoolean(sparkConf.getOrDefault("spark.authenticate", "false"));
     }
   }
+
+  /** How often a waiting rank checks that its peer and its own task are still alive. */
+  private static final long POLL_MS = 200;
 
   private final int rank;
   private final int ranks;
@@ -167,14 +171,36 @@ public final class SocketTransport implements BlockTransport {
     }
   }
 
-  /** The whole message (header included) of round {@code s} from {@code source}. */
+  /**
+   * The whole message (header included) of round {@code s} from {@code source}. The wait ends early, so a
+   * failed run stops within a fraction of a second instead of at the timeout: when the peer's connection
+   * closes (its executor is gone), or when Spark kills this task (another rank of the stage failed; Spark
+   * marks the task killed without interrupting its thread).
+   */
   private byte[] take(long s, int source) {
     CompletableFuture<byte[]> f = slot(s, source);
+    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
+    TaskContext task = TaskContext.get();
     try {
-      return f.get(timeoutMs, TimeUnit.MILLISECONDS);
-    } catch (TimeoutException e) {
-      throw new IllegalStateException("rank " + rank + ": no message " + s + " from rank " + source + " within "
-          + timeoutMs + " ms", e);
+      while (true) {
+        try {
+          return f.get(Math.min(POLL_MS, Math.max(1, (deadline - System.nanoTime()) / 1_000_000)), TimeUnit.MILLISECONDS);
+        } catch (TimeoutException e) {
+          if (System.nanoTime() >= deadline) {
+            throw new IllegalStateException("rank " + rank + ": no message " + s + " from rank " + source + " within "
+                + timeoutMs + " ms (parallel.timeout_s)", e);
+          }
+          if (task != null && task.isInterrupted()) {
+            throw new IllegalStateException("rank " + rank + ": stopped while waiting for rank " + source
+                + " (the stage was cancelled: " + task.getKillReason().getOrElse(() -> "another rank failed") + ")");
+          }
+          TransportClient peer = peers.get(source);
+          if (peer != null && !peer.isActive()) {
+            throw new IllegalStateException("rank " + rank + ": the connection to rank " + source + " closed while "
+                + "waiting for it (its executor is gone)");
+          }
+        }
+      }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("interrupted", e);

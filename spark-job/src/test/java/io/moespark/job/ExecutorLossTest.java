@@ -1,0 +1,71 @@
+package io.moespark.job;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moespark.ops.config.RunConfig;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * An executor JVM killed (SIGKILL) in the middle of a run on {@code local-cluster[2,1,2048]}: the run
+ * notices, reopens its ranks from the last checkpoint on the executors Spark has (the cluster starts a
+ * replacement), replays, and ends with the model bytes of an uninterrupted run. Prints the times to
+ * detect and to recover (README, "Faults").
+ */
+class ExecutorLossTest extends OnTwoExecutors {
+  @Test
+  void aKilledExecutorIsReplacedAndTheRunEndsWithTheUninterruptedModel(@TempDir Path tmp) throws Exception {
+    RunConfig c = SmallRuns.config(4, 2, "train.steps=8", "checkpoint.every=2", "train.eval_every=0",
+        "parallel.steps_per_stage=1");
+    TrainJob.run(sc, c, tmp.resolve("straight").toString(), false, 0, new PrintStream(new ByteArrayOutputStream()));
+    byte[] straight = Files.readAllBytes(tmp.resolve("straight/model/model.safetensors"));
+
+    Path dir = tmp.resolve("killed"), metrics = dir.resolve("metrics.jsonl");
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    PrintStream console = new PrintStream(out, true);
+    ExecutorService pool = Executors.newSingleThreadExecutor();
+    try {
+      Future<TrainJob.Outcome> run = pool.submit(() -> TrainJob.run(sc, c, dir.toString(), false, 0, console));
+      long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(3);
+      while (LocalCluster.metricsLines(metrics) < 3) {
+        assertTrue(System.nanoTime() < deadline && !run.isDone(), "the run did not reach step 3: " + out);
+        Thread.sleep(20);
+      }
+      ProcessHandle executor = LocalCluster.anExecutorProcess();
+      long killed = System.nanoTime();
+      executor.destroyForcibly();
+      long detected = 0, recovered = 0;
+      int before = LocalCluster.metricsLines(metrics);
+      while (!run.isDone()) {
+        if (detected == 0 && out.toString().contains("run failed")) {
+          detected = System.nanoTime();
+          before = LocalCluster.metricsLines(metrics);
+        }
+        if (detected != 0 && recovered == 0 && out.toString().contains("rank(s) on executors")
+            && out.toString().lastIndexOf("rank(s) on executors") > out.toString().indexOf("run failed")) {
+          recovered = System.nanoTime();
+        }
+        Thread.sleep(20);
+      }
+      run.get();
+      System.out.printf(Locale.ROOT, "executor killed after step %d: failure detected after %.1f s, ranks reopened "
+          + "after %.1f s more%n", before, (detected - killed) / 1e9, (recovered - detected) / 1e9);
+      String log = out.toString();
+      assertTrue(log.contains("restart 1 of 3") && log.contains("from the checkpoint at step"), log);
+      assertArrayEquals(straight, Files.readAllBytes(dir.resolve("model/model.safetensors")),
+          "the recovered run's model equals the uninterrupted run's, bit for bit");
+    } finally {
+      pool.shutdownNow();
+    }
+  }
+}
