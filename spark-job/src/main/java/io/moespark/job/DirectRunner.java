@@ -13,31 +13,15 @@ import java.util.function.Consumer;
  * {@link StepFeedPlugin} when it is installed, else when the stage ends.
  */
 final class DirectRunner implements StepRunner {
-  /** The least time without a finished step that counts as a stall. */
-  static final double MIN_STALL_S = 30;
-  /** A stall is this many median step times without a finished step. */
-  static final double STALL_STEPS = 3;
-
   private final RankGroup group;
-  /** Step times seen so far by this runner, for the stall bound. */
-  private final List<Double> stepSeconds = new ArrayList<>();
+  private final StallBound stall;
+  /** Steps are watched only when they stream to the driver as they end (the plugin is installed). */
   private final boolean watched;
 
   DirectRunner(RankGroup group) {
     this.group = group;
+    this.stall = new StallBound(group.config().parallel().timeoutS());
     this.watched = group.sc().getConf().get("spark.plugins", "").contains(StepFeedPlugin.CLASS);
-  }
-
-  /**
-   * How long the driver waits for the next step before it calls the ranks stalled: 3 × the median step
-   * time, at least 30 s; before any step has finished (the first includes warm-up), parallel.timeout_s.
-   */
-  double stallBoundSeconds() {
-    if (stepSeconds.isEmpty()) {
-      return group.config().parallel().timeoutS();
-    }
-    double[] sorted = stepSeconds.stream().mapToDouble(Double::doubleValue).sorted().toArray();
-    return Math.max(MIN_STALL_S, STALL_STEPS * sorted[sorted.length / 2]);
   }
 
   @Override
@@ -55,15 +39,13 @@ final class DirectRunner implements StepRunner {
           if (s != null && s.step() == from + delivered.size()) {
             onStep.accept(s);
             delivered.add(s);
-            stepSeconds.add(s.report().seconds());
+            stall.stepTook(s.report().seconds());
             lastProgress = System.nanoTime();
           }
-          double bound = stallBoundSeconds();
+          double bound = stall.seconds();
           if (watched && (System.nanoTime() - lastProgress) / 1e9 > bound) {
             job.cancel(true);
-            throw new IllegalStateException(String.format(java.util.Locale.ROOT, "the ranks stalled: no step "
-                + "finished within %.0f s (3 x the median step time, at least 30 s) after step %d; ranks on "
-                + "executors %s", bound, from + delivered.size(), group.executors()));
+            throw stall.stalled(bound, from + delivered.size(), group.executors());
           }
         }
       });

@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.function.Consumer;
 import org.apache.spark.SparkEnv;
 import org.apache.spark.TaskContext;
+import org.apache.spark.api.java.JavaFutureAction;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.api.java.function.FlatMapFunction;
@@ -30,9 +31,11 @@ import scala.Tuple2;
  */
 final class ShuffleRunner implements StepRunner {
   private final RankGroup group;
+  private final StallBound stall;
 
   ShuffleRunner(RankGroup group) {
     this.group = group;
+    this.stall = new StallBound(group.config().parallel().timeoutS());
   }
 
   @Override
@@ -48,6 +51,7 @@ final class ShuffleRunner implements StepRunner {
       }
       long bytes = outcomes.stream().mapToLong(Outcome::bytesSent).sum();
       StepResult s = new StepResult(zero.report(), zero.waitSeconds(), bytes);
+      stall.stepTook(zero.report().seconds());
       group.advance(1);
       onStep.accept(s);
       done.add(s);
@@ -92,11 +96,25 @@ final class ShuffleRunner implements StepRunner {
     sc.setCallSite(train ? "optimizer + statistics" : "validation result");
     JavaRDD<Outcome> out = JavaRDD.fromRDD(shuffled, shuffled.elementClassTag()).mapPartitions(finish(runId, homes, last - 1));
     sc.setJobDescription(description);
+    JavaFutureAction<List<Outcome>> job = out.collectAsync(); // the result stage is named by the call site too
     try {
-      List<Outcome> outcomes = new ArrayList<>(out.collect()); // the result stage is named by the call site too
+      // A step job is watched against the stall bound; a validation pass (longer) against parallel.timeout_s.
+      double bound = train ? stall.seconds() : group.config().parallel().timeoutS();
+      long start = System.nanoTime();
+      while (!job.isDone()) {
+        if ((System.nanoTime() - start) / 1e9 > bound) {
+          job.cancel(true);
+          throw stall.stalled(bound, step, group.executors());
+        }
+        Thread.sleep(50);
+      }
+      List<Outcome> outcomes = new ArrayList<>(job.get());
       outcomes.sort((a, b) -> Integer.compare(a.rank(), b.rank()));
       return outcomes;
-    } catch (Exception e) { // a SparkException, undeclared by Scala
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while waiting for " + description, e);
+    } catch (java.util.concurrent.ExecutionException e) {
       throw new IllegalStateException(description + " failed: " + RankStages.rootMessage(e), e);
     } finally {
       sc.clearCallSite();
