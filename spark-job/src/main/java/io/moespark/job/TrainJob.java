@@ -353,17 +353,21 @@ public final class TrainJob {
         : PreparedData.isPrepared(cfg.data().path(), fs.getConf())
             ? PreparedData.open(cfg.data().path(), fs.getConf(), "data.path").tokenizer().toString() : null;
     RunFiles.writeDir(fs, target, tmp -> {
-      RunFiles.write(fs, new Path(tmp, ModelFiles.WEIGHTS), out -> ModelFiles.writeWeights(model, out));
+      List<RunFiles.Written> files = new ArrayList<>();
+      files.add(RunFiles.write(fs, new Path(tmp, ModelFiles.WEIGHTS), out -> ModelFiles.writeWeights(model, out)));
       RunFiles.write(fs, new Path(tmp, ModelFiles.CONFIG), out -> ModelFiles.writeConfig(model, out));
       if (tokenizer != null) {
         Path src = new Path(tokenizer);
         FileSystem srcFs = src.getFileSystem(fs.getConf());
-        RunFiles.write(fs, new Path(tmp, PreparedData.TOKENIZER), out -> {
+        files.add(RunFiles.write(fs, new Path(tmp, PreparedData.TOKENIZER), out -> {
           try (InputStream in = srcFs.open(src)) {
             in.transferTo(out);
           }
-        });
+        }));
       }
+      Map<String, String> sums = new java.util.LinkedHashMap<>();
+      files.forEach(w -> sums.put(w.name(), w.sha256()));
+      RunFiles.write(fs, new Path(tmp, ModelFiles.MANIFEST), out -> ModelFiles.writeManifest(sums, out));
     });
     return target.toString();
   }

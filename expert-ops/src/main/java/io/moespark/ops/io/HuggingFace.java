@@ -323,6 +323,7 @@ public final class HuggingFace {
    */
   public static void exportMixtral(Path model, Path out) throws IOException {
     RunConfig c = ModelFiles.readConfig(model);
+    ModelFiles.verify(model);
     String refusal = mixtralRefusal(c.model(), c.moe());
     if (refusal != null) {
       throw new ConfigException(model + " cannot be exported as a Hugging Face Mixtral model: " + refusal);

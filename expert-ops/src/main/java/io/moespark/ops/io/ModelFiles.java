@@ -31,17 +31,74 @@ import io.moespark.ops.tensor.Tensor;
 public final class ModelFiles {
   public static final String WEIGHTS = "model.safetensors";
   public static final String CONFIG = "config.json";
+  /**
+   * SHA-256 of the directory's weights (and tokenizer), checked on load, independent of any file
+   * system's own checks; config.json stays a text a user may edit (a wrong shape is refused by name).
+   */
+  public static final String MANIFEST = "manifest.json";
   static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
   private ModelFiles() {}
 
-  /** Writes weights and config.json into {@code dir} (an existing local directory). */
+  /** Writes weights, config.json and the manifest into {@code dir} (an existing local directory). */
   public static void writeInto(Path dir, TransformerLM model) throws IOException {
     try (OutputStream out = Files.newOutputStream(dir.resolve(WEIGHTS))) {
       writeWeights(model, out);
     }
     try (OutputStream out = Files.newOutputStream(dir.resolve(CONFIG))) {
       writeConfig(model, out);
+    }
+    Map<String, String> sums = new java.util.LinkedHashMap<>();
+    sums.put(WEIGHTS, sha256(dir.resolve(WEIGHTS)));
+    try (OutputStream out = Files.newOutputStream(dir.resolve(MANIFEST))) {
+      writeManifest(sums, out);
+    }
+  }
+
+  /** The manifest of a model directory: file name -> SHA-256 (hex). */
+  public static void writeManifest(Map<String, String> sha256ByFile, OutputStream out) throws IOException {
+    ObjectNode m = JSON.createObjectNode();
+    ObjectNode files = m.putObject("files");
+    sha256ByFile.forEach((name, sum) -> files.putObject(name).put("sha256", sum));
+    out.write(JSON.writeValueAsBytes(m));
+  }
+
+  /**
+   * Checks every file the directory's manifest lists against its SHA-256 (a directory written before
+   * manifests existed has none and is read as it is); the message names the file.
+   */
+  public static void verify(Path dir) throws IOException {
+    Path manifest = dir.resolve(MANIFEST);
+    if (!Files.exists(manifest)) {
+      return;
+    }
+    JsonNode files = JSON.readTree(manifest.toFile()).path("files");
+    if (!files.isObject() || !files.has(WEIGHTS)) {
+      throw new IOException(manifest + " does not list " + WEIGHTS + " (not a model manifest)");
+    }
+    var it = files.fields();
+    while (it.hasNext()) {
+      var e = it.next();
+      Path f = dir.resolve(e.getKey());
+      if (!Files.exists(f)) {
+        throw new IOException(f + " does not exist (listed in " + MANIFEST + ")");
+      }
+      if (!sha256(f).equals(e.getValue().path("sha256").asText())) {
+        throw new IOException(f + ": checksum does not match " + MANIFEST + " (corrupt model file)");
+      }
+    }
+  }
+
+  private static String sha256(Path file) throws IOException {
+    try (InputStream in = Files.newInputStream(file)) {
+      java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
+      byte[] buf = new byte[1 << 16];
+      for (int n; (n = in.read(buf)) > 0; ) {
+        md.update(buf, 0, n);
+      }
+      return java.util.HexFormat.of().formatHex(md.digest());
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
     }
   }
 
@@ -113,6 +170,7 @@ public final class ModelFiles {
   /** Loads an exported model (F32) from {@code dir} onto {@code backend}. */
   public static TransformerLM load(Path dir, Backend backend) throws IOException {
     RunConfig c = readConfig(dir);
+    verify(dir);
     TransformerLM model = TransformerLM.singleRank(c.model(), c.moe(), backend, DType.F32);
     loadWeights(dir.resolve(WEIGHTS), model);
     return model;

@@ -108,9 +108,25 @@ class ModelFilesTest {
     try (var out = Files.newOutputStream(dir.resolve(ModelFiles.WEIGHTS))) {
       SafeTensors.write(t, Map.of(), out);
     }
+    Files.delete(dir.resolve(ModelFiles.MANIFEST)); // a directory assembled by hand carries no manifest
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelFiles.load(dir, CPU));
     assertTrue(e.getMessage().contains("model.safetensors") && e.getMessage().contains("layers.1.moe.experts.7.w1.weight"),
         e.getMessage());
+  }
+
+  @Test
+  void aCorruptWeightsFileIsRefusedByItsChecksum(@TempDir Path tmp) throws IOException {
+    RunConfig c = small();
+    Path dir = tmp.resolve("model");
+    exportTo(dir, TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32));
+    Path weights = dir.resolve(ModelFiles.WEIGHTS);
+    byte[] b = Files.readAllBytes(weights);
+    for (int i = 1; i <= 4; i++) {
+      b[b.length - i] = (byte) 0xFF; // a NaN in the last tensor: would score as NaN without the check
+    }
+    Files.write(weights, b);
+    IOException e = assertThrows(IOException.class, () -> ModelFiles.load(dir, CPU));
+    assertTrue(e.getMessage().contains("model.safetensors") && e.getMessage().contains("checksum"), e.getMessage());
   }
 
   /** A file of two F32 tensors [2] with the given header offsets and {@code dataBytes} bytes of data. */
