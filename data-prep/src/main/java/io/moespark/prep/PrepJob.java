@@ -110,7 +110,7 @@ public final class PrepJob {
   }
 
   private void packSplit(FileSystem fs, Path tmp, String split, Dataset<Row> docs, BpeTokenizer tok,
-      ObjectNode splits) {
+      ObjectNode splits) throws IOException {
     long t0 = System.nanoTime();
     Pack.Counters c = new Pack.Counters(spark.sparkContext().longAccumulator(split + " tokens"),
         spark.sparkContext().longAccumulator(split + " tokens dropped"));
@@ -125,6 +125,24 @@ public final class PrepJob {
     s.put("tokens", rows * (o.seqLen() + 1));
     s.put("tokens_before_packing", c.tokens().value());
     s.put("tokens_dropped", c.dropped().value());
+    // Every shard's SHA-256, checked by the reader: object stores keep no .crc side files.
+    ObjectNode files = s.putObject("files");
+    for (org.apache.hadoop.fs.FileStatus f : fs.listStatus(new Path(dir), p -> p.getName().endsWith(".parquet"))) {
+      files.put(f.getPath().getName(), sha256(fs, f.getPath()));
+    }
+  }
+
+  static String sha256(FileSystem fs, Path file) throws IOException {
+    try (java.io.InputStream in = fs.open(file)) {
+      MessageDigest md = MessageDigest.getInstance("SHA-256");
+      byte[] buf = new byte[1 << 16];
+      for (int n; (n = in.read(buf)) > 0; ) {
+        md.update(buf, 0, n);
+      }
+      return HexFormat.of().formatHex(md.digest());
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
   }
 
   private Dataset<Row> stage(String name, Dataset<Row> ds) {

@@ -41,7 +41,7 @@ class PrepJobTest {
   }
 
   @Test
-  void writesShardsTokenizerAndManifest(@TempDir Path tmp) throws IOException {
+  void writesShardsTokenizerAndManifest(@TempDir Path tmp) throws Exception {
     Path in = tmp.resolve("book.txt"), out = tmp.resolve("prepared");
     Files.writeString(in, corpus + "\n\n" + corpus.substring(0, 5000)); // repeated paragraphs: exact dupes
     JsonNode m = new PrepJob(TestSpark.get(), options(in, out, false), s -> {}).run();
@@ -56,6 +56,17 @@ class PrepJobTest {
         "exact dedup removed the repeated paragraphs");
     String tokJson = Files.readString(out.resolve(PrepJob.TOKENIZER));
     assertEquals(PrepJob.sha256(tokJson), m.get("tokenizer_sha256").asText());
+    for (String split : List.of("train", "val")) {
+      JsonNode files = m.get("splits").get(split).get("files");
+      try (var parts = Files.list(out.resolve(split))) {
+        List<Path> shards = parts.filter(p -> p.toString().endsWith(".parquet")).toList();
+        assertEquals(shards.size(), files.size(), split + ": every shard listed");
+        for (Path p : shards) {
+          assertEquals(java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+              .digest(Files.readAllBytes(p))), files.get(p.getFileName().toString()).asText(), p.toString());
+        }
+      }
+    }
     BpeTokenizer tok = BpeTokenizer.fromJson(tokJson, "tokenizer.json");
     for (String split : List.of("train", "val")) {
       JsonNode s = m.get("splits").get(split);

@@ -93,6 +93,35 @@ public final class PreparedData {
     return new Path(dir, manifest.path("tokenizer").asText(TOKENIZER));
   }
 
+  /**
+   * Checks the split's shards against the SHA-256 the manifest lists (data prepared before manifests
+   * listed them has none and is read as it is): the same set of files, each unchanged. Independent of
+   * Hadoop's .crc side files, which object stores do not keep.
+   */
+  private void verify(JsonNode listed, FileStatus[] files, Path splitDir) throws IOException {
+    if (listed.isMissingNode()) {
+      return;
+    }
+    java.util.Set<String> names = new java.util.TreeSet<>();
+    for (FileStatus f : files) {
+      names.add(f.getPath().getName());
+      JsonNode sum = listed.get(f.getPath().getName());
+      if (sum == null) {
+        throw new ConfigException(f.getPath() + " is not listed in " + new Path(dir, MANIFEST)
+            + " (a shard added after preparation)");
+      }
+      if (!io.moespark.job.io.RunFiles.sha256(fs, f.getPath()).equals(sum.asText())) {
+        throw new ConfigException(f.getPath() + ": checksum does not match " + new Path(dir, MANIFEST)
+            + " (corrupt prepared data; prepare it again)");
+      }
+    }
+    listed.fieldNames().forEachRemaining(n -> {
+      if (!names.contains(n)) {
+        throw new ConfigException(new Path(splitDir, n) + " is listed in " + MANIFEST + " but missing");
+      }
+    });
+  }
+
   /** The split's windows concatenated into one stream. */
   public int[] read(String split) {
     JsonNode s = manifest.path("splits").get(split);
@@ -103,6 +132,7 @@ public final class PreparedData {
     try {
       FileStatus[] files = fs.listStatus(splitDir, p -> p.getName().endsWith(".parquet"));
       Arrays.sort(files, (a, b) -> a.getPath().getName().compareTo(b.getPath().getName()));
+      verify(s.path("files"), files, splitDir);
       long expected = s.path("tokens").asLong(-1);
       int[] out = new int[(int) Math.max(expected, 0)];
       int n = 0;
