@@ -188,16 +188,11 @@ public final class RankGroup implements AutoCloseable {
     }
   }
 
-  /** Lets the driver act while a stage runs (the direct runner forwards each step's statistics). */
-  interface Waiter {
-    void await(JavaFutureAction<List<RankReply>> job) throws InterruptedException;
-  }
-
   /**
    * One barrier stage of R tasks running {@code op}, pinned to the ranks' executors once they exist,
    * named {@code callSite} in the UI's stage list; returns the replies by rank.
    */
-  List<RankReply> stage(Op op, String description, Waiter waiter) {
+  List<RankReply> stage(Op op, String description, RankStages.Waiter<RankReply> waiter) {
     RDD<Integer> ids = RankStages.pinned(sc, locations);
     String id = runId;
     String[] homes = executors.clone();
@@ -209,17 +204,7 @@ public final class RankGroup implements AutoCloseable {
     try {
       JavaFutureAction<List<RankReply>> job =
           JavaRDD.fromRDD(ids.barrier().mapPartitions(body, false, REPLY), REPLY).collectAsync();
-      if (waiter != null) {
-        waiter.await(job);
-      }
-      List<RankReply> replies = new ArrayList<>(job.get());
-      replies.sort((a, b) -> Integer.compare(a.rank(), b.rank()));
-      return replies;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IllegalStateException("interrupted while waiting for " + description, e);
-    } catch (java.util.concurrent.ExecutionException e) {
-      throw new IllegalStateException(description + " failed: " + RankStages.rootMessage(e), e);
+      return RankStages.byRank(job, waiter == null ? j -> {} : waiter, RankReply::rank, description);
     } finally {
       sc.clearCallSite();
       sc.setJobDescription(null);

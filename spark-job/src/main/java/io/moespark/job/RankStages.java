@@ -2,11 +2,15 @@ package io.moespark.job;
 
 import io.moespark.job.shuffle.PinnedShuffledRDD;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
+import java.util.concurrent.ExecutionException;
+import java.util.function.ToIntFunction;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaFutureAction;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.rdd.RDD;
 import scala.Tuple2;
@@ -53,6 +57,30 @@ final class RankStages {
       throw new io.moespark.ops.config.ConfigException("parallel.ranks = " + ranks + " needs " + ranks
           + " task slots at once; master " + master + " has " + slots
           + " (lower parallel.ranks or give the master more cores)");
+    }
+  }
+
+  /** Lets the driver act while a rank job runs (stream statistics, watch for stalls); may cancel it. */
+  interface Waiter<T> {
+    void await(JavaFutureAction<List<T>> job) throws InterruptedException;
+  }
+
+  /**
+   * The result of a job with one record per rank, once {@code waiter} has let it finish, in rank order;
+   * a failure names {@code description} and the rank's own words.
+   */
+  static <T> List<T> byRank(JavaFutureAction<List<T>> job, Waiter<T> waiter, ToIntFunction<T> rank,
+      String description) {
+    try {
+      waiter.await(job);
+      List<T> out = new ArrayList<>(job.get());
+      out.sort(Comparator.comparingInt(rank));
+      return out;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while waiting for " + description, e);
+    } catch (ExecutionException e) {
+      throw new IllegalStateException(description + " failed: " + rootMessage(e), e);
     }
   }
 

@@ -97,25 +97,19 @@ final class ShuffleRunner implements StepRunner {
     JavaRDD<Outcome> out = JavaRDD.fromRDD(shuffled, shuffled.elementClassTag()).mapPartitions(finish(runId, homes, last - 1));
     sc.setJobDescription(description);
     JavaFutureAction<List<Outcome>> job = out.collectAsync(); // the result stage is named by the call site too
+    // A step job is watched against the stall bound; a validation pass (longer) against parallel.timeout_s.
+    double bound = train ? stall.seconds() : group.config().parallel().timeoutS();
     try {
-      // A step job is watched against the stall bound; a validation pass (longer) against parallel.timeout_s.
-      double bound = train ? stall.seconds() : group.config().parallel().timeoutS();
-      long start = System.nanoTime();
-      while (!job.isDone()) {
-        if ((System.nanoTime() - start) / 1e9 > bound) {
-          job.cancel(true);
-          throw stall.stalled(bound, step, group.executors());
+      return RankStages.byRank(job, j -> {
+        long start = System.nanoTime();
+        while (!j.isDone()) {
+          if ((System.nanoTime() - start) / 1e9 > bound) {
+            j.cancel(true);
+            throw stall.stalled(bound, step, group.executors());
+          }
+          Thread.sleep(50);
         }
-        Thread.sleep(50);
-      }
-      List<Outcome> outcomes = new ArrayList<>(job.get());
-      outcomes.sort((a, b) -> Integer.compare(a.rank(), b.rank()));
-      return outcomes;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IllegalStateException("interrupted while waiting for " + description, e);
-    } catch (java.util.concurrent.ExecutionException e) {
-      throw new IllegalStateException(description + " failed: " + RankStages.rootMessage(e), e);
+      }, Outcome::rank, description);
     } finally {
       sc.clearCallSite();
       sc.setJobDescription(null);
