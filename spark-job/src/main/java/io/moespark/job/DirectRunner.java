@@ -45,7 +45,7 @@ final class DirectRunner implements StepRunner {
           double bound = stall.seconds();
           if (watched && (System.nanoTime() - lastProgress) / 1e9 > bound) {
             job.cancel(true);
-            throw stall.stalled(bound, from + delivered.size(), group.executors());
+            throw stall.stalled(bound, from + delivered.size(), group.runId(), group.executors());
           }
         }
       });

@@ -167,6 +167,7 @@ public final class RankGroup implements AutoCloseable {
   @Override
   public void close() {
     stage(new Close(), "close ranks", null);
+    StepFeedPlugin.forget(runId);
   }
 
   /**
@@ -186,6 +187,7 @@ public final class RankGroup implements AutoCloseable {
     } catch (RuntimeException ignored) {
       // Best effort by design (see above).
     }
+    StepFeedPlugin.forget(runId);
   }
 
   /**

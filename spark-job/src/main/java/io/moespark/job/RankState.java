@@ -2,6 +2,8 @@ package io.moespark.job;
 
 import io.moespark.ops.collective.Collective;
 import io.moespark.ops.train.Trainer;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -18,25 +20,37 @@ final class RankState implements AutoCloseable {
   private static final Map<String, RankState> RESIDENT = new ConcurrentHashMap<>();
 
   final Trainer trainer;
+  /** The rank's exchanges, watched by {@link #progress}. */
   final Collective collective;
   final int[] val;
+  final RankProgress progress;
   private final ShuffleBridge bridge;
 
-  private RankState(Trainer trainer, Collective collective, ShuffleBridge bridge, int[] val) {
+  private RankState(Trainer trainer, Collective collective, ShuffleBridge bridge, int[] val, RankProgress progress) {
     this.trainer = trainer;
-    this.collective = collective;
+    this.collective = progress.watch(collective);
     this.bridge = bridge;
     this.val = val;
+    this.progress = progress;
   }
 
   /** A rank of the direct path: its collective talks to the peers itself. */
-  static RankState direct(Trainer trainer, Collective collective, int[] val) {
-    return new RankState(trainer, collective, null, val);
+  static RankState direct(Trainer trainer, Collective collective, int[] val, RankProgress progress) {
+    return new RankState(trainer, collective, null, val, progress);
   }
 
   /** A rank of the shuffle path: its collective's rounds are the stages of the step's job, through the bridge. */
-  static RankState shuffle(Trainer trainer, ShuffleBridge bridge, int[] val) {
-    return new RankState(trainer, bridge.collective(), bridge, val);
+  static RankState shuffle(Trainer trainer, ShuffleBridge bridge, int[] val, RankProgress progress) {
+    return new RankState(trainer, bridge.collective(), bridge, val, progress);
+  }
+
+  /** The heartbeats of every rank resident in this executor. */
+  static List<RankProgress.Beat> beats() {
+    List<RankProgress.Beat> beats = new ArrayList<>();
+    for (RankState s : RESIDENT.values()) {
+      beats.add(s.progress.beat());
+    }
+    return beats;
   }
 
   /** The shuffle path's bridge of this rank. */

@@ -14,6 +14,7 @@ import io.moespark.ops.io.Checkpoint;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.Tensor;
+import io.moespark.ops.train.StepProgram;
 import io.moespark.ops.train.StepReport;
 import io.moespark.ops.train.Trainer;
 import java.io.Serializable;
@@ -104,12 +105,17 @@ final class RankTasks {
         return steps(runId, r, st, s);
       }
       if (op instanceof Evaluate) {
-        return RankReply.evaluated(r, t.evaluate(st.val, st.collective, st.collective));
+        st.progress.doing("validation");
+        double loss = t.evaluate(st.val, st.collective, st.collective);
+        st.progress.doing("idle");
+        return RankReply.evaluated(r, loss);
       }
       if (op instanceof Save s) {
+        st.progress.doing("checkpoint");
         CheckpointStore.Shard shard = CheckpointStore.writeShard(s.dir(), r, t.checkpointTensors(),
             RankStages.hadoopConf(env.conf()));
         String state = r == 0 ? Checkpoint.toJson(t.checkpointState()).toString() : null;
+        st.progress.doing("idle");
         return RankReply.saved(r, shard, state);
       }
       Map<String, float[]> params = new LinkedHashMap<>(); // Gather
@@ -164,13 +170,15 @@ final class RankTasks {
       o.init().load(trainer.model(), cfg, conf);
     }
     long timeoutMs = cfg.parallel().timeoutS() * 1000L;
+    String host = env.blockManager().blockManagerId().host();
+    RankProgress progress = new RankProgress(runId, r, env.executorId(), host, StepProgram.training(cfg, ranks));
     RankState state = switch (cfg.parallel().dispatch()) {
       case DIRECT -> RankState.direct(trainer,
-          Collectives.forBarrierTask(cfg.parallel().transport(), task, timeoutMs), data.val());
-      case SHUFFLE -> RankState.shuffle(trainer, new ShuffleBridge(r, ranks, timeoutMs), data.val());
+          Collectives.forBarrierTask(cfg.parallel().transport(), task, timeoutMs), data.val(), progress);
+      case SHUFFLE -> RankState.shuffle(trainer, new ShuffleBridge(r, ranks, timeoutMs), data.val(), progress);
     };
+    progress.doing("idle");
     RankState.register(runId, r, state);
-    String host = env.blockManager().blockManagerId().host();
     // The form Spark's scheduler reads as "this executor" (ExecutorCacheTaskLocation); none in local mode.
     String location = env.executorId().equals("driver") ? null : "executor_" + host + "_" + env.executorId();
     String address = cfg.parallel().dispatch() == RunConfig.Dispatch.DIRECT ? state.collective.endpoint() : null;
@@ -190,6 +198,7 @@ final class RankTasks {
       long bytes0 = c.bytesSent();
       double busy0 = c.busySeconds();
       StepReport rep;
+      st.progress.stepBegins(t.nextStep());
       try {
         rep = t.step(c, c);
       } catch (Trainer.DivergenceException e) {
@@ -204,6 +213,7 @@ final class RankTasks {
         StepFeedPlugin.publish(runId, result);
       }
     }
+    st.progress.doing("idle");
     return RankReply.stepped(r, results, null);
   }
 }

@@ -105,7 +105,7 @@ final class ShuffleRunner implements StepRunner {
         while (!j.isDone()) {
           if ((System.nanoTime() - start) / 1e9 > bound) {
             j.cancel(true);
-            throw stall.stalled(bound, step, group.executors());
+            throw stall.stalled(bound, step, group.runId(), group.executors());
           }
           Thread.sleep(50);
         }
@@ -155,8 +155,13 @@ final class ShuffleRunner implements StepRunner {
               + st.trainer.nextStep() + ", the driver asked for step " + step
               + "; restart the run with --resume from its last checkpoint");
         }
-        bridge.start(program, train ? () -> st.trainer.step(st.collective, st.collective)
-            : () -> st.trainer.evaluate(st.val, st.collective, st.collective));
+        bridge.start(program, train ? () -> {
+          st.progress.stepBegins(step);
+          return st.trainer.step(st.collective, st.collective);
+        } : () -> {
+          st.progress.doing("validation");
+          return st.trainer.evaluate(st.val, st.collective, st.collective);
+        });
       } else {
         bridge.deliver(k - 1, blocks(it));
       }

@@ -30,10 +30,10 @@ final class StallBound {
     return Math.max(MIN_SECONDS, MEDIAN_STEPS * sorted[sorted.length / 2]);
   }
 
-  /** The error a runner stops with, naming the bound, the step and where the ranks are. */
-  IllegalStateException stalled(double bound, int afterStep, List<String> executors) {
+  /** The error a runner stops with: the bound, the step, and each rank's executor and phase from its heartbeats. */
+  IllegalStateException stalled(double bound, int afterStep, String runId, List<String> executors) {
     return new IllegalStateException(String.format(java.util.Locale.ROOT, "the ranks stalled: no step finished "
-        + "within %.0f s (3 x the median step time, at least 30 s) after step %d; ranks on executors %s", bound,
-        afterStep, executors));
+        + "within %.0f s (3 x the median step time, at least 30 s) after step %d: %s", bound, afterStep,
+        StepFeedPlugin.ranksNow(runId, executors)));
   }
 }

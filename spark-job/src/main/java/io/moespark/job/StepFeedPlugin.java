@@ -4,10 +4,16 @@ import com.codahale.metrics.Gauge;
 import com.codahale.metrics.MetricRegistry;
 import java.io.IOException;
 import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 import org.apache.spark.SparkContext;
 import org.apache.spark.api.plugin.DriverPlugin;
 import org.apache.spark.api.plugin.ExecutorPlugin;
@@ -15,7 +21,8 @@ import org.apache.spark.api.plugin.PluginContext;
 import org.apache.spark.api.plugin.SparkPlugin;
 
 /**
- * Carries each step's statistics from the executor that runs rank 0 to the driver while a direct-path
+ * Carries, from executors to the driver, each rank's heartbeat (its step and phase, once a second: how the
+ * driver names the rank and phase a stall is in) and each step's statistics from the executor that runs rank 0 to the driver while a direct-path
  * stage is still running ({@code PluginContext.send}: one small RPC per step, not a job per step), and
  * publishes the driver's latest step through Spark's metrics system (source
  * {@code plugin.io.moespark.job.StepFeedPlugin}: gauges {@code step}, {@code loss}, {@code ce},
@@ -28,9 +35,16 @@ public final class StepFeedPlugin implements SparkPlugin {
   /** The value for {@code spark.plugins}. */
   public static final String CLASS = StepFeedPlugin.class.getName();
 
+  /** How often an executor sends its ranks' heartbeats. */
+  static final long HEARTBEAT_MS = 1000;
+
   private static volatile PluginContext executorContext;
   private static volatile StepResult latest;
   private static final Map<String, BlockingQueue<StepResult>> FEEDS = new ConcurrentHashMap<>();
+  /** The driver's last heartbeat of each (run id, rank), with when it arrived. */
+  private static final Map<String, Seen> BEATS = new ConcurrentHashMap<>();
+
+  private record Seen(RankProgress.Beat beat, long arrivedNanos) {}
 
   /** A step's statistics for run {@code runId}. */
   record StepMessage(String runId, StepResult step) implements Serializable {}
@@ -52,7 +66,9 @@ public final class StepFeedPlugin implements SparkPlugin {
 
       @Override
       public Object receive(Object message) {
-        if (message instanceof StepMessage m) {
+        if (message instanceof RankProgress.Beat b) {
+          BEATS.put(b.runId() + "/" + b.rank(), new Seen(b, System.nanoTime()));
+        } else if (message instanceof StepMessage m) {
           BlockingQueue<StepResult> q = FEEDS.get(m.runId());
           if (q != null) {
             q.add(m.step());
@@ -66,9 +82,30 @@ public final class StepFeedPlugin implements SparkPlugin {
   @Override
   public ExecutorPlugin executorPlugin() {
     return new ExecutorPlugin() {
+      private ScheduledExecutorService heart;
+
       @Override
       public void init(PluginContext ctx, Map<String, String> extraConf) {
         executorContext = ctx;
+        heart = Executors.newSingleThreadScheduledExecutor(r -> {
+          Thread t = new Thread(r, "moe-rank-heartbeat");
+          t.setDaemon(true);
+          return t;
+        });
+        heart.scheduleAtFixedRate(() -> {
+          try {
+            for (RankProgress.Beat b : RankState.beats()) {
+              ctx.send(b);
+            }
+          } catch (IOException | RuntimeException e) {
+            // A heartbeat that cannot be sent is one the driver misses: that is what it measures.
+          }
+        }, HEARTBEAT_MS, HEARTBEAT_MS, TimeUnit.MILLISECONDS);
+      }
+
+      @Override
+      public void shutdown() {
+        heart.shutdownNow();
       }
     };
   }
@@ -102,5 +139,39 @@ public final class StepFeedPlugin implements SparkPlugin {
 
   static void close(String runId) {
     FEEDS.remove(runId);
+  }
+
+  /**
+   * Driver side: what each rank of {@code runId} was last seen doing, for a stall's message. A rank whose
+   * heartbeats stopped (3 missed) is named first, as the one that stalled; the others say what they wait in.
+   */
+  static String ranksNow(String runId, List<String> executors) {
+    long now = System.nanoTime();
+    List<String> silent = new ArrayList<>(), alive = new ArrayList<>();
+    for (int r = 0; r < executors.size(); r++) {
+      Seen seen = BEATS.get(runId + "/" + r);
+      if (seen == null) {
+        silent.add(String.format(Locale.ROOT, "rank %d on executor %s sent no heartbeat", r, executors.get(r)));
+        continue;
+      }
+      RankProgress.Beat b = seen.beat();
+      double ago = (now - seen.arrivedNanos()) / 1e9;
+      String where = String.format(Locale.ROOT, "step %d, %s%s", b.step(), b.phase(),
+          b.exchanging() ? " (waiting for its peers)" : "");
+      if (ago > 3 * HEARTBEAT_MS / 1e3) {
+        silent.add(String.format(Locale.ROOT, "rank %d on executor %s (%s) silent for %.0f s, last seen in %s",
+            r, b.executor(), b.host(), ago, where));
+      } else {
+        alive.add(String.format(Locale.ROOT, "rank %d on executor %s (%s) for %.0f s in %s", r, b.executor(),
+            b.host(), b.seconds(), where));
+      }
+    }
+    return (silent.isEmpty() ? "every rank alive: " : String.join("; ", silent) + (alive.isEmpty() ? "" : "; others: "))
+        + String.join("; ", alive);
+  }
+
+  /** Driver side: drops the heartbeats of {@code runId}'s ranks (the group is closed or abandoned). */
+  static void forget(String runId) {
+    BEATS.keySet().removeIf(k -> k.startsWith(runId + "/"));
   }
 }

@@ -53,6 +53,16 @@ public final class LocalCluster {
         .findFirst().orElseThrow(() -> new AssertionError("no executor process found"));
   }
 
+  /** The executor id an executor process was started with ({@code --executor-id}). */
+  static String executorId(ProcessHandle executor) {
+    java.util.regex.Matcher m = java.util.regex.Pattern.compile("--executor-id (\\S+)")
+        .matcher(executor.info().commandLine().orElse(""));
+    if (!m.find()) {
+      throw new AssertionError("no --executor-id in " + executor.info().commandLine());
+    }
+    return m.group(1);
+  }
+
   /** Complete lines of a run's metrics.jsonl so far (0 before it exists). */
   static int metricsLines(java.nio.file.Path file) throws java.io.IOException {
     return java.nio.file.Files.exists(file)

@@ -20,7 +20,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * A rank whose executor JVM is stopped (SIGSTOP) mid-run: the driver sees no step finish within its stall
- * bound (3 × the median step time, at least 30 s), says so, cancels the stage, and recovers from the last
+ * bound (3 × the median step time, at least 30 s), says so naming the stopped rank's executor (its heartbeats
+ * stopped) and phase, cancels the stage, and recovers from the last
  * checkpoint once Spark has declared the stopped executor lost (spark.network.timeout, 60 s here) and
  * started a replacement; the model equals the uninterrupted run's. Prints the times (README, "Faults").
  */
@@ -62,6 +63,13 @@ class StalledRankTest {
           (reported - stoppedAt) / 1e9, (done - reported) / 1e9);
       String log = out.toString();
       assertTrue(log.contains("the ranks stalled") && log.contains("restart 1 of 3"), log);
+      String stall = log.substring(log.indexOf("the ranks stalled")).lines().findFirst().orElseThrow();
+      System.out.println(stall);
+      // The stopped rank may have sent no heartbeat at all when its steps are shorter than the heartbeat period.
+      assertTrue(stall.matches(".*: rank \\d on executor " + LocalCluster.executorId(stopped)
+          + "( \\([^)]+\\) silent for \\d+ s, last seen in step \\d+, [^;]+| sent no heartbeat); others: rank \\d on "
+          + "executor \\d+ \\([^)]+\\) for \\d+ s in step \\d+, exchange after [^;]+ \\(waiting for its peers\\)"),
+          "names the silent rank, its executor, and the phase its peers wait in: " + stall);
       assertTrue((reported - stoppedAt) / 1e9 < 45, "stall reported within the 30 s bound (plus polling): " + log);
       assertArrayEquals(straight, Files.readAllBytes(dir.resolve("model/model.safetensors")),
           "the recovered run's model equals the uninterrupted run's, bit for bit");
