@@ -121,6 +121,11 @@ public final class TrainJob {
     if (removed > 0) {
       console.printf(Locale.ROOT, "removed %d uncommitted checkpoint folder(s) of an interrupted run%n", removed);
     }
+    int exports = RunFiles.removeTemporaries(fs, runDir);
+    if (exports > 0) {
+      console.printf(Locale.ROOT, "removed %d unfinished temporary file(s) or folder(s) of an interrupted export%n",
+          exports);
+    }
     if (resume) {
       List<String> damaged = new ArrayList<>();
       from = store.latestIntact(w -> {
@@ -159,6 +164,8 @@ public final class TrainJob {
     if (init != null) {
       console.println(init.describe());
     }
+    ExecutorLosses losses = new ExecutorLosses();
+    sc.sc().addSparkListener(losses);
     try {
       for (int restarts = 0; ; restarts++) {
         RankGroup ranks = null;
@@ -186,10 +193,12 @@ public final class TrainJob {
           if (restarts >= cfg.parallel().maxRestarts()) {
             throw e;
           }
-          String where = ranks == null ? "while opening the ranks" : "at step " + (ranks.nextStep() + 1)
-              + " with the ranks on executors " + ranks.executors();
           from = store.latestIntact(console::println).orElse(null);
           placement = placementFor(from);
+          // After the reads above: Spark's listener bus has delivered the executor's removal by now.
+          String lost = ranks == null ? "" : losses.ranksLost(ranks.executors(), ranks.locations());
+          String where = ranks == null ? "while opening the ranks" : "at step " + (ranks.nextStep() + 1)
+              + " with the ranks on executors " + ranks.executors() + (lost.isEmpty() ? "" : ", " + lost);
           console.printf(Locale.ROOT, "run failed %s: %s%nrestart %d of %d (parallel.max_restarts): reopening the "
               + "ranks on the executors Spark has, from %s%n", where, e.getMessage(), restarts + 1,
               cfg.parallel().maxRestarts(), from == null ? "the start" : "the checkpoint at step " + from.step());
@@ -203,6 +212,7 @@ public final class TrainJob {
         }
       }
     } finally {
+      sc.sc().removeSparkListener(losses);
       metrics.close();
       sc.clearJobGroup();
       writeReport();

@@ -42,6 +42,7 @@ class ExecutorLossTest extends OnTwoExecutors {
         Thread.sleep(20);
       }
       ProcessHandle executor = LocalCluster.anExecutorProcess();
+      String executorId = LocalCluster.executorId(executor);
       long killed = System.nanoTime();
       executor.destroyForcibly();
       long detected = 0, recovered = 0;
@@ -62,6 +63,8 @@ class ExecutorLossTest extends OnTwoExecutors {
           + "after %.1f s more%n", before, (detected - killed) / 1e9, (recovered - detected) / 1e9);
       String log = out.toString();
       assertTrue(log.contains("restart 1 of 3") && log.contains("from the checkpoint at step"), log);
+      assertTrue(log.matches("(?s).*run failed at step \\d+ with the ranks on executors \\[.*\\], rank \\d lost executor "
+          + executorId + " \\(host [^:]+: .+\\).*"), "the failure names the rank, executor and host: " + log);
       assertArrayEquals(straight, Files.readAllBytes(dir.resolve("model/model.safetensors")),
           "the recovered run's model equals the uninterrupted run's, bit for bit");
     } finally {

@@ -17,12 +17,17 @@ final class SmallRuns {
   private SmallRuns() {}
 
   static RunConfig config(int experts, int ranks, String... more) {
+    return ConfigLoader.load(null, sets(experts, ranks, more));
+  }
+
+  /** The {@code --set} values of {@link #config}. */
+  static List<String> sets(int experts, int ranks, String... more) {
     List<String> sets = new ArrayList<>(List.of("model.d_model=32", "model.n_layers=2", "model.n_heads=2",
         "model.d_ff=64", "model.seq_len=32", "moe.experts=" + experts, "moe.top_k=2", "moe.d_expert=48",
         "moe.shared_experts=1", "moe.capacity_factor=0", "train.batch_size=8", "train.steps=5",
         "train.warmup_steps=2", "train.eval_batches=1", "data.path=" + CORPUS, "parallel.ranks=" + ranks));
     sets.addAll(List.of(more));
-    return ConfigLoader.load(null, sets);
+    return sets;
   }
 
   /** The single-process trainer's losses for the config's steps, and the trainer after them. */

@@ -131,14 +131,7 @@ public final class CheckpointStore {
    * while writing); returns how many. Committed checkpoints are untouched.
    */
   public int removeUncommitted() throws IOException {
-    if (!fs.exists(root)) {
-      return 0;
-    }
-    FileStatus[] tmp = fs.listStatus(root, p -> p.getName().startsWith("_tmp-"));
-    for (FileStatus s : tmp) {
-      fs.delete(s.getPath(), true);
-    }
-    return tmp.length;
+    return RunFiles.removeTemporaries(fs, root);
   }
 
   private Stored read(Path dir) throws IOException {

@@ -11,6 +11,7 @@ import java.util.HexFormat;
 import java.util.UUID;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
+import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.LocalFileSystem;
 import org.apache.hadoop.fs.Path;
@@ -75,6 +76,18 @@ public final class RunFiles {
   /** A fresh temporary sibling of {@code target}, hidden from listings by its leading underscore. */
   public static Path tempSibling(Path target) {
     return new Path(target.getParent(), "_tmp-" + target.getName() + "-" + UUID.randomUUID());
+  }
+
+  /** Removes the temporary siblings ({@link #tempSibling}) a killed writer left in {@code dir}; returns how many. */
+  public static int removeTemporaries(FileSystem fs, Path dir) throws IOException {
+    if (!fs.exists(dir)) {
+      return 0;
+    }
+    FileStatus[] tmp = fs.listStatus(dir, p -> p.getName().startsWith("_tmp-"));
+    for (FileStatus s : tmp) {
+      fs.delete(s.getPath(), true);
+    }
+    return tmp.length;
   }
 
   /**
