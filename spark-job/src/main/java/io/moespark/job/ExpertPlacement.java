@@ -51,6 +51,23 @@ public final class ExpertPlacement implements Serializable {
     return new ShardLayout(ranks, rank, owner[layer]);
   }
 
+  /** The experts {@code rank} holds in each MoE layer (dense layers left out). */
+  public java.util.List<java.util.List<Integer>> expertsOf(int rank) {
+    java.util.List<java.util.List<Integer>> out = new java.util.ArrayList<>();
+    for (int[] layer : owner) {
+      if (layer.length > 0) {
+        java.util.List<Integer> mine = new java.util.ArrayList<>();
+        for (int e = 0; e < layer.length; e++) {
+          if (layer[e] == rank) {
+            mine.add(e);
+          }
+        }
+        out.add(mine);
+      }
+    }
+    return out;
+  }
+
   public ArrayNode toJson(ObjectMapper json) {
     ArrayNode a = json.createArrayNode();
     for (int[] layer : owner) {

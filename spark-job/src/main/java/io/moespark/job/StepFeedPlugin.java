@@ -14,14 +14,18 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import io.moespark.job.ui.MoeStore;
+import io.moespark.job.ui.MoeTab;
 import org.apache.spark.SparkContext;
+import org.apache.spark.util.kvstore.KVStore;
 import org.apache.spark.api.plugin.DriverPlugin;
 import org.apache.spark.api.plugin.ExecutorPlugin;
 import org.apache.spark.api.plugin.PluginContext;
 import org.apache.spark.api.plugin.SparkPlugin;
 
 /**
- * Carries, from executors to the driver, each rank's heartbeat (its step and phase, once a second: how the
+ * The driver's MoE tab in the Spark UI ({@link MoeTab}, fed by the run's events), and carries, from executors
+ * to the driver, each rank's heartbeat (its step and phase, once a second: how the
  * driver names the rank and phase a stall is in) and each step's statistics from the executor that runs rank 0 to the driver while a direct-path
  * stage is still running ({@code PluginContext.send}: one small RPC per step, not a job per step), and
  * publishes the driver's latest step through Spark's metrics system (source
@@ -61,6 +65,12 @@ public final class StepFeedPlugin implements SparkPlugin {
         gauge(r, "tokens_per_s", s -> s.report().tokensPerSecond());
         gauge(r, "max_over_mean_load", s -> s.report().maxOverMeanLoad());
         gauge(r, "dropped_fraction", s -> s.report().droppedFraction());
+        // The MoE tab: its rows are written from the run's events on the status queue, into the status store.
+        KVStore store = sc.statusStore().store();
+        sc.listenerBus().addToStatusQueue(new MoeStore.Listener(store));
+        if (sc.ui().isDefined()) {
+          MoeTab.attach(sc.ui().get(), store);
+        }
         return Map.of();
       }
 

@@ -70,6 +70,7 @@ public final class TrainJob {
   private FSDataOutputStream metrics;
   private StepResult last;
   private ObjectNode held; // the metrics line of a step whose validation loss is still to come
+  private RunEvents events;
   private double valLoss = Double.NaN;
   private double lastLoss = Double.NaN; // the last loss in metrics.jsonl before this attempt
   private long loopStart;
@@ -164,6 +165,8 @@ public final class TrainJob {
     if (init != null) {
       console.println(init.describe());
     }
+    events = new RunEvents(sc, cfg.train().steps());
+    events.started(runDir.getName(), configJson, from == null ? 0 : from.step());
     ExecutorLosses losses = new ExecutorLosses();
     sc.sc().addSparkListener(losses);
     try {
@@ -173,12 +176,14 @@ public final class TrainJob {
           ranks = RankGroup.open(sc, cfg, placement, from, from == null ? init : null, runDir.toString());
           console.printf(Locale.ROOT, "%d rank(s) on executors %s; %,d validation tokens%n", placement.ranks(),
               ranks.executors(), ranks.valTokens());
+          events.placement(ranks, placement);
           loop(ranks, StepRunners.of(ranks), store, placement, stopAt);
           String model = null;
           if (ranks.nextStep() == cfg.train().steps()) {
             model = export(ranks.gather());
             console.println("model exported to " + model);
           } else {
+            events.flush();
             console.printf(Locale.ROOT, "stopped after step %d of %d; continue with --resume%n", ranks.nextStep(),
                 cfg.train().steps());
           }
@@ -202,6 +207,8 @@ public final class TrainJob {
           console.printf(Locale.ROOT, "run failed %s: %s%nrestart %d of %d (parallel.max_restarts): reopening the "
               + "ranks on the executors Spark has, from %s%n", where, e.getMessage(), restarts + 1,
               cfg.parallel().maxRestarts(), from == null ? "the start" : "the checkpoint at step " + from.step());
+          events.restart(ranks == null ? 0 : ranks.nextStep() + 1, from == null ? 0 : from.step(),
+              "run failed " + where + ": " + e.getMessage());
           metrics.close();
           held = null;
           openMetrics(from == null ? 0 : from.step());
@@ -247,6 +254,7 @@ public final class TrainJob {
         if (ranks.valTokens() > 0) {
           valLoss = runner.evaluate();
           held.put("val_loss", valLoss);
+          events.validation(done, valLoss);
           console.printf(Locale.ROOT, "step %d/%d · validation loss %.4f%n", done, total, valLoss);
         }
         writeMetrics(held);
@@ -275,6 +283,7 @@ public final class TrainJob {
   private void onStep(StepResult s) {
     last = s;
     StepFeedPlugin.record(s);
+    events.step(s);
     StepReport r = s.report();
     int total = cfg.train().steps();
     ObjectNode line = metricsLine(s);

@@ -69,12 +69,20 @@ class TrainJobTest extends OnTwoExecutors {
       assertEquals(List.of("step-00000006"), s.map(p -> p.getFileName().toString()).toList(), "keep = 1");
     }
     assertEquals(two.model(), ModelFiles.load(straight.resolve("model"), io.moespark.ops.backend.cpu.CpuBackend.INSTANCE).config());
-    // The report: one point per step on the loss curve, the two validation losses, a load cell per layer and expert.
+    // The report: one point per step on the loss curve (runs up to 500 steps: a window per step), the two
+    // validation losses, a load cell per layer, expert and step holding the step's tokens of metrics.jsonl.
     String report = Files.readString(straight.resolve(io.moespark.job.io.RunReport.FILE));
-    String loss = report.replaceAll("(?s).*<polyline class=\"loss\"[^>]*points=\"([^\"]*)\".*", "$1");
+    String loss = report.replaceAll("(?s).*<svg id=\"chart-loss\".*?<polyline class=\"training\"[^>]*points=\"([^\"]*)\".*", "$1");
     assertEquals(6, loss.split(" ").length, loss);
-    assertEquals(2, report.split("class=\"val_loss\"", -1).length - 1);
-    assertEquals(2 * 4, report.split("class=\"load\"", -1).length - 1);
+    assertEquals(2, report.split("<circle class=\"validation\"", -1).length - 1);
+    java.util.regex.Matcher cell = java.util.regex.Pattern.compile("<rect class=\"load\" data-layer=\"(\\d+)\" "
+        + "data-expert=\"(\\d+)\" data-first=\"(\\d+)\" data-last=\"\\3\" data-tokens=\"(\\d+)\"").matcher(report);
+    int cells = 0;
+    for (; cell.find(); cells++) {
+      assertEquals(m.get(Integer.parseInt(cell.group(3))).get("expert_tokens").get(Integer.parseInt(cell.group(1)))
+          .get(Integer.parseInt(cell.group(2))).asLong(), Long.parseLong(cell.group(4)), cell.group());
+    }
+    assertEquals(2 * 4 * 6, cells, "a cell per MoE layer, expert and step");
     // The metrics system reports the last step (what a Prometheus sink would scrape).
     var sources = scala.jdk.javaapi.CollectionConverters.asJava(
         sc.sc().env().metricsSystem().getSourcesByName("plugin." + StepFeedPlugin.CLASS));

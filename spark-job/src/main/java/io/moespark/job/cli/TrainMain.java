@@ -16,8 +16,9 @@ import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaSparkContext;
 
 /**
- * {@code moe-train --config FILE [--set key=value]... [--master URL] [--run-dir DIR] [--resume]
- * [--stop-at STEP] [--init-from HF_DIR]}: the training job. In-process on {@code local[*]} unless a master is given here or by spark-submit;
+ * {@code moe-train --config FILE [--set key=value]... [--master URL] [--conf spark.key=value]... [--run-dir DIR]
+ * [--resume] [--stop-at STEP] [--init-from HF_DIR]}: the training job; prints the Spark UI's address (with
+ * the MoE tab) and writes Spark's event log into DIR/events unless told otherwise. In-process on {@code local[*]} unless a master is given here or by spark-submit;
  * {@code --resume} continues the run in DIR from its last checkpoint (the config defaults to DIR's
  * config.json, and {@code --set} may change e.g. {@code parallel.ranks} or {@code train.steps});
  * {@code --stop-at} ends the run after that step with a checkpoint (for time-sliced clusters);
@@ -28,8 +29,8 @@ public final class TrainMain {
 
   public static void main(String[] argv) {
     Args.run("moe-train", () -> {
-      Args a = new Args(argv, 0, Set.of("--config", "--set", "--master", "--run-dir", "--stop-at", "--init-from"),
-          Set.of("--resume"));
+      Args a = new Args(argv, 0, Set.of("--config", "--set", "--master", "--run-dir", "--stop-at", "--init-from",
+          "--conf"), Set.of("--resume"));
       boolean resume = a.flag("--resume");
       String config = a.optional("--config", null);
       String runDir = a.optional("--run-dir", null);
@@ -39,9 +40,17 @@ public final class TrainMain {
       if (runDir == null) {
         runDir = "runs/" + java.nio.file.Path.of(config).getFileName().toString().replaceFirst("\\.ya?ml$", "");
       }
-      SparkConf conf = sparkConf(a.optional("--master", null), "moe-spark train " + runDir);
+      SparkConf conf = sparkConf(a.optional("--master", null), "moe-spark train " + runDir, a.all("--conf"));
+      String eventLog = eventLogByDefault(conf, runDir);
       JavaSparkContext sc = new JavaSparkContext(conf);
       sc.setLogLevel("WARN");
+      if (sc.sc().uiWebUrl().isDefined()) {
+        System.out.println("Spark UI: " + sc.sc().uiWebUrl().get() + " (the MoE tab: " + sc.sc().uiWebUrl().get()
+            + "/" + io.moespark.job.ui.MoeTab.PREFIX + "/)");
+      }
+      if (eventLog != null) {
+        System.out.println("event log: " + eventLog + " (after the run: bin/moe-history " + runDir + ")");
+      }
       try {
         RunConfig cfg = config != null ? ConfigLoader.load(java.nio.file.Path.of(config), a.all("--set"))
             : ConfigLoader.fromTree(readRunConfig(runDir, sc.hadoopConfiguration()), runDir + "/" + TrainJob.CONFIG,
@@ -62,7 +71,20 @@ public final class TrainMain {
    * benchmark launcher.
    */
   public static SparkConf sparkConf(String master, String appName) {
-    SparkConf conf = new SparkConf().setIfMissing("spark.app.name", appName);
+    return sparkConf(master, appName, java.util.List.of());
+  }
+
+  /** As above, with {@code --conf key=value} settings applied first (they win over every default here). */
+  public static SparkConf sparkConf(String master, String appName, java.util.List<String> settings) {
+    SparkConf conf = new SparkConf();
+    for (String kv : settings) {
+      int eq = kv.indexOf('=');
+      if (eq <= 0 || !kv.startsWith("spark.")) {
+        throw new ConfigException("--conf " + kv + ": expected key=value with a Spark setting (spark.*)");
+      }
+      conf.set(kv.substring(0, eq), kv.substring(eq + 1));
+    }
+    conf.setIfMissing("spark.app.name", appName);
     if (master != null) {
       conf.setMaster(master);
     } else {
@@ -113,6 +135,28 @@ public final class TrainMain {
       conf.set("spark.authenticate.secret", java.util.HexFormat.of().formatHex(secret));
     }
   }
+
+  /**
+   * Spark's event log on by default, into RUN_DIR/events (so that {@code bin/moe-history RUN_DIR} shows the
+   * run, the MoE tab included); {@code spark.eventLog.enabled} or {@code spark.eventLog.dir} set by the user
+   * or the cluster win. Returns the directory written to, null when the event log is off.
+   */
+  static String eventLogByDefault(SparkConf conf, String runDir) throws IOException {
+    if (!conf.getBoolean("spark.eventLog.enabled", !conf.contains("spark.eventLog.enabled"))) {
+      return null;
+    }
+    conf.set("spark.eventLog.enabled", "true");
+    if (!conf.contains("spark.eventLog.dir")) {
+      Path dir = new Path(runDir, EVENTS);
+      FileSystem fs = dir.getFileSystem(new Configuration());
+      fs.mkdirs(dir);
+      conf.set("spark.eventLog.dir", fs.makeQualified(dir).toString());
+    }
+    return conf.get("spark.eventLog.dir");
+  }
+
+  /** The event log's folder in a run directory (by default). */
+  public static final String EVENTS = "events";
 
   private static com.fasterxml.jackson.databind.JsonNode readRunConfig(String runDir, Configuration conf)
       throws IOException {

@@ -1,0 +1,115 @@
+package io.moespark.job.ui;
+
+import java.util.List;
+import org.apache.spark.scheduler.SparkListenerEvent;
+
+/**
+ * What the driver tells Spark's listener bus about a run: custom events, so that the MoE tab of the live UI
+ * and of the History Server read the same thing, and the event log keeps it. Jackson writes them to the
+ * event log by class name; change them only by adding fields (a field the History Server cannot read
+ * makes it skip the whole application). Kept small for long runs: one {@link Window} per
+ * {@link #window(int)} steps, whatever the run's length.
+ */
+public final class MoeEvents {
+  private MoeEvents() {}
+
+  /** Windows a run's steps are grouped in: about 500 of them at most, one step each for runs up to 500 steps. */
+  public static int window(int totalSteps) {
+    return Math.max(1, (totalSteps + 499) / 500);
+  }
+
+  /** A run began (or resumed): its name, configuration (JSON), length and window. */
+  public record RunStarted(String run, String config, int totalSteps, int window, int fromStep)
+      implements SparkListenerEvent {}
+
+  /** Where the experts live from {@code fromStep} on: one row per rank (after every start and restart). */
+  public record Placement(int fromStep, List<Rank> ranks) implements SparkListenerEvent {}
+
+  /** A rank's executor, host, GPU (null without one) and experts per MoE layer. */
+  public record Rank(int rank, String executor, String host, String gpu, List<List<Integer>> experts) {}
+
+  /**
+   * Steps [first, last] of a run, aggregated: mean loss terms and gradient norm, the last learning rate,
+   * tokens/s over the window, exchange seconds and bytes, the mean of the per-step max/mean load, and each
+   * MoE layer's tokens per expert before ({@code assigned}) and after ({@code kept}) capacity dropping.
+   */
+  public record Window(int first, int last, double loss, double ce, double aux, double z, double lr, double gradNorm,
+      double seconds, double tokensPerS, double exchangeSeconds, long bytes, double maxOverMeanLoad,
+      long[][] assigned, long[][] kept) implements SparkListenerEvent {
+    public int steps() {
+      return last - first + 1;
+    }
+
+    /** Share of layer {@code l}'s assignments that were dropped in this window. */
+    public double dropped(int l) {
+      long a = 0, k = 0;
+      for (int e = 0; e < assigned[l].length; e++) {
+        a += assigned[l][e];
+        k += kept[l][e];
+      }
+      return a == 0 ? 0 : (double) (a - k) / a;
+    }
+  }
+
+  /** A validation pass after {@code step} steps. */
+  public record Validation(int step, double loss) implements SparkListenerEvent {}
+
+  /** The ranks failed at {@code step} and the run restarts from {@code fromStep}: the driver's own line. */
+  public record Restart(int step, int fromStep, String message) implements SparkListenerEvent {}
+
+  /** Adds steps up into {@link Window}s (the driver for its events, the report for metrics.jsonl). */
+  public static final class WindowBuilder {
+    private int first = -1, last, n;
+    private double loss, ce, aux, z, lr, grad, seconds, tokens, exchange, maxOverMean;
+    private long bytes;
+    private long[][] assigned, kept;
+
+    public void add(int step, double loss, double ce, double aux, double z, double lr, double gradNorm, double seconds,
+        double tokensPerS, double exchangeSeconds, long bytes, double maxOverMeanLoad, long[][] assigned,
+        long[][] kept) {
+      if (first < 0) {
+        first = step;
+        this.assigned = new long[assigned.length][];
+        this.kept = new long[kept.length][];
+        for (int l = 0; l < assigned.length; l++) {
+          this.assigned[l] = new long[assigned[l].length];
+          this.kept[l] = new long[kept[l].length];
+        }
+      }
+      last = step;
+      n++;
+      this.loss += loss;
+      this.ce += ce;
+      this.aux += aux;
+      this.z += z;
+      this.lr = lr;
+      this.grad += gradNorm;
+      this.seconds += seconds;
+      this.tokens += tokensPerS * seconds;
+      this.exchange += exchangeSeconds;
+      this.bytes += bytes;
+      this.maxOverMean += maxOverMeanLoad;
+      for (int l = 0; l < assigned.length; l++) {
+        for (int e = 0; e < assigned[l].length; e++) {
+          this.assigned[l][e] += assigned[l][e];
+          this.kept[l][e] += kept[l][e];
+        }
+      }
+    }
+
+    public boolean isEmpty() {
+      return n == 0;
+    }
+
+    /** The window so far, and a fresh start. */
+    public Window take() {
+      Window w = new Window(first, last, loss / n, ce / n, aux / n, z / n, lr, grad / n, seconds,
+          seconds > 0 ? tokens / seconds : 0, exchange, bytes, maxOverMean / n, assigned, kept);
+      first = -1;
+      n = 0;
+      loss = ce = aux = z = lr = grad = seconds = tokens = exchange = maxOverMean = 0;
+      bytes = 0;
+      return w;
+    }
+  }
+}
