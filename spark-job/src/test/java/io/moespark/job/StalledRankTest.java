@@ -48,6 +48,7 @@ class StalledRankTest {
         Thread.sleep(10);
       }
       stopped = LocalCluster.anExecutorProcess();
+      String stoppedId = LocalCluster.executorId(stopped); // read now: Spark kills the process once it is declared lost
       new ProcessBuilder("kill", "-STOP", Long.toString(stopped.pid())).start().waitFor();
       long stoppedAt = System.nanoTime(), reported = 0;
       while (!run.isDone()) {
@@ -66,7 +67,7 @@ class StalledRankTest {
       String stall = log.substring(log.indexOf("the ranks stalled")).lines().findFirst().orElseThrow();
       System.out.println(stall);
       // The stopped rank may have sent no heartbeat at all when its steps are shorter than the heartbeat period.
-      assertTrue(stall.matches(".*: rank \\d on executor " + LocalCluster.executorId(stopped)
+      assertTrue(stall.matches(".*: rank \\d on executor " + stoppedId
           + "( \\([^)]+\\) silent for \\d+ s, last seen in step \\d+, [^;]+| sent no heartbeat); others: rank \\d on "
           + "executor \\d+ \\([^)]+\\) for \\d+ s in step \\d+, exchange after [^;]+ \\(waiting for its peers\\)"),
           "names the silent rank, its executor, and the phase its peers wait in: " + stall);
