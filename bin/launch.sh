@@ -10,7 +10,7 @@ shift 2
 jar="$root/$module/target/$module-0.1.0-SNAPSHOT.jar"
 cp_file="$root/$module/target/classpath.txt"
 if [[ ! -f $jar || ! -f $cp_file || -n $(find "$root/$module/src/main" "$root/$module/pom.xml" "$root/pom.xml" -newer "$jar" -print -quit) ]]; then
-  echo "building $module (first run or sources changed)..." >&2
+  echo "building $module with Maven (first run or sources changed; about 1-2 minutes, once)..." >&2
   log=$(mktemp)
   if ! (cd "$root" && mvn -B -DskipTests -pl "$module" -am package >"$log" 2>&1); then
     cat "$log" >&2

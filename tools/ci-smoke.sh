@@ -2,8 +2,9 @@
 # After `mvn verify`: the user-facing commands, literally. (1) Prepare the bundled corpus, train conf/tiny.yaml
 # on two executor JVMs (local-cluster), check the loss fell, score the model with moe-eval. (2) The job jar under
 # a plain SparkSubmit whose classpath is Spark's jars only (the project's jars, ND4J and JavaCPP removed), so
-# everything else must come from the job jar. (3) tools/standalone-fault-check.sh: a standalone cluster whose
-# executor is killed mid-run recovers by itself to the uninterrupted run's model bytes.
+# everything else must come from the job jar. (3) notebooks/, executed on those runs (tools/run-notebooks.sh).
+# (4) tools/standalone-fault-check.sh: a standalone cluster whose executor is killed mid-run recovers by itself
+# to the uninterrupted run's model bytes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -38,6 +39,9 @@ java -Xmx4g $opens -Dlog4j2.configurationFile="$root/conf/log4j2.properties" -cp
   --set data.path="$work/prepared" --set train.steps=20 --set train.eval_every=10
 test -f "$work/submitted/model/model.safetensors" && test -f "$work/submitted/model/tokenizer.json"
 
-# (3) A standalone cluster (master + two workers, Spark's jars only), spark-submit, an executor killed mid-run.
+# (3) The notebooks, executed against these runs and the prepared data (they fail on any error).
+PYDEVD_DISABLE_FILE_VALIDATION=1 tools/run-notebooks.sh "$work/run" "$work/prepared" "$work/submitted"
+
+# (4) A standalone cluster (master + two workers, Spark's jars only), spark-submit, an executor killed mid-run.
 tools/standalone-fault-check.sh "$work/spark-jars" "$work/prepared"
 echo "ci-smoke: ok"

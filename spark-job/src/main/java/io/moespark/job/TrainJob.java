@@ -73,7 +73,7 @@ public final class TrainJob {
   private RunEvents events;
   private double valLoss = Double.NaN;
   private double lastLoss = Double.NaN; // the last loss in metrics.jsonl before this attempt
-  private long loopStart;
+  private long afterFirstStep;
   private int loopFirstStep;
 
   private TrainJob(JavaSparkContext sc, RunConfig cfg, Path runDir, FileSystem fs, PrintStream console,
@@ -241,7 +241,6 @@ public final class TrainJob {
       throws IOException {
     RunConfig.Train t = cfg.train();
     int total = t.steps();
-    loopStart = System.nanoTime();
     loopFirstStep = ranks.nextStep();
     while (ranks.nextStep() < stopAt) {
       int next = ranks.nextStep();
@@ -298,13 +297,20 @@ public final class TrainJob {
     } catch (IOException e) {
       throw new IllegalStateException("cannot write " + new Path(runDir, METRICS) + ": " + e.getMessage(), e);
     }
+    if (r.step() == loopFirstStep) {
+      afterFirstStep = System.nanoTime(); // the first step includes warm-up: the ETA counts from its end
+    }
     if ((r.step() + 1) % cfg.train().logEvery() == 0 || r.step() + 1 == total || r.step() == loopFirstStep) {
-      double perStep = (System.nanoTime() - loopStart) / 1e9 / (r.step() + 1 - loopFirstStep);
-      long eta = Math.round(perStep * (total - r.step() - 1));
+      String eta = "–";
+      if (r.step() > loopFirstStep) {
+        long left = Math.round((System.nanoTime() - afterFirstStep) / 1e9 / (r.step() - loopFirstStep)
+            * (total - r.step() - 1));
+        eta = String.format(Locale.ROOT, "%dm%02ds", left / 60, left % 60);
+      }
       console.printf(Locale.ROOT, "step %d/%d · loss %.4f (ce %.4f, aux %.4f) · %,.0f tok/s · max/mean load %.2f · "
-          + "dropped %.1f%% · exchange %.0f%% · ETA %dm%02ds%n", r.step() + 1, total, r.loss().total(), r.loss().ce(),
+          + "dropped %.1f%% · exchange %.0f%% · ETA %s%n", r.step() + 1, total, r.loss().total(), r.loss().ce(),
           r.loss().aux(), r.tokensPerSecond(), r.maxOverMeanLoad(), 100 * r.droppedFraction(),
-          100 * s.exchangeSeconds() / r.seconds(), eta / 60, eta % 60);
+          100 * s.exchangeSeconds() / r.seconds(), eta);
     }
   }
 
