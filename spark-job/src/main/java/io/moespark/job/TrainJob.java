@@ -92,6 +92,16 @@ public final class TrainJob {
    * {@code stopAt} > 0 the run stops after that step with a checkpoint (and no export), to be continued
    * later with {@code resume}: the result is bit-identical to an uninterrupted run.
    */
+  /**
+   * Asks the running loop to stop after its current stage, with a checkpoint, the report and a line saying
+   * how to resume (moe-train calls it on SIGINT/SIGTERM, the same on both paths).
+   */
+  public static void requestStop() {
+    stopRequested = true;
+  }
+
+  private static volatile boolean stopRequested;
+
   public static Outcome run(JavaSparkContext sc, RunConfig cfg, String runDir, boolean resume, int stopAt,
       PrintStream console) throws IOException {
     return run(sc, cfg, runDir, resume, stopAt, null, console);
@@ -184,8 +194,9 @@ public final class TrainJob {
             console.println("model exported to " + model);
           } else {
             events.flush();
-            console.printf(Locale.ROOT, "stopped after step %d of %d; continue with --resume%n", ranks.nextStep(),
-                cfg.train().steps());
+            console.printf(Locale.ROOT, "stopped after step %d of %d%s; continue with: bin/moe-train --resume "
+                + "--run-dir %s%n", ranks.nextStep(), cfg.train().steps(), stopRequested ? " (stop requested)" : "",
+                runDir);
           }
           int done = ranks.nextStep();
           ranks.close();
@@ -195,7 +206,7 @@ public final class TrainJob {
           throw e;
         } catch (RuntimeException e) {
           // A lost executor, a failed or stalled rank: every rank's state is suspect; continue from disk.
-          if (restarts >= cfg.parallel().maxRestarts()) {
+          if (restarts >= cfg.parallel().maxRestarts() || stopRequested) {
             throw e;
           }
           from = store.latestIntact(console::println).orElse(null);
@@ -242,7 +253,7 @@ public final class TrainJob {
     RunConfig.Train t = cfg.train();
     int total = t.steps();
     loopFirstStep = ranks.nextStep();
-    while (ranks.nextStep() < stopAt) {
+    while (ranks.nextStep() < stopAt && !stopRequested) {
       int next = ranks.nextStep();
       int count = Math.min(cfg.parallel().stepsPerStage(), stopAt - next);
       count = Math.min(count, untilBoundary(next, t.evalEvery()));
@@ -260,7 +271,7 @@ public final class TrainJob {
         held = null;
       }
       boolean every = cfg.checkpoint().every() > 0 && done % cfg.checkpoint().every() == 0;
-      if (every || done == stopAt) {
+      if (every || done == stopAt || stopRequested) {
         checkpoint(ranks, store, placement);
       }
     }

@@ -63,8 +63,57 @@ class DriverKillTest {
     }
   }
 
+  /**
+   * SIGTERM (what Ctrl-C does too) stops either path the same way: the current stage ends, a checkpoint is
+   * written, the report, one line saying how to resume; --resume then ends with the uninterrupted model.
+   */
+  @Test
+  void aSignalStopsBothPathsWithACheckpointAndTheReport(@TempDir Path tmp) throws Exception {
+    for (String dispatch : List.of("direct", "shuffle")) {
+      String set = "parallel.dispatch=" + dispatch;
+      Path straight = tmp.resolve(dispatch + "-straight"), dir = tmp.resolve(dispatch + "-stopped");
+      int rc = driver(tmp, straight, false, null, set);
+      assertEquals(0, rc, dispatch + ": the uninterrupted run: " + log(tmp, straight));
+      Process p = start(tmp, dir, false, null, set);
+      while (LocalCluster.metricsLines(dir.resolve("metrics.jsonl")) < 1) {
+        assertTrue(p.isAlive(), dispatch + ": the run ended before its first step: " + log(tmp, dir));
+        Thread.sleep(20);
+      }
+      p.destroy(); // SIGTERM
+      assertTrue(p.waitFor(3, TimeUnit.MINUTES), dispatch + ": the run stops");
+      String log = log(tmp, dir);
+      java.util.regex.Matcher m = java.util.regex.Pattern.compile("stopped after step (\\d+) of 6 \\(stop requested\\); "
+          + "continue with: bin/moe-train --resume --run-dir \\S+").matcher(log);
+      assertTrue(log.contains("stop requested: finishing the current stage") && m.find(), dispatch + ": " + log);
+      int step = Integer.parseInt(m.group(1));
+      assertTrue(step < 6, dispatch + ": stopped before the end (step " + step + ")");
+      assertTrue(Files.exists(dir.resolve(String.format("checkpoints/step-%08d/manifest.json", step))),
+          dispatch + ": a checkpoint at step " + step);
+      assertTrue(Files.exists(dir.resolve("report.html")), dispatch + ": the report");
+      assertFalse(log.contains("Exception"), dispatch + ": no stack traces: " + log);
+      assertEquals(0, driver(tmp, dir, true, null), dispatch + ": --resume completes: " + log(tmp, dir));
+      assertArrayEquals(Files.readAllBytes(straight.resolve("model/model.safetensors")),
+          Files.readAllBytes(dir.resolve("model/model.safetensors")), dispatch + ": same model as uninterrupted");
+      System.out.println(dispatch + ": SIGTERM after step " + step + " of 6, --resume ends with the same model bytes");
+    }
+  }
+
+  static String log(Path tmp, Path dir) throws IOException {
+    return Files.readString(tmp.resolve(dir.getFileName() + ".log"));
+  }
+
   /** Runs moe-train's main class on {@code dir} (through the halt: scheme), returns its exit code. */
-  static int driver(Path tmp, Path dir, boolean resume, Point halt) throws IOException, InterruptedException {
+  static int driver(Path tmp, Path dir, boolean resume, Point halt, String... sets)
+      throws IOException, InterruptedException {
+    Process p = start(tmp, dir, resume, halt, sets);
+    if (!p.waitFor(3, TimeUnit.MINUTES)) {
+      p.destroyForcibly();
+      throw new AssertionError("moe-train did not end within 3 minutes: " + log(tmp, dir));
+    }
+    return p.exitValue();
+  }
+
+  static Process start(Path tmp, Path dir, boolean resume, Point halt, String... sets) throws IOException {
     List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "-Xmx1g", "-cp", System.getProperty("java.class.path")));
     for (String opt : System.getProperty("moe.addOpens", "").split("\\s+")) {
@@ -81,17 +130,14 @@ class DriverKillTest {
       cmd.add("--resume");
     } else {
       cmd.addAll(List.of("--config", Path.of("..", "conf", "tiny.yaml").toString()));
-      for (String set : SmallRuns.sets(4, 2, "train.steps=6", "checkpoint.every=2", "checkpoint.keep=3",
-          "train.eval_every=0", "parallel.steps_per_stage=2")) {
+      List<String> all = new ArrayList<>(SmallRuns.sets(4, 2, "train.steps=6", "checkpoint.every=2",
+          "checkpoint.keep=3", "train.eval_every=0", "parallel.steps_per_stage=2"));
+      all.addAll(List.of(sets));
+      for (String set : all) {
         cmd.addAll(List.of("--set", set));
       }
     }
     File log = tmp.resolve(dir.getFileName() + ".log").toFile();
-    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log).start();
-    if (!p.waitFor(3, TimeUnit.MINUTES)) {
-      p.destroyForcibly();
-      throw new AssertionError("moe-train did not end within 3 minutes: " + Files.readString(log.toPath()));
-    }
-    return p.exitValue();
+    return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log).start();
   }
 }

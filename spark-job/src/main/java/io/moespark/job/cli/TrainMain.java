@@ -51,6 +51,25 @@ public final class TrainMain {
       if (eventLog != null) {
         System.out.println("event log: " + eventLog + " (after the run: bin/moe-history " + runDir + ")");
       }
+      java.util.concurrent.CountDownLatch finished = new java.util.concurrent.CountDownLatch(1);
+      // Ctrl-C / SIGTERM: stop after the current stage with a checkpoint and the report, while the
+      // SparkContext (stopped by a later shutdown hook of lower priority) still runs.
+      org.apache.spark.util.ShutdownHookManager.addShutdownHook(STOP_PRIORITY, new scala.runtime.AbstractFunction0<>() {
+        @Override
+        public scala.runtime.BoxedUnit apply() {
+          if (finished.getCount() > 0) {
+            System.out.println("stop requested: finishing the current stage, then a checkpoint and the report "
+                + "(kill -9 stops at once; the last checkpoint is kept)");
+            TrainJob.requestStop();
+            try {
+              finished.await(STOP_WAIT_S, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+            }
+          }
+          return scala.runtime.BoxedUnit.UNIT;
+        }
+      });
       try {
         RunConfig cfg = config != null ? ConfigLoader.load(java.nio.file.Path.of(config), a.all("--set"))
             : ConfigLoader.fromTree(readRunConfig(runDir, sc.hadoopConfiguration()), runDir + "/" + TrainJob.CONFIG,
@@ -60,10 +79,15 @@ public final class TrainMain {
         System.out.printf(java.util.Locale.ROOT, "done: %d steps, final loss %.4f%s%n", o.steps(), o.loss(),
             Double.isNaN(o.valLoss()) ? "" : String.format(java.util.Locale.ROOT, ", validation loss %.4f", o.valLoss()));
       } finally {
+        finished.countDown();
         sc.stop();
       }
     });
   }
+
+  /** Above every Spark hook (SparkContext 50, a local executor's thread pool 100): runs first, while Spark is up. */
+  private static final int STOP_PRIORITY = 1000;
+  private static final long STOP_WAIT_S = 300;
 
   /**
    * The application's Spark configuration: spark-submit's settings when present, else the given master
@@ -148,7 +172,7 @@ public final class TrainMain {
     conf.set("spark.eventLog.enabled", "true");
     if (!conf.contains("spark.eventLog.dir")) {
       Path dir = new Path(runDir, EVENTS);
-      FileSystem fs = dir.getFileSystem(new Configuration());
+      FileSystem fs = dir.getFileSystem(org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(conf));
       fs.mkdirs(dir);
       conf.set("spark.eventLog.dir", fs.makeQualified(dir).toString());
     }
