@@ -38,13 +38,22 @@ final class ShuffleRunner implements StepRunner {
     this.stall = new StallBound(group.config().parallel().timeoutS());
   }
 
+  /** How the driver's description of a group of steps begins ("steps 11–20/300"). */
+  private static final String GROUP = "^steps? \\d+(–\\d+)?/\\d+";
+
   @Override
   public List<StepResult> steps(int count, Consumer<StepResult> onStep, String description) {
     StepProgram program = StepProgram.training(group.config(), group.placement().ranks());
     List<StepResult> done = new ArrayList<>();
     for (int i = 0; i < count; i++) {
       int step = group.nextStep();
-      List<Outcome> outcomes = run(program, true, step, description + " · step " + (step + 1));
+      // One job per step: its description names the step and the latest loss (the group's text says it first).
+      StepResult prev = done.isEmpty() ? null : done.get(done.size() - 1);
+      String head = "step " + (step + 1) + "/" + group.config().train().steps();
+      String d = prev != null ? head + String.format(java.util.Locale.ROOT, " · loss %.4f · max/mean load %.2f",
+          prev.loss(), prev.report().maxOverMeanLoad())
+          : description.matches(GROUP + ".*") ? description.replaceFirst(GROUP, head) : head + " · " + description;
+      List<Outcome> outcomes = run(program, true, step, d);
       Outcome zero = outcomes.get(0);
       if (zero.diverged() != null) {
         throw zero.diverged();

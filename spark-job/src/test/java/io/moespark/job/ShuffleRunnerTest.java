@@ -82,7 +82,7 @@ class ShuffleRunnerTest extends OnTwoExecutors {
     } finally {
       sc.sc().removeSparkListener(listener);
     }
-    List<String> names = stages.stream().filter(s -> s[1].endsWith("step 1")).map(s -> s[0]).toList();
+    List<String> names = stages.stream().filter(s -> s[1].startsWith("step 1/")).map(s -> s[0]).toList();
     for (String phase : List.of("L0 attention + router", "L0 route", "L0 dispatch", "L0 experts fwd",
         "L1 dispatch", "lm head + loss", "L1 combine bwd", "L1 experts bwd", "L0 experts bwd",
         "dense grads (reduce-scatter)", "dense grads (all-gather)", "grad norm", "optimizer + statistics")) {
@@ -93,7 +93,7 @@ class ShuffleRunnerTest extends OnTwoExecutors {
     for (int step = 0; step < steps; step++) {
       for (int layer = 0; layer < 2; layer++) {
         String name = "L" + layer + " dispatch", job = "step " + (step + 1);
-        long written = stages.stream().filter(s -> s[0].equals(name) && s[1].endsWith(job))
+        long written = stages.stream().filter(s -> s[0].equals(name) && s[1].startsWith(job + "/"))
             .mapToLong(s -> Long.parseLong(s[2])).sum();
         long kept = java.util.Arrays.stream(results.get(step).report().layers().get(layer).keptPerExpert()).sum();
         long routed = kept * d * Float.BYTES;
