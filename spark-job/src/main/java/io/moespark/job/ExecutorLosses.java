@@ -19,13 +19,12 @@ final class ExecutorLosses extends SparkListener {
   }
 
   /** "rank 1 lost executor 0 (host h: reason)" for every rank whose executor was removed; empty if none. */
-  String ranksLost(List<String> executors, List<String> locations) {
+  String ranksLost(List<String> executors, List<String> hosts) {
     StringBuilder b = new StringBuilder();
     for (int r = 0; r < executors.size(); r++) {
       String reason = removed.get(executors.get(r));
       if (reason != null) {
-        String loc = locations.get(r);
-        String host = loc == null ? "driver" : loc.substring("executor_".length(), loc.lastIndexOf('_'));
+        String host = hosts.get(r);
         b.append(b.length() == 0 ? "" : "; ").append("rank ").append(r).append(" lost executor ")
             .append(executors.get(r)).append(" (host ").append(host).append(": ").append(reason).append(')');
       }

@@ -128,6 +128,15 @@ public final class RankGroup implements AutoCloseable {
     return java.util.Arrays.asList(locations.clone());
   }
 
+  /** The host of each rank's executor ("driver" in local mode), from its location. */
+  public List<String> hosts() {
+    List<String> hosts = new ArrayList<>();
+    for (String loc : locations) {
+      hosts.add(loc == null ? "driver" : loc.substring("executor_".length(), loc.lastIndexOf('_')));
+    }
+    return hosts;
+  }
+
   String[] locationArray() {
     return locations.clone();
   }

@@ -31,11 +31,9 @@ final class RunEvents {
 
   void placement(RankGroup ranks, ExpertPlacement placement) {
     List<MoeEvents.Rank> rows = new ArrayList<>();
-    List<String> executors = ranks.executors(), locations = ranks.locations();
+    List<String> executors = ranks.executors(), hosts = ranks.hosts();
     for (int r = 0; r < placement.ranks(); r++) {
-      String loc = locations.get(r);
-      String host = loc == null ? "driver" : loc.substring("executor_".length(), loc.lastIndexOf('_'));
-      rows.add(new MoeEvents.Rank(r, executors.get(r), host, null, placement.expertsOf(r)));
+      rows.add(new MoeEvents.Rank(r, executors.get(r), hosts.get(r), null, placement.expertsOf(r)));
     }
     post(new MoeEvents.Placement(ranks.nextStep(), rows));
   }

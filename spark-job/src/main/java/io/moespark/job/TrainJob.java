@@ -212,7 +212,7 @@ public final class TrainJob {
           from = store.latestIntact(console::println).orElse(null);
           placement = placementFor(from);
           // After the reads above: Spark's listener bus has delivered the executor's removal by now.
-          String lost = ranks == null ? "" : losses.ranksLost(ranks.executors(), ranks.locations());
+          String lost = ranks == null ? "" : losses.ranksLost(ranks.executors(), ranks.hosts());
           String where = ranks == null ? "while opening the ranks" : "at step " + (ranks.nextStep() + 1)
               + " with the ranks on executors " + ranks.executors() + (lost.isEmpty() ? "" : ", " + lost);
           console.printf(Locale.ROOT, "run failed %s: %s%nrestart %d of %d (parallel.max_restarts): reopening the "
