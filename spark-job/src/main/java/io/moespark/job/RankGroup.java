@@ -43,6 +43,7 @@ public final class RankGroup implements AutoCloseable {
   private final String[] executors;
   private final String[] locations;
   private final String[] addresses;
+  private final String[] gpus;
   private long valTokens;
   private int nextStep;
 
@@ -54,6 +55,7 @@ public final class RankGroup implements AutoCloseable {
     this.executors = new String[placement.ranks()];
     this.locations = new String[placement.ranks()];
     this.addresses = new String[placement.ranks()];
+    this.gpus = new String[placement.ranks()];
   }
 
   /**
@@ -81,6 +83,7 @@ public final class RankGroup implements AutoCloseable {
       d.executors[r.rank()] = r.executor();
       d.locations[r.rank()] = r.location();
       d.addresses[r.rank()] = r.address();
+      d.gpus[r.rank()] = r.gpu();
     }
     d.valTokens = replies.get(0).valTokens();
     d.nextStep = from == null ? 0 : from.step();
@@ -126,6 +129,11 @@ public final class RankGroup implements AutoCloseable {
   /** Each rank's executor as Spark's scheduler names it ("executor_HOST_ID"), null in local mode. */
   public List<String> locations() {
     return java.util.Arrays.asList(locations.clone());
+  }
+
+  /** The GPU Spark assigned to each rank's task (its address), null where none was. */
+  public List<String> gpus() {
+    return java.util.Arrays.asList(gpus.clone());
   }
 
   /** The host of each rank's executor ("driver" in local mode), from its location. */

@@ -57,31 +57,31 @@ final class RankTasks {
   record Close() implements Op {}
 
   /** One rank's answer; the fields its op does not fill are null or 0 (made by the factories below). */
-  record RankReply(int rank, String executor, String location, String address, long valTokens, List<StepResult> steps,
+  record RankReply(int rank, String executor, String location, String address, String gpu, long valTokens, List<StepResult> steps,
       Trainer.DivergenceException diverged, double valLoss, CheckpointStore.Shard shard, String stateJson,
       Map<String, float[]> params) implements Serializable {
     static RankReply done(int rank) {
-      return new RankReply(rank, null, null, null, 0, List.of(), null, 0, null, null, Map.of());
+      return new RankReply(rank, null, null, null, null, 0, List.of(), null, 0, null, null, Map.of());
     }
 
-    static RankReply opened(int rank, String executor, String location, String address, long valTokens) {
-      return new RankReply(rank, executor, location, address, valTokens, List.of(), null, 0, null, null, Map.of());
+    static RankReply opened(int rank, String executor, String location, String address, String gpu, long valTokens) {
+      return new RankReply(rank, executor, location, address, gpu, valTokens, List.of(), null, 0, null, null, Map.of());
     }
 
     static RankReply stepped(int rank, List<StepResult> steps, Trainer.DivergenceException diverged) {
-      return new RankReply(rank, null, null, null, 0, steps, diverged, 0, null, null, Map.of());
+      return new RankReply(rank, null, null, null, null, 0, steps, diverged, 0, null, null, Map.of());
     }
 
     static RankReply evaluated(int rank, double valLoss) {
-      return new RankReply(rank, null, null, null, 0, List.of(), null, valLoss, null, null, Map.of());
+      return new RankReply(rank, null, null, null, null, 0, List.of(), null, valLoss, null, null, Map.of());
     }
 
     static RankReply saved(int rank, CheckpointStore.Shard shard, String stateJson) {
-      return new RankReply(rank, null, null, null, 0, List.of(), null, 0, shard, stateJson, Map.of());
+      return new RankReply(rank, null, null, null, null, 0, List.of(), null, 0, shard, stateJson, Map.of());
     }
 
     static RankReply gathered(int rank, Map<String, float[]> params) {
-      return new RankReply(rank, null, null, null, 0, List.of(), null, 0, null, null, params);
+      return new RankReply(rank, null, null, null, null, 0, List.of(), null, 0, null, null, params);
     }
   }
 
@@ -182,7 +182,10 @@ final class RankTasks {
     // The form Spark's scheduler reads as "this executor" (ExecutorCacheTaskLocation); none in local mode.
     String location = env.executorId().equals("driver") ? null : "executor_" + host + "_" + env.executorId();
     String address = cfg.parallel().dispatch() == RunConfig.Dispatch.DIRECT ? state.collective.endpoint() : null;
-    return RankReply.opened(r, env.executorId(), location, address, data.val().length);
+    // The GPU Spark assigned to this task (spark.task.resource.gpu.amount), shown in the MoE tab's placement.
+    var gpu = task.resourcesJMap().get("gpu");
+    String gpuId = gpu == null || gpu.addresses().length == 0 ? null : String.join(",", gpu.addresses());
+    return RankReply.opened(r, env.executorId(), location, address, gpuId, data.val().length);
   }
 
   private static RankReply steps(String runId, int r, RankState st, Steps s) throws Exception {
