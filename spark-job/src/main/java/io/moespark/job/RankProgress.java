@@ -38,11 +38,12 @@ final class RankProgress {
     this.trainingCalls = training.calls();
   }
 
-  /** A training step begins: phases follow the step program's calls. */
+  /** A training step begins: phases follow the step program's calls; the driver hears of it at once. */
   void stepBegins(int step) {
     this.step = step;
     call = 0;
     set(trainingCalls.isEmpty() ? "step" : trainingCalls.get(0).after(), false);
+    StepFeedPlugin.beat(this);
   }
 
   /** Work outside a training step ("validation", "checkpoint", ...) or its end ("idle"). */

@@ -142,6 +142,18 @@ public final class StepFeedPlugin implements SparkPlugin {
     return true;
   }
 
+  /** Executor side: sends a rank's heartbeat now (as each step begins), besides the once-a-second ones. */
+  static void beat(RankProgress progress) {
+    PluginContext ctx = executorContext;
+    if (ctx != null) {
+      try {
+        ctx.send(progress.beat());
+      } catch (IOException e) {
+        // As for the periodic heartbeats: a missed one is what the driver measures.
+      }
+    }
+  }
+
   /** Driver side: the queue the steps of {@code runId} arrive in, until {@link #close}. */
   static BlockingQueue<StepResult> open(String runId) {
     return FEEDS.computeIfAbsent(runId, k -> new LinkedBlockingQueue<>());
@@ -166,13 +178,13 @@ public final class StepFeedPlugin implements SparkPlugin {
       }
       RankProgress.Beat b = seen.beat();
       double ago = (now - seen.arrivedNanos()) / 1e9;
-      String where = String.format(Locale.ROOT, "step %d, %s%s", b.step(), b.phase(),
-          b.exchanging() ? " (waiting for its peers)" : "");
+      String where = String.format(Locale.ROOT, "%s, %s%s", b.step() < 0 ? "before its first step"
+          : "in step " + b.step(), b.phase(), b.exchanging() ? " (waiting for its peers)" : "");
       if (ago > 3 * HEARTBEAT_MS / 1e3) {
-        silent.add(String.format(Locale.ROOT, "rank %d on executor %s (%s) silent for %.0f s, last seen in %s",
+        silent.add(String.format(Locale.ROOT, "rank %d on executor %s (%s) silent for %.0f s, last seen %s",
             r, b.executor(), b.host(), ago, where));
       } else {
-        alive.add(String.format(Locale.ROOT, "rank %d on executor %s (%s) for %.0f s in %s", r, b.executor(),
+        alive.add(String.format(Locale.ROOT, "rank %d on executor %s (%s) for %.0f s %s", r, b.executor(),
             b.host(), b.seconds(), where));
       }
     }

@@ -68,8 +68,9 @@ class StalledRankTest {
       System.out.println(stall);
       // The stopped rank may have sent no heartbeat at all when its steps are shorter than the heartbeat period.
       assertTrue(stall.matches(".*: rank \\d on executor " + stoppedId
-          + "( \\([^)]+\\) silent for \\d+ s, last seen in step \\d+, [^;]+| sent no heartbeat); others: rank \\d on "
-          + "executor \\d+ \\([^)]+\\) for \\d+ s in step \\d+, exchange after [^;]+ \\(waiting for its peers\\)"),
+          + "( \\([^)]+\\) silent for \\d+ s, last seen (in step \\d+|before its first step), [^;]+| sent no heartbeat); "
+          + "others: rank \\d on executor \\d+ \\([^)]+\\) for \\d+ s in step \\d+, exchange after [^;]+ "
+          + "\\(waiting for its peers\\)"),
           "names the silent rank, its executor, and the phase its peers wait in: " + stall);
       assertTrue((reported - stoppedAt) / 1e9 < 45, "stall reported within the 30 s bound (plus polling): " + log);
       assertArrayEquals(straight, Files.readAllBytes(dir.resolve("model/model.safetensors")),
