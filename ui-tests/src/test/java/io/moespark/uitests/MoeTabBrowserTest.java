@@ -26,6 +26,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.openqa.selenium.By;
+import org.openqa.selenium.JavascriptExecutor;
 import org.openqa.selenium.OutputType;
 import org.openqa.selenium.TakesScreenshot;
 import org.openqa.selenium.WebDriver;
@@ -86,9 +87,9 @@ class MoeTabBrowserTest {
 
     // Live: the cells shown equal metrics.jsonl; the last loss is the latest step's; the placement is the run's.
     browser.get(ui + "/moe/");
+    assertTrue(train.isAlive(), "the run is still going: the live tab was loaded mid-run");
     Page live = Page.read(browser);
     screenshot("moe-live.png");
-    assertTrue(train.isAlive(), "the run is still going: the live tab was read mid-run");
     assertTrue(live.cells.size() >= 2 * 4 * 30, "cells for 2 MoE layers x 4 experts x at least 30 steps: " + live.cells.size());
     List<JsonNode> m = waitForSteps(run, live.lastStep(), train);
     live.check(m, executors(console));
@@ -144,11 +145,12 @@ class MoeTabBrowserTest {
   /** What the tab shows: heatmap cells, the last loss, the placement rows. */
   record Page(List<long[]> cells, String lastLoss, List<String[]> placement) {
     static Page read(WebDriver b) {
+      // One script call for every cell (a WebDriver call per attribute would take seconds for thousands).
       List<long[]> cells = new ArrayList<>();
-      for (WebElement r : b.findElements(By.cssSelector("rect.load"))) {
-        cells.add(new long[] {Long.parseLong(r.getAttribute("data-layer")), Long.parseLong(r.getAttribute("data-expert")),
-            Long.parseLong(r.getAttribute("data-first")), Long.parseLong(r.getAttribute("data-last")),
-            Long.parseLong(r.getAttribute("data-tokens"))});
+      Object rows = ((JavascriptExecutor) b).executeScript("return Array.from(document.querySelectorAll('rect.load'))"
+          + ".map(r => ['layer', 'expert', 'first', 'last', 'tokens'].map(k => r.getAttribute('data-' + k)).join(' '))");
+      for (Object row : (List<?>) rows) {
+        cells.add(java.util.Arrays.stream(row.toString().split(" ")).mapToLong(Long::parseLong).toArray());
       }
       List<String[]> placement = new ArrayList<>();
       for (WebElement row : b.findElements(By.cssSelector("tr.placement"))) {
