@@ -79,47 +79,42 @@ final class RankProgress {
     }
   }
 
+  private <T> T during(java.util.function.Supplier<T> exchange) {
+    enter();
+    try {
+      return exchange.get();
+    } finally {
+      leave();
+    }
+  }
+
   /** {@code c}, with every exchange recorded here as it starts and ends. */
   Collective watch(Collective c) {
     return new Collective() {
       @Override
       public Tensor[] allToAll(Tensor[] send) {
-        enter();
-        try {
-          return c.allToAll(send);
-        } finally {
-          leave();
-        }
+        return during(() -> c.allToAll(send));
       }
 
       @Override
       public int[][] allToAllCounts(int[][] send) {
-        enter();
-        try {
-          return c.allToAllCounts(send);
-        } finally {
-          leave();
-        }
+        return during(() -> c.allToAllCounts(send));
       }
 
       @Override
       public void sum(double[] values) {
-        enter();
-        try {
+        during(() -> {
           c.sum(values);
-        } finally {
-          leave();
-        }
+          return null;
+        });
       }
 
       @Override
       public void sum(Tensor values) {
-        enter();
-        try {
+        during(() -> {
           c.sum(values);
-        } finally {
-          leave();
-        }
+          return null;
+        });
       }
 
       @Override
