@@ -23,6 +23,8 @@ final class RankProgress {
   private final String executor;
   private final String host;
   private final List<StepProgram.Call> trainingCalls;
+  /** Where a heartbeat goes at once as each step begins (the plugin channel; the periodic ones as well). */
+  private final java.util.function.Consumer<Beat> sendNow;
   private volatile int step = -1;
   private volatile String phase = "opening";
   private volatile boolean exchanging;
@@ -30,7 +32,9 @@ final class RankProgress {
   /** The next call of the step program, or -1 outside a training step. */
   private int call = -1;
 
-  RankProgress(String runId, int rank, String executor, String host, StepProgram training) {
+  RankProgress(String runId, int rank, String executor, String host, StepProgram training,
+      java.util.function.Consumer<Beat> sendNow) {
+    this.sendNow = sendNow;
     this.runId = runId;
     this.rank = rank;
     this.executor = executor;
@@ -43,7 +47,7 @@ final class RankProgress {
     this.step = step;
     call = 0;
     set(trainingCalls.isEmpty() ? "step" : trainingCalls.get(0).after(), false);
-    StepFeedPlugin.beat(this);
+    sendNow.accept(beat());
   }
 
   /** Work outside a training step ("validation", "checkpoint", ...) or its end ("idle"). */

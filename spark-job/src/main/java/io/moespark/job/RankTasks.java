@@ -171,7 +171,8 @@ final class RankTasks {
     }
     long timeoutMs = cfg.parallel().timeoutS() * 1000L;
     String host = env.blockManager().blockManagerId().host();
-    RankProgress progress = new RankProgress(runId, r, env.executorId(), host, StepProgram.training(cfg, ranks));
+    RankProgress progress = new RankProgress(runId, r, env.executorId(), host, StepProgram.training(cfg, ranks),
+        StepFeedPlugin::beat);
     RankState state = switch (cfg.parallel().dispatch()) {
       case DIRECT -> RankState.direct(trainer,
           Collectives.forBarrierTask(cfg.parallel().transport(), task, timeoutMs), data.val(), progress);

@@ -143,11 +143,11 @@ public final class StepFeedPlugin implements SparkPlugin {
   }
 
   /** Executor side: sends a rank's heartbeat now (as each step begins), besides the once-a-second ones. */
-  static void beat(RankProgress progress) {
+  static void beat(RankProgress.Beat beat) {
     PluginContext ctx = executorContext;
     if (ctx != null) {
       try {
-        ctx.send(progress.beat());
+        ctx.send(beat);
       } catch (IOException e) {
         // As for the periodic heartbeats: a missed one is what the driver measures.
       }
