@@ -15,18 +15,17 @@ import org.apache.spark.scheduler.SparkListenerEvent;
  */
 final class RunEvents {
   private final JavaSparkContext sc;
-  private final int window;
   private final int total;
-  private final MoeEvents.WindowBuilder steps = new MoeEvents.WindowBuilder();
+  private final MoeEvents.WindowBuilder steps;
 
   RunEvents(JavaSparkContext sc, int totalSteps) {
     this.sc = sc;
     this.total = totalSteps;
-    this.window = MoeEvents.window(totalSteps);
+    this.steps = new MoeEvents.WindowBuilder(totalSteps);
   }
 
   void started(String run, String configJson, int fromStep) {
-    post(new MoeEvents.RunStarted(run, configJson, total, window, fromStep));
+    post(new MoeEvents.RunStarted(run, configJson, total, steps.window(), fromStep));
   }
 
   void placement(RankGroup ranks, ExpertPlacement placement) {
@@ -46,10 +45,11 @@ final class RunEvents {
       assigned[l] = layers.get(l).assignedPerExpert();
       kept[l] = layers.get(l).keptPerExpert();
     }
-    steps.add(r.step(), r.loss().total(), r.loss().ce(), r.loss().aux(), r.loss().z(), r.lr(), r.gradNorm(), r.seconds(),
-        r.tokensPerSecond(), s.exchangeSeconds(), s.bytesExchanged(), r.maxOverMeanLoad(), assigned, kept);
-    if ((r.step() + 1) % window == 0 || r.step() + 1 == total) {
-      post(steps.take());
+    MoeEvents.Window closed = steps.add(r.step(), r.loss().total(), r.loss().ce(), r.loss().aux(), r.loss().z(), r.lr(),
+        r.gradNorm(), r.seconds(), r.tokensPerSecond(), s.exchangeSeconds(), s.bytesExchanged(), r.maxOverMeanLoad(),
+        assigned, kept);
+    if (closed != null) {
+      post(closed);
     }
   }
 

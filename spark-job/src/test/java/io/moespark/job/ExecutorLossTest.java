@@ -12,7 +12,6 @@ import java.util.Locale;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -27,8 +26,7 @@ class ExecutorLossTest extends OnTwoExecutors {
   void aKilledExecutorIsReplacedAndTheRunEndsWithTheUninterruptedModel(@TempDir Path tmp) throws Exception {
     RunConfig c = SmallRuns.config(4, 2, "train.steps=8", "checkpoint.every=2", "train.eval_every=0",
         "parallel.steps_per_stage=1");
-    TrainJob.run(sc, c, tmp.resolve("straight").toString(), false, 0, new PrintStream(new ByteArrayOutputStream()));
-    byte[] straight = Files.readAllBytes(tmp.resolve("straight/model/model.safetensors"));
+    byte[] straight = SmallRuns.uninterruptedModel(sc, c, tmp.resolve("straight"));
 
     Path dir = tmp.resolve("killed"), metrics = dir.resolve("metrics.jsonl");
     ByteArrayOutputStream out = new ByteArrayOutputStream();
@@ -36,11 +34,7 @@ class ExecutorLossTest extends OnTwoExecutors {
     ExecutorService pool = Executors.newSingleThreadExecutor();
     try {
       Future<TrainJob.Outcome> run = pool.submit(() -> TrainJob.run(sc, c, dir.toString(), false, 0, console));
-      long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(3);
-      while (LocalCluster.metricsLines(metrics) < 3) {
-        assertTrue(System.nanoTime() < deadline && !run.isDone(), "the run did not reach step 3: " + out);
-        Thread.sleep(20);
-      }
+      LocalCluster.awaitSteps(metrics, 3, run, out);
       ProcessHandle executor = LocalCluster.anExecutorProcess();
       String executorId = LocalCluster.executorId(executor);
       long killed = System.nanoTime();

@@ -63,6 +63,17 @@ public final class LocalCluster {
     return m.group(1);
   }
 
+  /** Waits until a run started on another thread has written {@code steps} metrics lines (3 minutes at most). */
+  static void awaitSteps(java.nio.file.Path metrics, int steps, java.util.concurrent.Future<?> run, Object console)
+      throws Exception {
+    long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MINUTES.toNanos(3);
+    while (metricsLines(metrics) < steps) {
+      org.junit.jupiter.api.Assertions.assertTrue(System.nanoTime() < deadline && !run.isDone(),
+          "the run did not reach step " + steps + ": " + console);
+      Thread.sleep(10);
+    }
+  }
+
   /** Complete lines of a run's metrics.jsonl so far (0 before it exists). */
   static int metricsLines(java.nio.file.Path file) throws java.io.IOException {
     return java.nio.file.Files.exists(file)

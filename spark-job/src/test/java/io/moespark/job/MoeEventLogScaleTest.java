@@ -45,15 +45,16 @@ class MoeEventLogScaleTest {
       long dropped;
       try {
         sc.sc().listenerBus().post(new MoeEvents.RunStarted("scale", "{}", STEPS, window, 0));
-        MoeEvents.WindowBuilder b = new MoeEvents.WindowBuilder();
+        MoeEvents.WindowBuilder b = new MoeEvents.WindowBuilder(STEPS);
         long[][] tokens = new long[shape[0]][shape[1]];
         for (int s = 0; s < STEPS; s++) {
           for (long[] layer : tokens) {
             java.util.Arrays.fill(layer, 1000 + s % 7);
           }
-          b.add(s, 3 + 1.0 / (s + 1), 3, 0.01, 1e-4, 3e-4, 0.5, 0.1, 10_000, 0.02, 3_000_000, 1.2, tokens, tokens);
-          if ((s + 1) % window == 0) {
-            sc.sc().listenerBus().post(b.take());
+          MoeEvents.Window closed = b.add(s, 3 + 1.0 / (s + 1), 3, 0.01, 1e-4, 3e-4, 0.5, 0.1, 10_000, 0.02, 3_000_000,
+              1.2, tokens, tokens);
+          if (closed != null) {
+            sc.sc().listenerBus().post(closed);
           }
           if ((s + 1) % 100 == 0) {
             sc.sc().listenerBus().post(new MoeEvents.Validation(s + 1, 3.1));

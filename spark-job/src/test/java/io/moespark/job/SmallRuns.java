@@ -30,6 +30,13 @@ final class SmallRuns {
     return sets;
   }
 
+  /** Runs {@code cfg} to its end in {@code dir} (console discarded) and returns the exported model's bytes. */
+  static byte[] uninterruptedModel(org.apache.spark.api.java.JavaSparkContext sc, RunConfig cfg, Path dir)
+      throws java.io.IOException {
+    TrainJob.run(sc, cfg, dir.toString(), false, 0, new java.io.PrintStream(java.io.OutputStream.nullOutputStream()));
+    return java.nio.file.Files.readAllBytes(dir.resolve("model/model.safetensors"));
+  }
+
   /** The single-process trainer's losses for the config's steps, and the trainer after them. */
   static Trainer reference(RunConfig cfg, double[] losses) {
     Trainer t = Trainer.singleProcess(cfg,

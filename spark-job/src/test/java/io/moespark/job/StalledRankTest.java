@@ -35,18 +35,13 @@ class StalledRankTest {
     try {
       RunConfig c = SmallRuns.config(4, 2, "train.steps=10", "checkpoint.every=2", "train.eval_every=0",
           "parallel.steps_per_stage=5");
-      TrainJob.run(sc, c, tmp.resolve("straight").toString(), false, 0, new PrintStream(new ByteArrayOutputStream()));
-      byte[] straight = Files.readAllBytes(tmp.resolve("straight/model/model.safetensors"));
+      byte[] straight = SmallRuns.uninterruptedModel(sc, c, tmp.resolve("straight"));
 
       Path dir = tmp.resolve("stalled"), metrics = dir.resolve("metrics.jsonl");
       ByteArrayOutputStream out = new ByteArrayOutputStream();
       PrintStream console = new PrintStream(out, true);
       Future<TrainJob.Outcome> run = pool.submit(() -> TrainJob.run(sc, c, dir.toString(), false, 0, console));
-      long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(3);
-      while (LocalCluster.metricsLines(metrics) < 3) {
-        assertTrue(System.nanoTime() < deadline && !run.isDone(), "the run did not reach step 3: " + out);
-        Thread.sleep(10);
-      }
+      LocalCluster.awaitSteps(metrics, 3, run, out);
       stopped = LocalCluster.anExecutorProcess();
       String stoppedId = LocalCluster.executorId(stopped); // read now: Spark kills the process once it is declared lost
       new ProcessBuilder("kill", "-STOP", Long.toString(stopped.pid())).start().waitFor();

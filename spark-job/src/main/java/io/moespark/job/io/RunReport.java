@@ -54,18 +54,17 @@ public final class RunReport {
   static RunPage.Model model(String title, String config, List<JsonNode> lines) throws IOException {
     int lastStep = lines.isEmpty() ? 0 : lines.get(lines.size() - 1).path("step").asInt() + 1;
     int total = Math.max(lastStep, JSON.readTree(config).path("train").path("steps").asInt(0));
-    int window = MoeEvents.window(total);
-    MoeEvents.WindowBuilder b = new MoeEvents.WindowBuilder();
+    MoeEvents.WindowBuilder b = new MoeEvents.WindowBuilder(total);
     List<MoeEvents.Window> windows = new ArrayList<>();
     List<MoeEvents.Validation> vals = new ArrayList<>();
     for (JsonNode l : lines) {
       int step = l.path("step").asInt();
-      b.add(step, l.path("loss").asDouble(), l.path("ce").asDouble(), l.path("aux").asDouble(), l.path("z").asDouble(),
+      MoeEvents.Window closed = b.add(step, l.path("loss").asDouble(), l.path("ce").asDouble(), l.path("aux").asDouble(), l.path("z").asDouble(),
           l.path("lr").asDouble(), l.path("grad_norm").asDouble(), l.path("seconds").asDouble(),
           l.path("tokens_per_s").asDouble(), l.path("exchange_seconds").asDouble(), l.path("bytes_exchanged").asLong(),
           l.path("max_over_mean_load").asDouble(), counts(l.path("expert_tokens")), counts(l.path("expert_tokens_kept")));
-      if ((step + 1) % window == 0) {
-        windows.add(b.take());
+      if (closed != null) {
+        windows.add(closed);
       }
       if (l.has("val_loss")) {
         vals.add(new MoeEvents.Validation(step + 1, l.get("val_loss").asDouble()));
@@ -74,7 +73,7 @@ public final class RunReport {
     if (!b.isEmpty()) {
       windows.add(b.take());
     }
-    return new RunPage.Model(new MoeEvents.RunStarted(title, config, total, window, 0), windows, vals, List.of(),
+    return new RunPage.Model(new MoeEvents.RunStarted(title, config, total, b.window(), 0), windows, vals, List.of(),
         List.of(), Map.of());
   }
 

@@ -1,5 +1,6 @@
 package io.moespark.job.ui;
 
+import io.moespark.ops.moe.MoeStats;
 import java.util.List;
 import org.apache.spark.scheduler.SparkListenerEvent;
 
@@ -40,14 +41,9 @@ public final class MoeEvents {
       return last - first + 1;
     }
 
-    /** Share of layer {@code l}'s assignments that were dropped in this window. */
-    public double dropped(int l) {
-      long a = 0, k = 0;
-      for (int e = 0; e < assigned[l].length; e++) {
-        a += assigned[l][e];
-        k += kept[l][e];
-      }
-      return a == 0 ? 0 : (double) (a - k) / a;
+    /** Layer {@code l}'s counts over the window, as the trainer reports a step's (max/mean load, dropped share). */
+    public MoeStats layer(int l) {
+      return new MoeStats(assigned[l], kept[l], 0, 0);
     }
   }
 
@@ -57,14 +53,30 @@ public final class MoeEvents {
   /** The ranks failed at {@code step} and the run restarts from {@code fromStep}: the driver's own line. */
   public record Restart(int step, int fromStep, String message) implements SparkListenerEvent {}
 
-  /** Adds steps up into {@link Window}s (the driver for its events, the report for metrics.jsonl). */
+  /**
+   * Adds steps up into {@link Window}s of {@link #window} steps, closed at every multiple of the window and
+   * at the run's last step (the driver for its events, the report for metrics.jsonl).
+   */
   public static final class WindowBuilder {
+    private final int total;
+    private final int window;
     private int first = -1, last, n;
     private double loss, ce, aux, z, lr, grad, seconds, tokens, exchange, maxOverMean;
     private long bytes;
     private long[][] assigned, kept;
 
-    public void add(int step, double loss, double ce, double aux, double z, double lr, double gradNorm, double seconds,
+    public WindowBuilder(int totalSteps) {
+      this.total = totalSteps;
+      this.window = MoeEvents.window(totalSteps);
+    }
+
+    /** Steps per window for this run. */
+    public int window() {
+      return window;
+    }
+
+    /** Adds a step; returns the window it closes, or null. */
+    public Window add(int step, double loss, double ce, double aux, double z, double lr, double gradNorm, double seconds,
         double tokensPerS, double exchangeSeconds, long bytes, double maxOverMeanLoad, long[][] assigned,
         long[][] kept) {
       if (first < 0) {
@@ -95,6 +107,7 @@ public final class MoeEvents {
           this.kept[l][e] += kept[l][e];
         }
       }
+      return (step + 1) % window == 0 || step + 1 == total ? take() : null;
     }
 
     public boolean isEmpty() {

@@ -2,6 +2,7 @@ package io.moespark.job.ui;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moespark.ops.moe.MoeStats;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -100,16 +101,16 @@ public final class RunPage {
       b.append("<table><tr><th>MoE layer</th><th>max/mean load (last window)</th><th>dropped (last window)</th>"
           + "<th>dropped (run)</th></tr>");
       for (int l = 0; l < layers; l++) {
-        long a = 0, k = 0;
+        long[] a = new long[last.assigned()[l].length], k = new long[a.length];
         for (MoeEvents.Window w : ws) {
-          for (int e = 0; e < w.assigned()[l].length; e++) {
-            a += w.assigned()[l][e];
-            k += w.kept()[l][e];
+          for (int e = 0; e < a.length; e++) {
+            a[e] += w.assigned()[l][e];
+            k[e] += w.kept()[l][e];
           }
         }
         b.append("<tr class=\"layer\" data-layer=\"").append(l).append("\">").append(td(null, Integer.toString(l)))
-            .append(td(null, fmt(maxOverMean(last.assigned()[l])))).append(td(null, pct(last.dropped(l))))
-            .append(td(null, pct(a == 0 ? 0 : (double) (a - k) / a))).append("</tr>");
+            .append(td(null, fmt(last.layer(l).maxOverMeanLoad()))).append(td(null, pct(last.layer(l).droppedFraction())))
+            .append(td(null, pct(new MoeStats(a, k, 0, 0).droppedFraction()))).append("</tr>");
       }
       b.append("</table><div class=\"charts\">");
       for (int l = 0; l < layers; l++) {
@@ -325,15 +326,6 @@ public final class RunPage {
     int g = (int) Math.round(255 * (1 - Math.abs(dev)));
     int bl = dev > 0 ? (int) Math.round(255 * (1 - dev)) : 255;
     return String.format(Locale.ROOT, "rgb(%d,%d,%d)", r, g, bl);
-  }
-
-  private static double maxOverMean(long[] tokens) {
-    long max = 0, sum = 0;
-    for (long t : tokens) {
-      max = Math.max(max, t);
-      sum += t;
-    }
-    return sum == 0 ? 0 : (double) max * tokens.length / sum;
   }
 
   private static String experts(List<List<Integer>> perLayer) {
