@@ -3,6 +3,7 @@ package io.moespark.ops.backend.cpu;
 import io.moespark.ops.backend.Backend;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
+import java.lang.ref.Reference;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
@@ -151,10 +152,14 @@ public final class CpuBackend implements Backend {
     }
     INDArray c = array(t).dup('c');
     ByteBuffer out = dst.slice().order(ByteOrder.LITTLE_ENDIAN);
-    if (t.dtype() == DType.F32) {
-      out.asFloatBuffer().put(c.data().asNioFloat().position((int) c.offset()).limit((int) c.offset() + n));
-    } else {
-      out.asDoubleBuffer().put(c.data().asNioDouble().position((int) c.offset()).limit((int) c.offset() + n));
+    try {
+      if (t.dtype() == DType.F32) {
+        out.asFloatBuffer().put(c.data().asNioFloat().position((int) c.offset()).limit((int) c.offset() + n));
+      } else {
+        out.asDoubleBuffer().put(c.data().asNioDouble().position((int) c.offset()).limit((int) c.offset() + n));
+      }
+    } finally {
+      Reference.reachabilityFence(c); // the NIO view does not keep the copy's native memory alive (see Raw)
     }
     dst.position(dst.position() + n * t.dtype().width());
   }

@@ -1,7 +1,9 @@
 package io.moespark.ops.backend.cpu;
 
+import java.lang.ref.Reference;
 import java.nio.DoubleBuffer;
 import java.nio.FloatBuffer;
+import org.nd4j.linalg.api.buffer.DataBuffer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -9,12 +11,21 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * Element access to the native memory of a contiguous c-order array (or a row-range view of one), for
  * fused loops that ND4J would run as several passes with temporaries. Training is FLOAT, so the call
  * sites stay monomorphic there; DOUBLE serves the float64 gradient checks.
+ *
+ * <p>The NIO view does not keep the native memory alive: ND4J frees an array's memory once its buffer
+ * is unreachable, and a kernel's last use of an argument is often the {@code Raw.of} call, so the
+ * compiled caller may let a temporary array (a concatenation of received blocks, say) be collected in
+ * the middle of the loop that reads it. Every access therefore fences the owning buffer, as the JDK's
+ * own direct buffers do.
  */
 abstract sealed class Raw permits Raw.F32, Raw.F64 {
   protected final int base;
+  /** The buffer whose native memory the view reads and writes; reachable until the last access. */
+  protected final DataBuffer owner;
 
-  private Raw(int base) {
+  private Raw(int base, DataBuffer owner) {
     this.base = base;
+    this.owner = owner;
   }
 
   static Raw of(INDArray a) {
@@ -22,10 +33,10 @@ abstract sealed class Raw permits Raw.F32, Raw.F64 {
       throw new IllegalArgumentException("raw access needs a contiguous c-order array, got " + a.shapeInfoToString());
     }
     if (a.dataType() == DataType.FLOAT) {
-      return new F32(a.data().asNioFloat(), (int) a.offset());
+      return new F32(a.data().asNioFloat(), (int) a.offset(), a.data());
     }
     if (a.dataType() == DataType.DOUBLE) {
-      return new F64(a.data().asNioDouble(), (int) a.offset());
+      return new F64(a.data().asNioDouble(), (int) a.offset(), a.data());
     }
     throw new IllegalArgumentException("raw access supports FLOAT and DOUBLE, got " + a.dataType());
   }
@@ -41,38 +52,54 @@ abstract sealed class Raw permits Raw.F32, Raw.F64 {
   static final class F32 extends Raw {
     private final FloatBuffer b;
 
-    F32(FloatBuffer b, int base) {
-      super(base);
+    F32(FloatBuffer b, int base, DataBuffer owner) {
+      super(base, owner);
       this.b = b;
     }
 
     @Override
     public double get(int i) {
-      return b.get(base + i);
+      try {
+        return b.get(base + i);
+      } finally {
+        Reference.reachabilityFence(owner);
+      }
     }
 
     @Override
     public void set(int i, double v) {
-      b.put(base + i, (float) v);
+      try {
+        b.put(base + i, (float) v);
+      } finally {
+        Reference.reachabilityFence(owner);
+      }
     }
   }
 
   static final class F64 extends Raw {
     private final DoubleBuffer b;
 
-    F64(DoubleBuffer b, int base) {
-      super(base);
+    F64(DoubleBuffer b, int base, DataBuffer owner) {
+      super(base, owner);
       this.b = b;
     }
 
     @Override
     public double get(int i) {
-      return b.get(base + i);
+      try {
+        return b.get(base + i);
+      } finally {
+        Reference.reachabilityFence(owner);
+      }
     }
 
     @Override
     public void set(int i, double v) {
-      b.put(base + i, v);
+      try {
+        b.put(base + i, v);
+      } finally {
+        Reference.reachabilityFence(owner);
+      }
     }
   }
 }
