@@ -100,7 +100,23 @@ grep -q 'run failed at step .* lost executor' "$work/killed.log" || { echo "the 
 [ -n "$detected_at" ] && [ -n "$recovered_at" ] || { cat "$work/killed.log" >&2; echo "no recovery seen" >&2; exit 1; }
 a=$(sha256sum < "$work/straight/model/model.safetensors")
 b=$(sha256sum < "$work/killed/model/model.safetensors")
-[ "$a" = "$b" ] || { echo "model bytes differ: uninterrupted $a, recovered $b" >&2; exit 1; }
+if [ "$a" != "$b" ]; then
+  # Where the runs part: the first step whose loss, gradient norm or expert loads differ.
+  python3 - "$work/straight/metrics.jsonl" "$work/killed/metrics.jsonl" >&2 <<'EOF'
+import json, sys
+runs = [[json.loads(line) for line in open(path)] for path in sys.argv[1:]]
+keys = ("loss", "grad_norm", "expert_tokens")
+for a, b in zip(*runs):
+    if any(a[k] != b[k] for k in keys):
+        print(f"first step that differs: {a['step'] + 1}; uninterrupted loss {a['loss']!r}, grad norm "
+              f"{a['grad_norm']!r}; recovered loss {b['loss']!r}, grad norm {b['grad_norm']!r}")
+        break
+else:
+    print("every step's loss, gradient norm and loads are equal: the last update or the export differs")
+EOF
+  echo "model bytes differ: uninterrupted $a, recovered $b" >&2
+  exit 1
+fi
 awk -v k="$killed_at" -v d="$detected_at" -v r="$recovered_at" 'BEGIN {
   printf "standalone cluster: executor killed, failure detected after %.1f s, ranks reopened %.1f s later; ", d - k, r - d }'
 echo "model sha256 equals the uninterrupted run's (${a%% *})"
