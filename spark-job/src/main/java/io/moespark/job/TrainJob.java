@@ -88,11 +88,6 @@ public final class TrainJob {
   }
 
   /**
-   * Runs (or with {@code resume}, continues) the run in {@code runDir}, any Hadoop path. With
-   * {@code stopAt} > 0 the run stops after that step with a checkpoint (and no export), to be continued
-   * later with {@code resume}: the result is bit-identical to an uninterrupted run.
-   */
-  /**
    * Asks the running loop to stop after its current stage, with a checkpoint, the report and a line saying
    * how to resume (moe-train calls it on SIGINT/SIGTERM, the same on both paths).
    */
@@ -102,6 +97,11 @@ public final class TrainJob {
 
   private static volatile boolean stopRequested;
 
+  /**
+   * Runs (or with {@code resume}, continues) the run in {@code runDir}, any Hadoop path. With
+   * {@code stopAt} > 0 the run stops after that step with a checkpoint (and no export), to be continued
+   * later with {@code resume}: the result is bit-identical to an uninterrupted run.
+   */
   public static Outcome run(JavaSparkContext sc, RunConfig cfg, String runDir, boolean resume, int stopAt,
       PrintStream console) throws IOException {
     return run(sc, cfg, runDir, resume, stopAt, null, console);

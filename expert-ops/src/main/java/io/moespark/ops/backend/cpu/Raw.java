@@ -32,11 +32,12 @@ abstract sealed class Raw permits Raw.F32, Raw.F64 {
     if (a.length() > 1 && (a.ordering() != 'c' || a.elementWiseStride() != 1)) {
       throw new IllegalArgumentException("raw access needs a contiguous c-order array, got " + a.shapeInfoToString());
     }
+    DataBuffer data = a.data();
     if (a.dataType() == DataType.FLOAT) {
-      return new F32(a.data().asNioFloat(), (int) a.offset(), a.data());
+      return new F32(data.asNioFloat(), (int) a.offset(), data);
     }
     if (a.dataType() == DataType.DOUBLE) {
-      return new F64(a.data().asNioDouble(), (int) a.offset(), a.data());
+      return new F64(data.asNioDouble(), (int) a.offset(), data);
     }
     throw new IllegalArgumentException("raw access supports FLOAT and DOUBLE, got " + a.dataType());
   }
