@@ -3,6 +3,7 @@ package io.moespark.ops.cli;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.io.SafeTensors;
 import io.moespark.ops.model.Init;
 import io.moespark.ops.moe.DropPolicy;
 import io.moespark.ops.moe.Exchange;
@@ -21,9 +22,13 @@ import io.moespark.ops.tensor.Tensor;
 import io.moespark.ops.train.Trainer;
 import io.moespark.ops.train.StepReport;
 import io.moespark.ops.train.TokenData;
+import java.io.ByteArrayOutputStream;
 import java.nio.file.Path;
+import java.security.MessageDigest;
 import java.util.Arrays;
+import java.util.HexFormat;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -41,7 +46,8 @@ public final class BenchMain {
         case "layer" -> layer(new Args(argv, 1,
             Set.of("--experts", "--topk", "--d-model", "--d-expert", "--tokens", "--iters", "--seed"), Set.of()));
         case "train" -> train(new Args(argv, 1, Set.of("--config", "--steps", "--set"), Set.of()));
-        default -> throw new ConfigException("expected a subcommand: layer or train");
+        case "fingerprint" -> fingerprint(new Args(argv, 1, Set.of("--config", "--steps", "--set"), Set.of()));
+        default -> throw new ConfigException("expected a subcommand: layer, train or fingerprint");
       }
     });
   }
@@ -129,6 +135,33 @@ public final class BenchMain {
     }
     System.out.printf(Locale.ROOT, "{\"runner\": \"single-process\", \"steps\": %d, \"tokens_per_s\": %.1f, "
         + "\"seconds_per_step\": %.4f}%n", steps, count / seconds, seconds / steps);
+  }
+
+  /**
+   * The bits of a short single-process run, for before/after comparisons of a change that must not move
+   * them ({@code tools/identity-check.sh}): per step the loss terms and gradient norm as hex bits, then the
+   * validation loss and the SHA-256 of the checkpoint shard's bytes. One line per item.
+   */
+  private static void fingerprint(Args a) throws Exception {
+    RunConfig cfg = ConfigLoader.load(Path.of(a.required("--config")), a.all("--set"));
+    int steps = a.integer("--steps", 5);
+    int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format(), "data.path");
+    TokenData.Split split = TokenData.split(tokens, cfg.data().valFraction());
+    Trainer trainer = Trainer.singleProcess(cfg, split.train(), CpuBackend.INSTANCE, DType.F32);
+    for (int s = 0; s < steps; s++) {
+      StepReport r = trainer.step();
+      System.out.printf(Locale.ROOT, "step %d loss %s ce %s aux %s z %s norm %s%n", s, bits(r.loss().total()),
+          bits(r.loss().ce()), bits(r.loss().aux()), bits(r.loss().z()), bits(r.gradNorm()));
+    }
+    System.out.println("eval " + bits(trainer.evaluate(split.val())));
+    ByteArrayOutputStream shard = new ByteArrayOutputStream();
+    SafeTensors.write(trainer.checkpointTensors(), Map.of(), shard);
+    byte[] sha = MessageDigest.getInstance("SHA-256").digest(shard.toByteArray());
+    System.out.println("checkpoint " + HexFormat.of().formatHex(sha));
+  }
+
+  private static String bits(double v) {
+    return Long.toHexString(Double.doubleToRawLongBits(v));
   }
 
   private static double median(double[] v) {
