@@ -6,15 +6,23 @@ import java.nio.ByteBuffer;
 import java.util.Arrays;
 
 /**
- * Where the numbers are computed: memory, views, copies to and from the host, and every kernel that the
- * model's ops ({@code nn}, {@code moe}, {@code optim}, {@code model}) and the trainer run. The ops decide
- * what to compute and in which order; a backend decides how. {@code CpuBackend} is ND4J GEMMs into
- * preallocated buffers plus fused row loops; an accelerator backend implements the same calls on device
- * memory. Index arrays (token ids, rows of a layout transform) and per-row scales stay host Java arrays:
- * routing is decided on the host (README, "Numerics").
+ * Where the numbers are computed: one instance per rank (its arena: every buffer of the rank is allocated
+ * and freed through it, {@link #footprint}), memory and views, copies to and from the host, and every
+ * kernel that the model's ops ({@code nn}, {@code moe}, {@code optim}, {@code model}) and the trainer
+ * run. The ops decide what to compute and in which order; a backend decides how.
  *
- * <p>Results must not depend on how a backend splits work over threads: kernels that sum over rows in
- * a way that reaches the results do so in a fixed order, so a run is bit-reproducible on one backend.
+ * <p>Shaped for a device: everything a step decides stays in the backend's memory. Token ids, targets,
+ * the routing (softmax, top-k with the selection bias, renormalisation, capacity, the layout transform's
+ * row indices) and its statistics are tensors (I32 indices, F64 routing arithmetic), and reductions write
+ * into tensors. The host reads, per step, only what it must: the per-expert counts that size the
+ * exchange (with the aux/z statistics in the same copy) and the logged scalars ({@link HostTransfers}
+ * counts every copy).
+ *
+ * <p>Work is issued in order on one stream per backend instance; {@link #record} and {@link #waitFor}
+ * let an exchange thread wait for exactly the work that produced its block while compute goes on.
+ *
+ * <p>Results must not depend on how a backend splits work: reductions that reach the results sum in a
+ * fixed order, so a run is bit-reproducible on one backend.
  */
 public interface Backend {
   /** A short name for messages ("cpu", "cuda:0"). */
@@ -23,13 +31,22 @@ public interface Backend {
   /** Sets the host threads this backend's kernels may use (a Spark task's cores). */
   void setThreads(int threads);
 
-  // ---- memory and views ----
+  // ---- the arena: memory, views, events ----
 
   /** A new zero-filled tensor. */
   Tensor zeros(DType type, long... shape);
 
   /** A new tensor whose contents are unspecified (every element is written before it is read). */
   Tensor empty(DType type, long... shape);
+
+  /** Returns a tensor made by {@link #zeros} or {@link #empty} to the arena; its views die with it. */
+  void free(Tensor t);
+
+  /** What this instance holds now, at most, and how often it allocated. */
+  Footprint footprint();
+
+  /** Host copies made through this instance. */
+  HostTransfers transfers();
 
   /** Rows [from, to) of the leading dimension of a c-order tensor, as a view. */
   Tensor rows(Tensor t, long from, long to);
@@ -40,30 +57,51 @@ public interface Backend {
   /** {@code length(shape)} elements of a contiguous tensor from element {@code offset} on, as a view of that shape. */
   Tensor view(Tensor t, long offset, long... shape);
 
-  /** {@code current} when it already has this type and shape, else a new zero-filled tensor. */
+  /** {@code current} when it already has this type and shape, else a new zero-filled tensor (current freed). */
   default Tensor ensure(Tensor current, DType type, long... shape) {
     if (current != null && current.dtype() == type && Arrays.equals(current.shape(), shape)) {
       return current;
+    }
+    if (current != null) {
+      free(current);
     }
     return zeros(type, shape);
   }
 
   /**
    * Backing store for a matrix whose row count varies from step to step: {@code current} when it has at
-   * least {@code rows} rows of this width, else a new one with headroom. Callers view its first rows.
+   * least {@code rows} rows of this width, else a new one with headroom (current freed). Callers view its
+   * first rows.
    */
   default Tensor grow(Tensor current, DType type, long rows, long cols) {
     if (current == null || current.dtype() != type || current.size(1) != cols || current.size(0) < rows) {
+      if (current != null) {
+        free(current);
+      }
       return zeros(type, Math.max(1, rows + rows / 4), cols);
     }
     return current;
   }
 
+  /** A point in this instance's stream: done when all work issued before it is. */
+  interface Event {
+    boolean isDone();
+
+    /** Blocks the calling thread until the event is done. */
+    void synchronize();
+  }
+
+  /** Marks the work issued so far (for example the packing of an exchange's send blocks). */
+  Event record();
+
+  /** Work issued after this call starts only when {@code e} is done (for example a received block's copy). */
+  void waitFor(Event e);
+
   // ---- elementwise and host transfers ----
 
   void fill(Tensor t, double value);
 
-  /** dst = src, elementwise over equal lengths. */
+  /** dst = src, elementwise over equal lengths, converting between floating types (to BF16: round to nearest even). */
   void copy(Tensor src, Tensor dst);
 
   /** y += x. */
@@ -84,16 +122,28 @@ public interface Backend {
   /** t = v, each value rounded to t's type. */
   void fromDoubles(double[] v, Tensor t);
 
-  /** Sum of squares of all elements. */
-  double sumSquares(Tensor t);
+  /** t = v for an I32 tensor of v's length (token ids, targets). */
+  void fromInts(int[] v, Tensor t);
+
+  // ---- reductions ----
+
+  /**
+   * out[index] (F64) = the sum over {@code parts} in order of each part's sum of squares (the parameter
+   * views of a gradient block: one launch for the global gradient norm, no host round trip).
+   */
+  void sumSquares(Tensor[] parts, Tensor out, int index);
 
   // ---- GEMM ----
 
   /** C = op(A) op(B) + beta C; the one matrix product of the project. Empty operands are allowed. */
   void gemm(Tensor a, Tensor b, Tensor c, boolean transA, boolean transB, double beta);
 
-  /** For each i of the leading dimension: C[i] = op(A[i]) op(B[i]) + beta C[i] (three [n, rows, cols] tensors). */
-  void gemmBatched(Tensor a, Tensor b, Tensor c, boolean transA, boolean transB, double beta);
+  /**
+   * A grouped GEMM of different sizes: for each g in order, C[g] = op(A[g]) op(B[g]) + beta C[g]. Several
+   * groups may accumulate into one C (beta 1, the weight gradient of an expert over its segments); they
+   * do so in group order. Empty groups are allowed.
+   */
+  void gemmGrouped(Tensor[] a, Tensor[] b, Tensor[] c, boolean transA, boolean transB, double beta);
 
   // ---- fused ops of nn/ ----
 
@@ -110,11 +160,18 @@ public interface Backend {
    */
   void ropeLayout(Tensor rows, Tensor heads, int batch, int nHeads, Tensor cos, Tensor sin, boolean toRows);
 
-  /** In place over [N, T, T]: row i becomes softmax(scale * s[i, 0..i]) and 0 above the diagonal. */
-  void causalSoftmax(Tensor scores, double scale);
+  /** The shape of what {@link #attentionForward} keeps for the backward (the backend's choice of algorithm). */
+  long[] attentionStateShape(long batchHeads, long seq);
 
-  /** In place: dP becomes scale * P * (dP - rowsum(dP * P)), zero above the diagonal. */
-  void causalSoftmaxBackward(Tensor probs, Tensor dProbs, double scale);
+  /**
+   * Causal attention per head over [B*H, T, hd]: out = softmax(scale q k^T + causal mask) v; {@code state}
+   * (of {@link #attentionStateShape}) receives what the backward needs.
+   */
+  void attentionForward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor state, double scale);
+
+  /** Given dOut and the forward's state, writes (overwrites) dq, dk, dv; may use state as scratch after reading it. */
+  void attentionBackward(Tensor q, Tensor k, Tensor v, Tensor state, Tensor dOut, Tensor dq, Tensor dk, Tensor dv,
+      double scale);
 
   /** a = silu(h1) * h3; {@code saved} receives sigmoid(h1) for the backward. */
   void swigluForward(Tensor h1, Tensor h3, Tensor a, Tensor saved);
@@ -129,24 +186,70 @@ public interface Backend {
   void geluBackward(Tensor h1, Tensor da, Tensor dh1);
 
   /**
-   * Sum over rows of -log softmax(logits)[target]. With {@code globalCount} > 0 it also overwrites the
-   * logits with (softmax - onehot) / globalCount; with 0 the logits are left unchanged.
+   * lossSum[0] (F64) = sum over rows of -log softmax(logits)[targets] (targets I32 [N]). With
+   * {@code globalCount} > 0 it also overwrites the logits with (softmax - onehot) / globalCount; with 0
+   * the logits are left unchanged. Targets are in range (the caller checks them on the host first).
    */
-  double crossEntropy(Tensor logits, int[] targets, long globalCount);
+  void crossEntropy(Tensor logits, Tensor targets, long globalCount, Tensor lossSum);
 
-  // ---- row gathers and scatters (layout transforms, embedding) ----
+  // ---- row gathers and scatters (layout transforms, embedding); rows are I32 tensors ----
 
   /** dst[i] = src[srcRow[i]] for i in [0, count); a negative row gives zeros. */
-  void gather(Tensor src, int[] srcRow, int count, Tensor dst);
+  void gather(Tensor src, Tensor srcRow, int count, Tensor dst);
 
-  /** dst[dstRow[i]] = scale[i] * src[srcRow[i]] where dstRow[i] >= 0 (each destination at most once). */
-  void scatter(Tensor src, int[] srcRow, double[] scale, int[] dstRow, int count, Tensor dst);
+  /** dst[dstRow[i]] = scale[i] * src[srcRow[i]] where dstRow[i] >= 0 (each destination at most once); scale F64 or null (1). */
+  void scatter(Tensor src, Tensor srcRow, Tensor scale, Tensor dstRow, int count, Tensor dst);
 
-  /** dst[dstRow[i]] += scale[i] * src[srcRow[i]] in index order (skipping negative rows); scale null is 1. */
-  void scatterAdd(Tensor src, int[] srcRow, double[] scale, int[] dstRow, int count, Tensor dst);
+  /**
+   * dst[dstRow[i]] += scale[i] * src[srcRow[i]] in index order (skipping negative rows on either side);
+   * srcRow null is the identity, scale null is 1.
+   */
+  void scatterAdd(Tensor src, Tensor srcRow, Tensor scale, Tensor dstRow, int count, Tensor dst);
 
-  /** out[i] = a[aRow[i]] . b[bRow[i]] (0 where bRow[i] is negative). */
-  void rowDots(Tensor a, int[] aRow, Tensor b, int[] bRow, int count, double[] out);
+  /** out[i] (F64) = a[aRow[i]] . b[bRow[i]] (0 where bRow[i] is negative). */
+  void rowDots(Tensor a, Tensor aRow, Tensor b, Tensor bRow, int count, Tensor out);
+
+  // ---- routing (all F64 arithmetic, exact and reproducible; ties choose the lower index) ----
+
+  /** probs [T, E] (F64) = softmax of the router logits [T, E]; lse [T] (F64) their logsumexp. */
+  void routerSoftmax(Tensor logits, Tensor probs, Tensor lse);
+
+  /**
+   * Top-k per token of probs + bias (bias F64 [E] or null; it shifts the choice only): assignment a = t k +
+   * s is token t's s-th choice; token[a] = t, expert[a] (I32), gate[a] = its probability, divided by the
+   * token's sum of chosen probabilities when {@code normalize}.
+   */
+  void routeTopK(Tensor probs, Tensor bias, int k, boolean normalize, Tensor token, Tensor expert, Tensor gate);
+
+  /**
+   * Expert choice: each expert takes the {@code capacity} tokens of highest probability (earlier token on
+   * ties); the E * capacity assignments are listed in (token, expert) order with gate = probability.
+   */
+  void routeExpertChoice(Tensor probs, int capacity, Tensor token, Tensor expert, Tensor gate);
+
+  /** Hash routing: token[t] = t, expert[t] = murmur3 finaliser of ids[t] mod experts, gate 1. */
+  void routeHash(Tensor ids, int experts, Tensor token, Tensor expert, Tensor gate);
+
+  /**
+   * Capacity dropping and the layout transform of one rank's A assignments. An expert keeps at most
+   * {@code capacity} assignments, in assignment order or, when {@code byGate}, by descending gate (earlier
+   * first on ties). Kept assignments are laid out in the order of {@code expertOrder} (I32 [E]: the experts
+   * destination-major), then in assignment order: slot[a] (I32 [A]) is a's row, -1 when dropped;
+   * sendToken[row] (I32, at least A rows) is the token of each row. stats (F64 [3E + 1]): assignments per
+   * expert | kept per expert | sum over tokens of probs per expert | sum of lse^2 (the last two 0 when
+   * probs is null).
+   */
+  void planDispatch(Tensor token, Tensor expert, Tensor gate, Tensor probs, Tensor lse, int capacity, boolean byGate,
+      Tensor expertOrder, Tensor slot, Tensor sendToken, Tensor stats);
+
+  /**
+   * The router's backward into dLogits [T, E] (overwritten): through the gates (dGate F64 [A]; with
+   * {@code normalizedTopK} = k > 0 through the renormalisation of each token's k gates), plus the aux loss
+   * (auxGradPerProb F64 [E], the same for every token, or null) and the z-loss (2 zScale lse p), through
+   * the softmax.
+   */
+  void routerBackward(Tensor token, Tensor expert, Tensor gate, Tensor dGate, Tensor probs, Tensor lse,
+      Tensor auxGradPerProb, double zScale, int normalizedTopK, Tensor dLogits);
 
   // ---- optimizer ----
 

@@ -72,7 +72,7 @@ public final class BenchMain {
     Tensor dx = be.empty(DType.F32, n, d);
     Init.normal(x, seed, "x", 1.0);
     Init.normal(dy, seed, "dy", 1.0);
-    int[] ids = new int[n];
+    Tensor ids = be.zeros(DType.I32, n);
     long assignments = (long) n * k;
     // Dense reference: the nine GEMMs of one FFN over all A = N k rows, the same shapes and FLOPs as the
     // experts' GEMMs. Iterations alternate MoE and dense so that machine drift hits both alike.

@@ -9,6 +9,7 @@ import io.moespark.ops.backend.Backend;
 import io.moespark.ops.model.Init;
 import io.moespark.ops.model.TransformerLM;
 import io.moespark.ops.nn.Activation;
+import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.Tensor;
 import java.io.IOException;
@@ -306,13 +307,17 @@ public final class HuggingFace {
     ModelFiles.assign(values, model, dir);
     if (source == Source.LLAMA && noise > 0) {
       Backend be = model.params().backend();
+      Tensor sq = be.zeros(DType.F64, 1);
       for (Param p : model.params().all()) {
         if (p.isExpert()) {
           Tensor w = p.value(), n = be.empty(w.dtype(), w.shape());
-          Init.normal(n, seed, "upcycle_noise." + p.name(), noise * Math.sqrt(be.sumSquares(w) / w.length()));
+          be.sumSquares(new Tensor[] {w}, sq, 0);
+          Init.normal(n, seed, "upcycle_noise." + p.name(), noise * Math.sqrt(sq.toDoubles()[0] / w.length()));
           w.addi(n);
+          be.free(n);
         }
       }
+      be.free(sq);
     }
   }
 

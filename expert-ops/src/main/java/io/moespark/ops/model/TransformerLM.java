@@ -37,8 +37,11 @@ public final class TransformerLM {
   private final Block[] blocks;
   private final List<MoeLayer> moeLayers = new ArrayList<>();
 
-  // The step in flight.
-  private int[] inputs;
+  // The step in flight: its token ids and targets on the backend (I32, the one upload of a step).
+  private Tensor ids;
+  private Tensor targetIds;
+  /** The CE sum (F64 [1]), read once per step with the logged scalars. */
+  private Tensor lossSum;
   private Tensor xFinal;
   private Tensor normFinal;
   private Tensor rstdFinal;
@@ -170,7 +173,8 @@ public final class TransformerLM {
   public LossTerms forward(int[] inputs, int[] targets, int batch, int globalSequences, Exchange ex, Reducer reducer) {
     long globalTokens = (long) globalSequences * cfg.seqLen();
     Tensor logits = logits(inputs, batch, globalTokens, ex, reducer);
-    double[] terms = new double[] {CrossEntropy.forwardBackward(logits, targets, globalTokens)};
+    CrossEntropy.forwardBackward(logits, uploadTargets(targets), globalTokens, lossSum);
+    double[] terms = lossSum.toDoubles();
     dLogits = logits;
     reducer.sum(terms);
     double ce = terms[0] / globalTokens, aux = 0, z = 0;
@@ -185,7 +189,17 @@ public final class TransformerLM {
   /** Sum over this rank's positions of the next-token CE (no aux terms, no gradient). */
   public double evalLossSum(int[] inputs, int[] targets, int batch, Exchange ex, Reducer reducer) {
     long tokens = (long) batch * cfg.seqLen();
-    return CrossEntropy.loss(logits(inputs, batch, tokens, ex, reducer), targets);
+    Tensor logits = logits(inputs, batch, tokens, ex, reducer);
+    CrossEntropy.loss(logits, uploadTargets(targets), lossSum);
+    return lossSum.toDoubles()[0];
+  }
+
+  private Tensor uploadTargets(int[] targets) {
+    CrossEntropy.checkTargets(targets, cfg.vocabSize());
+    Backend be = params.backend();
+    targetIds = be.ensure(targetIds, DType.I32, targets.length);
+    be.fromInts(targets, targetIds);
+    return targetIds;
   }
 
   private Tensor logits(int[] inputs, int batch, long globalTokens, Exchange ex, Reducer reducer) {
@@ -193,13 +207,16 @@ public final class TransformerLM {
     if (inputs.length != batch * seq) {
       throw new IllegalArgumentException("expected " + batch + " x " + seq + " input tokens, got " + inputs.length);
     }
-    this.inputs = inputs;
     Backend be = params.backend();
     DType type = params.type();
     long n = inputs.length, d = cfg.dModel();
+    Embedding.checkIds(inputs, cfg.vocabSize());
+    ids = be.ensure(ids, DType.I32, n);
+    be.fromInts(inputs, ids);
+    lossSum = be.ensure(lossSum, DType.F64, 1);
     embedded = be.ensure(embedded, type, n, d);
     Tensor x = embedded;
-    Embedding.forward(inputs, embed.value(), x);
+    Embedding.forward(ids, embed.value(), x);
     for (Block b : blocks) {
       b.xIn = x;
       b.n1 = be.ensure(b.n1, type, n, d);
@@ -213,7 +230,7 @@ public final class TransformerLM {
       b.xMid.addi(x);
       RmsNorm.forward(b.xMid, b.ffnNorm.value(), cfg.normEps(), b.n2, b.rstd2);
       if (b.moe != null) {
-        b.moe.forward(b.n2, inputs, globalTokens, ex, reducer, b.out);
+        b.moe.forward(b.n2, ids, globalTokens, ex, reducer, b.out);
       } else {
         b.dense.forward(b.n2, new int[] {0}, new int[] {0}, new int[] {(int) n}, b.out);
       }
@@ -232,7 +249,7 @@ public final class TransformerLM {
   public void backward(Exchange ex) {
     Backend be = params.backend();
     DType type = params.type();
-    long n = inputs.length, d = cfg.dModel();
+    long n = ids.length(), d = cfg.dModel();
     dNormBuf = be.ensure(dNormBuf, type, n, d);
     dxBuf = be.ensure(dxBuf, type, n, d);
     dnBuf = be.ensure(dnBuf, type, n, d);
@@ -253,7 +270,7 @@ public final class TransformerLM {
           b.wk.grad(), b.wv.grad(), b.wo.grad());
       RmsNorm.backward(b.xIn, b.attnNorm.value(), b.rstd1, dn, dx, b.attnNorm.grad());
     }
-    Embedding.backward(inputs, dx, embed.grad());
+    Embedding.backward(ids, dx, embed.grad());
     dLogits = null;
   }
 }

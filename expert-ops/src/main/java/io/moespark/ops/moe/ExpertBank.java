@@ -4,11 +4,12 @@ import io.moespark.ops.nn.Activation;
 import io.moespark.ops.backend.Backend;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.Tensor;
+import java.util.stream.IntStream;
 
 /**
  * A group of FFN experts applied to contiguous row segments of one input: y_s = w2_e · act(w1_e x_s,
- * w3_e x_s) for segment s of expert e. Two GEMMs per segment in, one out; the activation runs once over
- * all rows. A dense FFN is a bank of one expert with one segment. Holds the activations of the step in
+ * w3_e x_s) for segment s of expert e. The activation runs once over all rows; each of the three products is one grouped GEMM over the segments ({@link Backend#gemmGrouped}).
+ * A dense FFN is a bank of one expert with one segment. Holds the activations of the step in
  * flight in buffers that grow but are not reallocated per step.
  */
 public final class ExpertBank {
@@ -28,6 +29,8 @@ public final class ExpertBank {
   private int[] segExpert;
   private int[] segStart;
   private int[] segLen;
+  /** Indices of the segments with rows (the groups of the grouped GEMMs). */
+  private int[] nonEmpty;
 
   /** w3 entries are null for non-gated activations. */
   public ExpertBank(Activation activation, Param[] w1, Param[] w3, Param[] w2) {
@@ -48,6 +51,7 @@ public final class ExpertBank {
     this.segExpert = segExpert;
     this.segStart = segStart;
     this.segLen = segLen;
+    this.nonEmpty = IntStream.range(0, segLen.length).filter(s -> segLen[s] > 0).toArray();
     Backend be = in.backend();
     long f = w1[0].shape()[0];
     h1Buf = be.grow(h1Buf, in.dtype(), rows, f);
@@ -58,22 +62,12 @@ public final class ExpertBank {
       return;
     }
     Tensor h1 = h1Buf.rows(0, rows), h3 = h3Buf.rows(0, rows), a = aBuf.rows(0, rows);
-    for (int s = 0; s < segExpert.length; s++) {
-      if (segLen[s] > 0) {
-        int e = segExpert[s];
-        Tensor xs = seg(in, s);
-        be.gemm(xs, w1[e].value(), seg(h1, s), false, true, 0.0);
-        if (activation.gated()) {
-          be.gemm(xs, w3[e].value(), seg(h3, s), false, true, 0.0);
-        }
-      }
+    be.gemmGrouped(segs(in), weights(w1, false), segs(h1), false, true, 0.0);
+    if (activation.gated()) {
+      be.gemmGrouped(segs(in), weights(w3, false), segs(h3), false, true, 0.0);
     }
     activation.forward(h1, h3, a, savedBuf.rows(0, rows));
-    for (int s = 0; s < segExpert.length; s++) {
-      if (segLen[s] > 0) {
-        be.gemm(seg(a, s), w2[segExpert[s]].value(), seg(out, s), false, true, 0.0);
-      }
-    }
+    be.gemmGrouped(segs(a), weights(w2, false), segs(out), false, true, 0.0);
   }
 
   /** Given dOut for the last forward, writes dIn (overwrites) and accumulates weight gradients. */
@@ -88,31 +82,37 @@ public final class ExpertBank {
     dh1Buf = be.grow(dh1Buf, a.dtype(), rows, f);
     dh3Buf = activation.gated() ? be.grow(dh3Buf, a.dtype(), rows, f) : null;
     Tensor dA = dABuf.rows(0, rows);
-    for (int s = 0; s < segExpert.length; s++) {
-      if (segLen[s] > 0) {
-        Param p = w2[segExpert[s]];
-        Tensor dOs = seg(dOut, s);
-        be.gemm(dOs, seg(a, s), p.grad(), true, false, 1.0);
-        be.gemm(dOs, p.value(), seg(dA, s), false, false, 0.0);
-      }
-    }
+    Tensor[] dOs = segs(dOut);
+    be.gemmGrouped(dOs, segs(a), weights(w2, true), true, false, 1.0);
+    be.gemmGrouped(dOs, weights(w2, false), segs(dA), false, false, 0.0);
     Tensor dh1 = dh1Buf.rows(0, rows), dh3 = dh3Buf == null ? null : dh3Buf.rows(0, rows);
     activation.backward(h1, h3, savedBuf.rows(0, rows), dA, dh1, dh3);
-    for (int s = 0; s < segExpert.length; s++) {
-      if (segLen[s] > 0) {
-        int e = segExpert[s];
-        Tensor xs = seg(in, s), dxs = seg(dIn, s);
-        be.gemm(seg(dh1, s), xs, w1[e].grad(), true, false, 1.0);
-        be.gemm(seg(dh1, s), w1[e].value(), dxs, false, false, 0.0);
-        if (activation.gated()) {
-          be.gemm(seg(dh3, s), xs, w3[e].grad(), true, false, 1.0);
-          be.gemm(seg(dh3, s), w3[e].value(), dxs, false, false, 1.0);
-        }
-      }
+    Tensor[] xs = segs(in), dxs = segs(dIn);
+    be.gemmGrouped(segs(dh1), xs, weights(w1, true), true, false, 1.0);
+    be.gemmGrouped(segs(dh1), weights(w1, false), dxs, false, false, 0.0);
+    if (activation.gated()) {
+      be.gemmGrouped(segs(dh3), xs, weights(w3, true), true, false, 1.0);
+      be.gemmGrouped(segs(dh3), weights(w3, false), dxs, false, false, 1.0);
     }
   }
 
-  private Tensor seg(Tensor m, int s) {
-    return m.rows(segStart[s], segStart[s] + segLen[s]);
+  /** The non-empty segments of m, in order: the groups of a grouped GEMM. */
+  private Tensor[] segs(Tensor m) {
+    Tensor[] g = new Tensor[nonEmpty.length];
+    for (int i = 0; i < g.length; i++) {
+      int s = nonEmpty[i];
+      g[i] = m.rows(segStart[s], segStart[s] + segLen[s]);
+    }
+    return g;
+  }
+
+  /** The weight (or its gradient) of each non-empty segment's expert. */
+  private Tensor[] weights(Param[] w, boolean grad) {
+    Tensor[] g = new Tensor[nonEmpty.length];
+    for (int i = 0; i < g.length; i++) {
+      Param p = w[segExpert[nonEmpty[i]]];
+      g[i] = grad ? p.grad() : p.value();
+    }
+    return g;
   }
 }

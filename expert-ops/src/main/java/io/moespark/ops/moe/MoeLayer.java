@@ -31,23 +31,35 @@ public final class MoeLayer {
   private final int[] localExperts;
   private final ExpertBank experts;
   private final ExpertBank[] shared;
+  /** The layout's experts destination-major (I32, uploaded once). */
+  private final Tensor expertOrder;
   private double capacityFactor;
-  private double[] selectionBias;
+  /** Aux-free selection bias (F64 [E]) or null. */
+  private Tensor selectionBias;
 
-  // The step in flight.
+  // The step in flight, in buffers kept from step to step.
   private Tensor x;
   private DispatchPlan plan;
+  private Tensor slotBuf;
+  private Tensor sendTokenBuf;
+  private Tensor statsBuf;
   private Tensor sendBuf;
+  private Tensor recvBuf;
   private Tensor recv;
   private Tensor expertOutBuf;
+  private Tensor returnedBuf;
   private Tensor dReturnedBuf;
+  private Tensor dOutBuf;
   private Tensor dInBuf;
+  private Tensor dBlocksBuf;
   private int[][] recvCounts;
   private Tensor returned;
   /** Scratch for one shared expert's output (forward) or input gradient (backward), reused every step. */
   private Tensor sharedScratch;
-  private double[] dGate;
-  private double[] auxGradPerProb;
+  private Tensor dGate;
+  /** dLoss/dp per expert from the aux loss (F64 [E], top-k only; derived from the global counts). */
+  private Tensor auxGradPerProb;
+  private boolean auxActive;
   private double zScale;
   private MoeStats stats;
 
@@ -70,6 +82,7 @@ public final class MoeLayer {
     for (int s = 0; s < shared.length; s++) {
       shared[s] = bank(params, prefix + "shared.", new int[] {s}, dModel, spec.dExpert(), false);
     }
+    this.expertOrder = DispatchPlan.expertOrder(params.backend(), layout);
   }
 
   private ExpertBank bank(ParamStore params, String prefix, int[] ids, long d, long f, boolean routed) {
@@ -99,9 +112,18 @@ public final class MoeLayer {
     this.capacityFactor = cf;
   }
 
-  /** Aux-loss-free balancing bias (DeepSeek-V3): shifts top-k selection only, never the gates. */
+  /**
+   * Aux-loss-free balancing bias (DeepSeek-V3): shifts top-k selection only, never the gates. The driver
+   * updates it from the global loads, so it goes up (E values) each step it is on.
+   */
   public void setSelectionBias(double[] bias) {
-    this.selectionBias = bias == null ? null : bias.clone();
+    if (bias == null) {
+      selectionBias = null;
+      return;
+    }
+    Backend be = expertOrder.backend();
+    selectionBias = be.ensure(selectionBias, DType.F64, bias.length);
+    be.fromDoubles(bias, selectionBias);
   }
 
   /** Statistics of the last forward (global over ranks). */
@@ -112,44 +134,40 @@ public final class MoeLayer {
   // ---- forward phases ----
 
   /**
-   * Routes the rank's T tokens, applies capacity, reduces the global statistics and returns the plan.
+   * Routes the rank's T tokens, applies capacity, reduces the global statistics and returns the plan. The
+   * host receives this rank's counts (one copy) and, for top-k, sends the aux-loss coefficients back.
    *
+   * @param tokenIds the rows' input token ids (I32 [T]; hash routing reads them)
    * @param globalTokens tokens of the global batch (N of the aux and z losses)
    */
-  public DispatchPlan route(Tensor x, int[] tokenIds, long globalTokens, Reducer reducer) {
+  public DispatchPlan route(Tensor x, Tensor tokenIds, long globalTokens, Reducer reducer) {
     this.x = x;
+    Backend be = x.backend();
     int t = (int) x.size(0), e = spec.experts();
     Routing r = router.forward(x, tokenIds, routerWeight == null ? null : routerWeight.value(),
         spec.router() == RouterKind.TOPK ? selectionBias : null);
     int capacity = spec.router() == RouterKind.EXPERT_CHOICE ? Integer.MAX_VALUE
         : spec.withCapacityFactor(capacityFactor).capacity(t);
-    plan = DispatchPlan.build(r, layout, capacity, spec.dropPolicy());
+    int a = Math.max(1, r.assignments());
+    slotBuf = be.ensure(slotBuf, DType.I32, a);
+    sendTokenBuf = be.ensure(sendTokenBuf, DType.I32, a);
+    statsBuf = be.ensure(statsBuf, DType.F64, 3L * e + 1);
+    plan = DispatchPlan.build(r, layout, capacity, spec.dropPolicy(), expertOrder, slotBuf, sendTokenBuf, statsBuf);
     // One reduction per layer: [assigned E | kept E | sum p E | z sum].
-    double[] g = new double[3 * e + 1];
-    long[] assigned = r.countsPerExpert(), kept = plan.keptPerExpert();
-    for (int j = 0; j < e; j++) {
-      g[j] = assigned[j];
-      g[e + j] = kept[j];
-    }
-    if (r.probs() != null) {
-      for (int i = 0; i < t; i++) {
-        for (int j = 0; j < e; j++) {
-          g[2 * e + j] += r.probs()[i * e + j];
-        }
-        g[3 * e] += r.lse()[i] * r.lse()[i];
-      }
-    }
+    double[] g = plan.stats();
     reducer.labelled(layer, false).sum(g);
     long[] gAssigned = new long[e], gKept = new long[e];
     double aux = 0;
-    auxGradPerProb = null;
-    if (spec.router() == RouterKind.TOPK) {
-      auxGradPerProb = new double[e];
+    auxActive = spec.router() == RouterKind.TOPK;
+    if (auxActive) {
+      double[] auxGrad = new double[e];
       for (int j = 0; j < e; j++) {
         double f = g[j] / ((double) spec.topK() * globalTokens);
         aux += e * f * g[2 * e + j] / globalTokens;
-        auxGradPerProb[j] = spec.auxLossCoef() * e * f / globalTokens;
+        auxGrad[j] = spec.auxLossCoef() * e * f / globalTokens;
       }
+      auxGradPerProb = be.ensure(auxGradPerProb, DType.F64, e);
+      be.fromDoubles(auxGrad, auxGradPerProb);
     }
     for (int j = 0; j < e; j++) {
       gAssigned[j] = Math.round(g[j]);
@@ -178,7 +196,8 @@ public final class MoeLayer {
    */
   public Tensor[] expertForward(int[][] countsFromSources, Tensor[] received) {
     recvCounts = countsFromSources;
-    recv = concatRows(received);
+    recvBuf = concatRows(received, recvBuf);
+    recv = rowsOf(received, recvBuf);
     int sources = received.length, l = localExperts.length;
     int[] segExpert = new int[sources * l], segStart = new int[sources * l], segLen = new int[sources * l];
     int row = 0;
@@ -198,7 +217,8 @@ public final class MoeLayer {
 
   /** y = sum over kept assignments of gate * expert output, plus every shared expert; writes y. */
   public void combine(Tensor[] returnedBlocks, Tensor y) {
-    returned = concatRows(returnedBlocks);
+    returnedBuf = concatRows(returnedBlocks, returnedBuf);
+    returned = rowsOf(returnedBlocks, returnedBuf);
     y.fill(0);
     plan.combine(returned, y);
     int[] all = {0}, start = {0}, len = {(int) x.size(0)};
@@ -219,14 +239,15 @@ public final class MoeLayer {
     }
     dReturnedBuf = x.backend().grow(dReturnedBuf, x.dtype(), returned.size(0), x.size(1));
     Tensor dReturned = dReturnedBuf.rows(0, returned.size(0));
-    dGate = new double[plan.routing().assignments()];
+    dGate = x.backend().ensure(dGate, DType.F64, Math.max(1, plan.routing().assignments()));
     plan.combineBackward(dy, returned, dReturned, dGate);
     return plan.blocks(dReturned);
   }
 
   /** Expert backward on the gradient blocks from every source; returns input-gradient blocks per source. */
   public Tensor[] expertBackward(Tensor[] dOutFromSources) {
-    Tensor dOut = concatRows(dOutFromSources);
+    dOutBuf = concatRows(dOutFromSources, dOutBuf);
+    Tensor dOut = rowsOf(dOutFromSources, dOutBuf);
     dInBuf = x.backend().grow(dInBuf, x.dtype(), recv.size(0), x.size(1));
     Tensor dIn = dInBuf.rows(0, recv.size(0));
     experts.backward(dOut, dIn);
@@ -235,19 +256,21 @@ public final class MoeLayer {
 
   /** dx += gradient through the layout transform, from the blocks returned by each destination. */
   public void dispatchBackward(Tensor[] dBlocks, Tensor dx) {
-    plan.packBackward(concatRows(dBlocks), dx);
+    dBlocksBuf = concatRows(dBlocks, dBlocksBuf);
+    plan.packBackward(rowsOf(dBlocks, dBlocksBuf), dx);
   }
 
   /** dx += gradient through the router (gates, aux loss, z-loss); router weight gradient. */
   public void routeBackward(Tensor dx) {
     if (routerWeight != null) {
-      router.backward(plan.routing(), dGate, auxGradPerProb, zScale, x, routerWeight.value(), dx, routerWeight.grad());
+      router.backward(plan.routing(), dGate, auxActive ? auxGradPerProb : null, zScale, x, routerWeight.value(), dx,
+          routerWeight.grad());
     }
   }
 
   // ---- the whole program over an exchange ----
 
-  public void forward(Tensor x, int[] tokenIds, long globalTokens, Exchange ex, Reducer reducer, Tensor y) {
+  public void forward(Tensor x, Tensor tokenIds, long globalTokens, Exchange ex, Reducer reducer, Tensor y) {
     DispatchPlan p = route(x, tokenIds, globalTokens, reducer);
     int[][] counts = ex.labelled(layer, true).allToAllCounts(p.sendCounts());
     Tensor[] received = ex.labelled(layer, true).allToAll(dispatch());
@@ -277,17 +300,15 @@ public final class MoeLayer {
     return b;
   }
 
-  private Tensor concatRows(Tensor[] blocks) {
+  /**
+   * The blocks one after the other in {@code buffer} (grown when too small; returned), or the buffer
+   * untouched when there is one block (read in place). {@link #rowsOf} gives the rows to read.
+   */
+  private Tensor concatRows(Tensor[] blocks, Tensor buffer) {
     if (blocks.length == 1) {
-      return blocks[0];
+      return buffer;
     }
-    long rows = 0;
-    for (Tensor b : blocks) {
-      rows += b.size(0);
-    }
-    Backend be = x.backend();
-    DType type = x.dtype();
-    Tensor out = be.empty(type, rows, x.size(1));
+    Tensor out = x.backend().grow(buffer, x.dtype(), totalRows(blocks), x.size(1));
     long row = 0;
     for (Tensor b : blocks) {
       if (b.size(0) > 0) {
@@ -296,5 +317,17 @@ public final class MoeLayer {
       }
     }
     return out;
+  }
+
+  private static Tensor rowsOf(Tensor[] blocks, Tensor buffer) {
+    return blocks.length == 1 ? blocks[0] : buffer.rows(0, totalRows(blocks));
+  }
+
+  private static long totalRows(Tensor[] blocks) {
+    long rows = 0;
+    for (Tensor b : blocks) {
+      rows += b.size(0);
+    }
+    return rows;
   }
 }

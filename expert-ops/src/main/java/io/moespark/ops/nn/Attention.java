@@ -6,8 +6,10 @@ import io.moespark.ops.tensor.Tensor;
 
 /**
  * Causal multi-head self-attention with RoPE on q and k: y = Wo · concat_h softmax(q_h k_h^T / sqrt(hd)
- * + mask) v_h. Rows of x are B sequences of T positions, [B*T, D]. One instance per layer holds the
- * activations of the step in flight for its backward, in buffers reused from step to step.
+ * + mask) v_h. Rows of x are B sequences of T positions, [B*T, D]. The projections and the head layout
+ * are here; the attention itself is the backend's ({@link Backend#attentionForward}: the CPU materialises
+ * the probabilities, a device may run a fused kernel). One instance per layer holds the activations of
+ * the step in flight for its backward, in buffers reused from step to step.
  */
 public final class Attention {
   private final int heads;
@@ -22,13 +24,13 @@ public final class Attention {
   private Tensor qh;
   private Tensor kh;
   private Tensor vh;
-  private Tensor probs;
+  /** What the backend's attention keeps for the backward ({@link Backend#attentionStateShape}). */
+  private Tensor state;
   private Tensor ctx;
   private Tensor merged;
   // Backward scratch.
   private Tensor dMerged;
   private Tensor dCtx;
-  private Tensor dProbs;
   private Tensor dqh;
   private Tensor dkh;
   private Tensor dvh;
@@ -55,16 +57,14 @@ public final class Attention {
     kh = be.ensure(kh, type, bh, seq, hd);
     vh = be.ensure(vh, type, bh, seq, hd);
     ctx = be.ensure(ctx, type, bh, seq, hd);
-    probs = be.ensure(probs, type, bh, seq, seq);
+    state = be.ensure(state, type, be.attentionStateShape(bh, seq));
     Linear.forward(x, wq, q);
     Linear.forward(x, wk, k);
     Linear.forward(x, wv, v);
     rope.forward(q, batch, heads, qh);
     rope.forward(k, batch, heads, kh);
     layout.forward(v, batch, heads, vh);
-    be.gemmBatched(qh, kh, probs, false, true, 0.0);
-    be.causalSoftmax(probs, 1.0 / Math.sqrt(hd));
-    be.gemmBatched(probs, vh, ctx, false, false, 0.0);
+    be.attentionForward(qh, kh, vh, ctx, state, 1.0 / Math.sqrt(hd));
     layout.backward(ctx, batch, heads, merged);
     Linear.forward(merged, wo, y);
   }
@@ -81,14 +81,9 @@ public final class Attention {
     dqh = be.ensure(dqh, type, bh, seq, hd);
     dkh = be.ensure(dkh, type, bh, seq, hd);
     dvh = be.ensure(dvh, type, bh, seq, hd);
-    dProbs = be.ensure(dProbs, type, bh, seq, seq);
     Linear.backward(merged, wo, dy, dMerged, dwo, false);
     layout.forward(dMerged, batch, heads, dCtx);
-    be.gemmBatched(dCtx, vh, dProbs, false, true, 0.0);
-    be.gemmBatched(probs, dCtx, dvh, true, false, 0.0);
-    be.causalSoftmaxBackward(probs, dProbs, 1.0 / Math.sqrt(hd));
-    be.gemmBatched(dProbs, kh, dqh, false, false, 0.0);
-    be.gemmBatched(dProbs, qh, dkh, true, false, 0.0);
+    be.attentionBackward(qh, kh, vh, state, dCtx, dqh, dkh, dvh, 1.0 / Math.sqrt(hd));
     rope.backward(dqh, batch, heads, dRows);
     Linear.backward(x, wq, dRows, dx, dwq, true);
     rope.backward(dkh, batch, heads, dRows);

@@ -2,30 +2,25 @@ package io.moespark.ops.nn;
 
 import io.moespark.ops.tensor.Tensor;
 
-/** Token embedding: out[i] = table[ids[i]]. */
+/** Token embedding: out[i] = table[ids[i]], ids an I32 tensor on the table's backend. */
 public final class Embedding {
   private Embedding() {}
 
-  public static void forward(int[] ids, Tensor table, Tensor out) {
-    long v = table.size(0);
+  /** Checks host token ids before they go up: each in [0, vocab). */
+  public static void checkIds(int[] ids, long vocab) {
     for (int id : ids) {
-      if (id < 0 || id >= v) {
-        throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + v + ")");
+      if (id < 0 || id >= vocab) {
+        throw new IllegalArgumentException("token id " + id + " outside the vocabulary [0, " + vocab + ")");
       }
     }
-    table.backend().gather(table, ids, ids.length, out);
+  }
+
+  public static void forward(Tensor ids, Tensor table, Tensor out) {
+    table.backend().gather(table, ids, (int) ids.length(), out);
   }
 
   /** dtable[ids[i]] += dout[i], sequentially so repeated ids sum in a fixed order. */
-  public static void backward(int[] ids, Tensor dout, Tensor dtable) {
-    dout.backend().scatterAdd(dout, identity(ids.length), null, ids, ids.length, dtable);
-  }
-
-  private static int[] identity(int n) {
-    int[] r = new int[n];
-    for (int i = 0; i < n; i++) {
-      r[i] = i;
-    }
-    return r;
+  public static void backward(Tensor ids, Tensor dout, Tensor dtable) {
+    dout.backend().scatterAdd(dout, null, null, ids, (int) ids.length(), dtable);
   }
 }

@@ -22,6 +22,9 @@ public final class ParamStore {
   private final EnumMap<Param.Kind, Long> sizes = new EnumMap<>(Param.Kind.class);
   private final EnumMap<Param.Kind, Tensor> values = new EnumMap<>(Param.Kind.class);
   private final EnumMap<Param.Kind, Tensor> grads = new EnumMap<>(Param.Kind.class);
+  private final EnumMap<Param.Kind, Tensor[]> gradParts = new EnumMap<>(Param.Kind.class);
+  /** Sums of squares of the gradients per kind (F64 [2], dense then expert): the global norm's one output. */
+  private Tensor gradSquares;
 
   public ParamStore(Backend backend, DType type) {
     this.backend = backend;
@@ -66,6 +69,22 @@ public final class ParamStore {
     for (Param p : byName.values()) {
       p.bind(view(values.get(p.kind()), p), view(grads.get(p.kind()), p));
     }
+    for (Param.Kind k : Param.Kind.values()) {
+      gradParts.put(k, byName.values().stream().filter(p -> p.kind() == k).map(Param::grad).toArray(Tensor[]::new));
+    }
+    gradSquares = backend.zeros(DType.F64, Param.Kind.values().length);
+  }
+
+  /** The gradient views of a kind's parameters in creation order (the parts of its gradient block). */
+  public Tensor[] gradParts(Param.Kind kind) {
+    allocated(values);
+    return gradParts.get(kind).clone();
+  }
+
+  /** The F64 [kinds] tensor that {@code GradClip} sums the squares of each kind's gradients into. */
+  public Tensor gradSquares() {
+    allocated(values);
+    return gradSquares;
   }
 
   /** The view of {@code p} in a flat block laid out like this store's (values, gradients, moments). */

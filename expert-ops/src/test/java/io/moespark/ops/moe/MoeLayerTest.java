@@ -8,7 +8,10 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.ops.nn.Activation;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.ParamStore;
 import java.util.function.DoubleSupplier;
@@ -26,6 +29,13 @@ class MoeLayerTest {
   private static final int D = 6;
   private static final int F = 5;
   private static final int T = 12;
+  private static final CpuBackend CPU = CpuBackend.INSTANCE;
+
+  private static Tensor ids(int[] hostIds) {
+    Tensor t = CPU.empty(DType.I32, hostIds.length);
+    CPU.fromInts(hostIds, t);
+    return t;
+  }
 
   static MoeSpec spec(int e, int k, RouterKind router, double cf, DropPolicy drop, boolean norm, int shared,
       Activation act) {
@@ -65,10 +75,11 @@ class MoeLayerTest {
     ParamStore ps = randomParams(h, spec, 100);
     MoeLayer layer = h[0];
     INDArray x = randn(1, T, D), r = randn(2, T, D);
-    int[] ids = new int[T];
+    int[] hostIds = new int[T];
     for (int i = 0; i < T; i++) {
-      ids[i] = (i * 7) % 11;
+      hostIds[i] = (i * 7) % 11;
     }
+    Tensor ids = ids(hostIds);
     DoubleSupplier loss = () -> {
       INDArray y = x.ulike();
       layer.forward(t(x), ids, T, Exchange.LOCAL, Reducer.LOCAL, t(y));
@@ -102,7 +113,7 @@ class MoeLayerTest {
       gate[t * k] = 0.25 + 0.05 * (t % 3);
       gate[t * k + 1] = 1 - gate[t * k];
     }
-    Routing routing = new Routing(T, e, token, expert, gate, null, null);
+    Routing routing = Routing.fromHost(CPU, T, e, token, expert, gate);
     for (int ranks : new int[] {1, 2, 4}) {
       DispatchPlan plan = DispatchPlan.build(routing, ShardLayout.contiguous(e, ranks, 0), Integer.MAX_VALUE,
           DropPolicy.POSITION);
@@ -112,7 +123,7 @@ class MoeLayerTest {
       assertEquals(0.0, y.sub(x).amaxNumber().doubleValue(), 1e-12, "values, R=" + ranks);
       // Gradients: combine backward then pack backward is the identity too.
       INDArray dy = randn(4, T, D), dBuf = Nd4j.zeros(DataType.DOUBLE, plan.kept(), D), dx = Nd4j.zeros(DataType.DOUBLE, T, D);
-      plan.combineBackward(t(dy), t(buf), t(dBuf), new double[T * k]);
+      plan.combineBackward(t(dy), t(buf), t(dBuf), CPU.zeros(DType.F64, T * k));
       plan.packBackward(t(dBuf), t(dx));
       assertEquals(0.0, dx.sub(dy).amaxNumber().doubleValue(), 1e-12, "gradients, R=" + ranks);
       // Empty experts have empty segments; blocks per destination cover every row once.
@@ -133,7 +144,7 @@ class MoeLayerTest {
     MoeLayer[] h = new MoeLayer[1];
     ParamStore ps = randomParams(h, spec, 7);
     INDArray x = randn(5, T, D), y = x.ulike();
-    h[0].forward(t(x), new int[T], T, Exchange.LOCAL, Reducer.LOCAL, t(y));
+    h[0].forward(t(x), ids(new int[T]), T, Exchange.LOCAL, Reducer.LOCAL, t(y));
     INDArray w1 = nd(ps.get("layers.0.moe.experts.0.w1.weight").value());
     INDArray w3 = nd(ps.get("layers.0.moe.experts.0.w3.weight").value());
     INDArray w2 = nd(ps.get("layers.0.moe.experts.0.w2.weight").value());
@@ -151,22 +162,24 @@ class MoeLayerTest {
       MoeLayer[] h = new MoeLayer[1];
       ParamStore ps = randomParams(h, spec, 11);
       INDArray x = randn(6, T, D), y = x.ulike();
-      int[] ids = new int[T];
+      int[] hostIds = new int[T];
       for (int i = 0; i < T; i++) {
-        ids[i] = i * 3;
+        hostIds[i] = i * 3;
       }
-      DispatchPlan plan = h[0].route(t(x), ids, T, Reducer.LOCAL);
+      DispatchPlan plan = h[0].route(t(x), ids(hostIds), T, Reducer.LOCAL);
       h[0].combine(h[0].expertForward(new int[][] {plan.sendCounts()[0]}, h[0].dispatch()), t(y));
       Routing r = plan.routing();
+      int[] rExpert = r.hostExperts(), rToken = r.hostTokens();
+      double[] rGate = r.hostGates();
       INDArray expected = Nd4j.zeros(DataType.DOUBLE, T, D);
       for (int a = 0; a < r.assignments(); a++) {
-        String p = "layers.0.moe.experts." + r.expert()[a] + ".";
-        INDArray row = x.getRow(r.token()[a]).reshape(1, D);
+        String p = "layers.0.moe.experts." + rExpert[a] + ".";
+        INDArray row = x.getRow(rToken[a]).reshape(1, D);
         INDArray h1 = row.mmul(nd(ps.get(p + "w1.weight").value()).transpose());
         INDArray h3 = row.mmul(nd(ps.get(p + "w3.weight").value()).transpose());
         INDArray act = h1.mul(org.nd4j.linalg.ops.transforms.Transforms.sigmoid(h1, true)).mul(h3);
-        expected.getRow(r.token()[a]).addi(act.mmul(nd(ps.get(p + "w2.weight").value()).transpose()).reshape(D)
-            .muli(r.gate()[a]));
+        expected.getRow(rToken[a]).addi(act.mmul(nd(ps.get(p + "w2.weight").value()).transpose()).reshape(D)
+            .muli(rGate[a]));
       }
       assertEquals(0.0, y.sub(expected).amaxNumber().doubleValue(), 1e-12, router.toString());
     }
@@ -181,7 +194,7 @@ class MoeLayerTest {
     for (int i = 0; i < t; i++) {
       token[i] = i;
     }
-    Routing r = new Routing(t, 2, token, expert, gate, null, null);
+    Routing r = Routing.fromHost(CPU, t, 2, token, expert, gate);
     MoeSpec spec = spec(2, 1, RouterKind.TOPK, 0.5, DropPolicy.POSITION, true, 0, Activation.SWIGLU);
     int cap = spec.capacity(t);
     assertEquals(2, cap);

@@ -183,10 +183,10 @@ final class CpuKernels {
     });
   }
 
-  static double crossEntropy(INDArray logits, int[] targets, long globalCount) {
+  static double crossEntropy(INDArray logits, INDArray targetIds, long globalCount) {
     int n = (int) logits.size(0), v = (int) logits.size(1);
     double[] rowLoss = new double[n];
-    Raw z = Raw.of(logits);
+    Raw z = Raw.of(logits), targets = Raw.of(targetIds);
     Parallel.rows(n, (from, to) -> {
       for (int r = from; r < to; r++) {
         int o = r * v;
@@ -194,7 +194,8 @@ final class CpuKernels {
         for (int c = 0; c < v; c++) {
           max = Math.max(max, z.get(o + c));
         }
-        double target = z.get(o + targets[r]);
+        int y = targets.index(r);
+        double target = z.get(o + y);
         double sum = 0;
         if (globalCount > 0) {
           for (int c = 0; c < v; c++) {
@@ -206,7 +207,7 @@ final class CpuKernels {
           for (int c = 0; c < v; c++) {
             z.set(o + c, z.get(o + c) * norm);
           }
-          z.add(o + targets[r], -1.0 / globalCount);
+          z.add(o + y, -1.0 / globalCount);
         } else {
           for (int c = 0; c < v; c++) {
             sum += Math.exp(z.get(o + c) - max);

@@ -1,28 +1,28 @@
 package io.moespark.ops.backend.cpu;
 
-import java.util.Arrays;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * Row gathers and scatters: the layout transforms of the MoE layer and the embedding gradient. Loops
- * that add into a destination row run in index order on one thread, so repeated destinations sum in a
- * fixed order and results are bit-reproducible. Arrays are c-order matrices of one width and type.
+ * Row gathers and scatters: the layout transforms of the MoE layer and the embedding. Row indices are
+ * INT arrays, scales DOUBLE arrays. Loops that add into a destination row run in index order on one
+ * thread, so repeated destinations sum in a fixed order and results are bit-reproducible. Value arrays
+ * are c-order matrices of one width and type.
  */
 final class CpuRows {
   private CpuRows() {}
 
   /** dst[i] = src[srcRow[i]] for i in [0, count); a negative row gives zeros. */
-  static void gather(INDArray src, int[] srcRow, int count, INDArray dst) {
+  static void gather(INDArray src, INDArray srcRows, int count, INDArray dst) {
     if (count == 0) {
       return;
     }
     int d = width(src, dst);
-    Raw s = Raw.of(src), t = Raw.of(dst);
+    Raw s = Raw.of(src), t = Raw.of(dst), srcRow = Raw.of(srcRows);
     Parallel.rows(count, (from, to) -> {
       for (int i = from; i < to; i++) {
-        int o = i * d, p = srcRow[i] * d;
+        int o = i * d, row = srcRow.index(i), p = row * d;
         for (int c = 0; c < d; c++) {
-          t.set(o + c, srcRow[i] < 0 ? 0.0 : s.get(p + c));
+          t.set(o + c, row < 0 ? 0.0 : s.get(p + c));
         }
       }
     });
@@ -32,17 +32,19 @@ final class CpuRows {
    * dst[dstRow[i]] = scale[i] * src[srcRow[i]] for i in [0, count) where dstRow[i] >= 0. Each destination
    * row must appear at most once (a permutation of slots), which makes the rows independent.
    */
-  static void scatter(INDArray src, int[] srcRow, double[] scale, int[] dstRow, int count, INDArray dst) {
+  static void scatter(INDArray src, INDArray srcRows, INDArray scales, INDArray dstRows, int count, INDArray dst) {
     if (count == 0 || dst.isEmpty()) {
       return;
     }
     int d = width(src, dst);
-    Raw s = Raw.of(src), t = Raw.of(dst);
+    Raw s = Raw.of(src), t = Raw.of(dst), srcRow = Raw.of(srcRows), dstRow = Raw.of(dstRows);
+    Raw scale = scales == null ? null : Raw.of(scales);
     Parallel.rows(count, (from, to) -> {
       for (int i = from; i < to; i++) {
-        if (dstRow[i] >= 0) {
-          int o = dstRow[i] * d, p = srcRow[i] * d;
-          double g = scale == null ? 1.0 : scale[i];
+        int row = dstRow.index(i);
+        if (row >= 0) {
+          int o = row * d, p = srcRow.index(i) * d;
+          double g = scale == null ? 1.0 : scale.get(i);
           for (int c = 0; c < d; c++) {
             t.set(o + c, g * s.get(p + c));
           }
@@ -52,21 +54,24 @@ final class CpuRows {
   }
 
   /**
-   * dst[dstRow[i]] += scale[i] * src[srcRow[i]] for i in [0, count), in order; scale null means 1. Pairs
-   * with a negative row on either side are skipped (dropped assignments).
+   * dst[dstRow[i]] += scale[i] * src[srcRow[i]] for i in [0, count), in order; srcRows null is the
+   * identity, scale null means 1. Pairs with a negative row on either side are skipped (dropped
+   * assignments).
    */
-  static void scatterAdd(INDArray src, int[] srcRow, double[] scale, int[] dstRow, int count, INDArray dst) {
+  static void scatterAdd(INDArray src, INDArray srcRows, INDArray scales, INDArray dstRows, int count, INDArray dst) {
     if (count == 0 || src.isEmpty()) {
       return;
     }
     int d = width(src, dst);
-    Raw s = Raw.of(src), t = Raw.of(dst);
+    Raw s = Raw.of(src), t = Raw.of(dst), dstRow = Raw.of(dstRows);
+    Raw srcRow = srcRows == null ? null : Raw.of(srcRows), scale = scales == null ? null : Raw.of(scales);
     for (int i = 0; i < count; i++) {
-      if (srcRow[i] < 0 || dstRow[i] < 0) {
+      int from = srcRow == null ? i : srcRow.index(i), to = dstRow.index(i);
+      if (from < 0 || to < 0) {
         continue;
       }
-      int o = dstRow[i] * d, p = srcRow[i] * d;
-      double g = scale == null ? 1.0 : scale[i];
+      int o = to * d, p = from * d;
+      double g = scale == null ? 1.0 : scale.get(i);
       for (int c = 0; c < d; c++) {
         t.add(o + c, g * s.get(p + c));
       }
@@ -74,28 +79,33 @@ final class CpuRows {
   }
 
   /** out[i] = a[aRow[i]] . b[bRow[i]] (0 where bRow[i] is negative). */
-  static void rowDots(INDArray a, int[] aRow, INDArray b, int[] bRow, int count, double[] out) {
+  static void rowDots(INDArray a, INDArray aRows, INDArray b, INDArray bRows, int count, INDArray outArray) {
     if (count == 0) {
       return;
     }
+    Raw out = Raw.of(outArray);
     if (b.isEmpty()) {
-      Arrays.fill(out, 0, count, 0.0);
+      for (int i = 0; i < count; i++) {
+        out.set(i, 0.0);
+      }
       return;
     }
     int d = width(a, b);
-    Raw x = Raw.of(a), y = Raw.of(b);
+    Raw x = Raw.of(a), y = Raw.of(b), aRow = Raw.of(aRows), bRow = Raw.of(bRows);
     Parallel.rows(count, (from, to) -> {
       for (int i = from; i < to; i++) {
-        if (bRow[i] < 0) {
-          out[i] = 0;
+        int q = bRow.index(i);
+        if (q < 0) {
+          out.set(i, 0.0);
           continue;
         }
-        int p = aRow[i] * d, q = bRow[i] * d;
+        int p = aRow.index(i) * d;
+        q *= d;
         double acc = 0;
         for (int c = 0; c < d; c++) {
           acc += x.get(p + c) * y.get(q + c);
         }
-        out[i] = acc;
+        out.set(i, acc);
       }
     });
   }

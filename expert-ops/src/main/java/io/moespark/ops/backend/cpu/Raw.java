@@ -3,6 +3,7 @@ package io.moespark.ops.backend.cpu;
 import java.lang.ref.Reference;
 import java.nio.DoubleBuffer;
 import java.nio.FloatBuffer;
+import java.nio.IntBuffer;
 import org.nd4j.linalg.api.buffer.DataBuffer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -10,7 +11,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 /**
  * Element access to the native memory of a contiguous c-order array (or a row-range view of one), for
  * fused loops that ND4J would run as several passes with temporaries. Training is FLOAT, so the call
- * sites stay monomorphic there; DOUBLE serves the float64 gradient checks.
+ * sites stay monomorphic there; DOUBLE serves the float64 gradient checks and the routing arithmetic, INT
+ * the row indices (read with {@link #index}).
  *
  * <p>The NIO view does not keep the native memory alive: ND4J frees an array's memory once its buffer
  * is unreachable, and a kernel's last use of an argument is often the {@code Raw.of} call, so the
@@ -18,7 +20,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * the middle of the loop that reads it. Every access therefore fences the owning buffer, as the JDK's
  * own direct buffers do.
  */
-abstract sealed class Raw permits Raw.F32, Raw.F64 {
+abstract sealed class Raw permits Raw.F32, Raw.F64, Raw.I32 {
   protected final int base;
   /** The buffer whose native memory the view reads and writes; reachable until the last access. */
   protected final DataBuffer owner;
@@ -39,12 +41,20 @@ abstract sealed class Raw permits Raw.F32, Raw.F64 {
     if (a.dataType() == DataType.DOUBLE) {
       return new F64(data.asNioDouble(), (int) a.offset(), data);
     }
-    throw new IllegalArgumentException("raw access supports FLOAT and DOUBLE, got " + a.dataType());
+    if (a.dataType() == DataType.INT) {
+      return new I32(data.asNioInt(), (int) a.offset(), data);
+    }
+    throw new IllegalArgumentException("raw access supports FLOAT, DOUBLE and INT, got " + a.dataType());
   }
 
   public abstract double get(int i);
 
   public abstract void set(int i, double v);
+
+  /** Element i of an index array. */
+  public final int index(int i) {
+    return (int) get(i);
+  }
 
   public final void add(int i, double v) {
     set(i, get(i) + v);
@@ -98,6 +108,33 @@ abstract sealed class Raw permits Raw.F32, Raw.F64 {
     public void set(int i, double v) {
       try {
         b.put(base + i, v);
+      } finally {
+        Reference.reachabilityFence(owner);
+      }
+    }
+  }
+
+  static final class I32 extends Raw {
+    private final IntBuffer b;
+
+    I32(IntBuffer b, int base, DataBuffer owner) {
+      super(base, owner);
+      this.b = b;
+    }
+
+    @Override
+    public double get(int i) {
+      try {
+        return b.get(base + i);
+      } finally {
+        Reference.reachabilityFence(owner);
+      }
+    }
+
+    @Override
+    public void set(int i, double v) {
+      try {
+        b.put(base + i, (int) v);
       } finally {
         Reference.reachabilityFence(owner);
       }

@@ -1,4 +1,4 @@
-package io.moespark.ops.moe;
+package io.moespark.ops.backend.cpu;
 
 /** Stable ordering of int indices by a double key, without boxing. */
 final class IndexSort {
