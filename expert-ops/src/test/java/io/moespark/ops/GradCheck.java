@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import java.util.SplittableRandom;
 import java.util.function.DoubleSupplier;
+import java.util.function.LongToDoubleFunction;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -36,12 +37,18 @@ public final class GradCheck {
   private GradCheck() {}
 
   public static INDArray randn(long seed, long... shape) {
+    return Nd4j.create(gaussian(seed, (int) java.util.Arrays.stream(shape).reduce(1, (a, b) -> a * b)), shape,
+        DataType.DOUBLE);
+  }
+
+  /** n standard normal values from {@code seed}. */
+  public static double[] gaussian(long seed, int n) {
     SplittableRandom r = new SplittableRandom(seed);
-    double[] v = new double[(int) java.util.Arrays.stream(shape).reduce(1, (a, b) -> a * b)];
+    double[] v = new double[n];
     for (int i = 0; i < v.length; i++) {
       v[i] = r.nextGaussian();
     }
-    return Nd4j.create(v, shape, DataType.DOUBLE);
+    return v;
   }
 
   /**
@@ -52,19 +59,35 @@ public final class GradCheck {
     if (x.dataType() != DataType.DOUBLE) {
       throw new IllegalArgumentException("gradient checks run in float64");
     }
-    long n = x.length();
+    check(name, x.length(), x::getDouble, x::putScalar, grad::getDouble, loss, maxCoords);
+  }
+
+  /**
+   * The same over host arrays (the backend conformance suite: {@code loss} uploads {@code x} to the
+   * backend under test each time it runs).
+   */
+  public static void check(String name, double[] x, double[] grad, DoubleSupplier loss, int maxCoords) {
+    check(name, x.length, i -> x[(int) i], (i, v) -> x[(int) i] = v, i -> grad[(int) i], loss, maxCoords);
+  }
+
+  private interface Setter {
+    void set(long i, double v);
+  }
+
+  private static void check(String name, long n, LongToDoubleFunction get, Setter set, LongToDoubleFunction grad,
+      DoubleSupplier loss, int maxCoords) {
     SplittableRandom r = new SplittableRandom(n * 31 + name.hashCode());
     for (int c = 0; c < Math.min(n, maxCoords); c++) {
       long i = n <= maxCoords ? c : r.nextLong(n);
-      double orig = x.getDouble(i), h = STEP * Math.max(1.0, Math.abs(orig));
+      double orig = get.applyAsDouble(i), h = STEP * Math.max(1.0, Math.abs(orig));
       double[] l = new double[4];
       double[] steps = {h, -h, 2 * h, -2 * h};
       for (int k = 0; k < 4; k++) {
-        x.putScalar(i, orig + steps[k]);
+        set.set(i, orig + steps[k]);
         l[k] = loss.getAsDouble();
       }
-      x.putScalar(i, orig);
-      double numeric = (l[0] - l[1]) / (2 * h), coarse = (l[2] - l[3]) / (4 * h), analytic = grad.getDouble(i);
+      set.set(i, orig);
+      double numeric = (l[0] - l[1]) / (2 * h), coarse = (l[2] - l[3]) / (4 * h), analytic = grad.applyAsDouble(i);
       double scale = Math.max(Math.max(Math.abs(l[0]), Math.abs(l[1])), Math.max(Math.abs(l[2]), Math.abs(l[3])));
       double tol = RTOL * Math.max(Math.abs(numeric), Math.abs(analytic)) + 2 * Math.abs(numeric - coarse)
           + 8 * EPS * scale / h;

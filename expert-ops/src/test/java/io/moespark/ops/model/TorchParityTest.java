@@ -18,27 +18,35 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.CsvSource;
-import io.moespark.ops.TestTensors;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.backend.ConformanceBackends;
 import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * Against fixtures from tools/make_torch_fixtures.py (PyTorch, float64): a 2-layer model with one MoE
  * layer (E=4, k=2, one shared expert). Loss terms and every gradient, then three AdamW steps with
- * global-norm clipping. Errors are relative, per tensor: |a - b| / |b| in the L2 norm.
+ * global-norm clipping. Errors are relative, per tensor: |a - b| / |b| in the L2 norm. Part of the backend
+ * conformance suite: runs on every backend of {@link ConformanceBackends}.
  */
 class TorchParityTest {
   private static final ObjectMapper JSON = new ObjectMapper();
 
+  /** Every backend of the conformance suite, in F32 and F64, with the tolerance of each type. */
+  static Stream<Arguments> cases() {
+    return Stream.concat(ConformanceBackends.all().map(be -> Arguments.of(be, DType.F32, 1e-4)),
+        ConformanceBackends.all().map(be -> Arguments.of(be, DType.F64, 1e-9)));
+  }
+
   @ParameterizedTest
-  @CsvSource({"F32, 1e-4", "F64, 1e-9"})
-  void lossAndGradientsMatchPyTorch(DType type, double tol) throws Exception {
+  @MethodSource("cases")
+  void lossAndGradientsMatchPyTorch(Backend backend, DType type, double tol) throws Exception {
     Fixture f = new Fixture();
-    TransformerLM m = f.model(type);
+    TransformerLM m = f.model(backend, type);
     int[][] b = f.batch(0);
     LossTerms loss = m.forward(b[0], b[1], f.batchSize, f.batchSize, Exchange.LOCAL, Reducer.LOCAL);
     JsonNode ref = f.caseJson.get("loss0");
@@ -54,10 +62,10 @@ class TorchParityTest {
   }
 
   @ParameterizedTest
-  @CsvSource({"F32, 1e-4", "F64, 1e-9"})
-  void threeAdamWStepsMatchPyTorch(DType type, double tol) throws Exception {
+  @MethodSource("cases")
+  void threeAdamWStepsMatchPyTorch(Backend backend, DType type, double tol) throws Exception {
     Fixture f = new Fixture();
-    TransformerLM m = f.model(type);
+    TransformerLM m = f.model(backend, type);
     JsonNode train = f.caseJson.get("train");
     AdamW opt = new AdamW(m.params(), train.get("beta1").asDouble(), train.get("beta2").asDouble(), train.get("eps").asDouble(),
         train.get("weight_decay").asDouble());
@@ -84,10 +92,14 @@ class TorchParityTest {
   }
 
   private static void assertTensor(String what, Tensor expectedTensor, Tensor actualTensor, double tol) {
-    INDArray expected = TestTensors.nd(expectedTensor), actual = TestTensors.nd(actualTensor);
-    INDArray e = expected.castTo(DataType.DOUBLE).reshape(actual.shape());
-    double err = actual.castTo(DataType.DOUBLE).sub(e).norm2Number().doubleValue()
-        / Math.max(1e-12, e.norm2Number().doubleValue());
+    double[] e = expectedTensor.toDoubles(), a = actualTensor.toDoubles();
+    assertEquals(e.length, a.length, what + ": length");
+    double diff = 0, norm = 0;
+    for (int i = 0; i < e.length; i++) {
+      diff += (a[i] - e[i]) * (a[i] - e[i]);
+      norm += e[i] * e[i];
+    }
+    double err = Math.sqrt(diff) / Math.max(1e-12, Math.sqrt(norm));
     assertTrue(err <= tol, what + ": relative error " + err + " > " + tol);
   }
 
@@ -106,11 +118,11 @@ class TorchParityTest {
       batchSize = caseJson.get("train").get("batch_size").asInt();
     }
 
-    TransformerLM model(DType type) throws Exception {
+    TransformerLM model(Backend backend, DType type) throws Exception {
       RunConfig c = ModelFiles.readConfig(dir);
       assertEquals(caseJson.get("train").get("aux_loss_coef").asDouble(), c.moe().auxLossCoef());
       assertEquals(caseJson.get("train").get("z_loss_coef").asDouble(), c.moe().zLossCoef());
-      TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), CpuBackend.INSTANCE, type);
+      TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), backend, type);
       ModelFiles.loadWeights(dir.resolve("initial.safetensors"), m);
       return m;
     }

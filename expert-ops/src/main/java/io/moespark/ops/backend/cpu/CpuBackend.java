@@ -323,6 +323,9 @@ public final class CpuBackend implements Backend {
   public void sumSquares(Tensor[] parts, Tensor out, int index) {
     double sum = 0;
     for (Tensor p : parts) {
+      if (p.isEmpty()) {
+        continue; // ND4J refuses the norm of an empty array; its sum of squares is 0
+      }
       double n = array(p).norm2Number().doubleValue();
       sum += n * n;
     }

@@ -1,0 +1,49 @@
+package io.moespark.ops.train;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.backend.HostTransfers;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.tensor.DType;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * What crosses between the backend and the host in one training step, counted by the backend
+ * ({@link HostTransfers}). Allowed: the batch up (input ids and targets, once each); per MoE layer, the
+ * counts that size the exchange down (with the aux/z statistics in the same copy, [3E + 1] doubles) and,
+ * for top-k routing, the aux-loss coefficients derived from the global counts up (E doubles), plus the
+ * selection bias (E doubles) when aux-free balancing is on; the logged scalars once (the CE sum, the
+ * two gradient sums of squares). Anything else, a per-parameter norm, routing on the host, an index array
+ * per call, fails the exact counts.
+ */
+class HostTransfersTest {
+  @ParameterizedTest(name = "{0}")
+  @CsvSource({
+      "top-k, moe.router=topk, 0",
+      "top-k with aux-free bias, moe.bias_update_rate=0.001, 1",
+      "expert choice, moe.router=expert_choice, 0",
+      "hash, moe.router=hash, 0"})
+  void oneStepMovesOnlyTheBatchTheCountsAndTheLoggedScalars(String name, String set, int biasOn) {
+    RunConfig c = TrainerTest.tiny(set, "moe.top_k=" + (set.contains("hash") ? 1 : 2), "model.n_layers=3",
+        "moe.every=2", "train.batch_size=4");
+    Backend be = CpuBackend.create();
+    Trainer t = Trainer.singleProcess(c, TrainerTest.corpus(c).train(), be, DType.F32);
+    t.step(); // the first step allocates its buffers; the steady state is what is counted
+    HostTransfers.Snapshot before = be.transfers().snapshot();
+    t.step();
+    HostTransfers.Snapshot step = be.transfers().snapshot().minus(before);
+
+    int moeLayers = 1, e = c.moe().experts();
+    long tokens = (long) c.train().batchSize() * c.model().seqLen();
+    boolean topK = !set.contains("expert_choice") && !set.contains("hash");
+    long upCalls = 2 + moeLayers * ((topK ? 1 : 0) + biasOn);
+    long upBytes = 2 * 4 * tokens + moeLayers * 8L * e * ((topK ? 1 : 0) + biasOn);
+    long downCalls = moeLayers + 2;
+    long downBytes = moeLayers * 8L * (3 * e + 1) + 8 + 16;
+    assertEquals(new HostTransfers.Snapshot(downCalls, downBytes, upCalls, upBytes), step,
+        name + ": (copies down, bytes down, copies up, bytes up) of one step");
+  }
+}
