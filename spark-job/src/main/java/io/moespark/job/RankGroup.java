@@ -44,6 +44,7 @@ public final class RankGroup implements AutoCloseable {
   private final String[] locations;
   private final String[] addresses;
   private final String[] gpus;
+  private final String[] arenas;
   private long valTokens;
   private int nextStep;
 
@@ -56,6 +57,7 @@ public final class RankGroup implements AutoCloseable {
     this.locations = new String[placement.ranks()];
     this.addresses = new String[placement.ranks()];
     this.gpus = new String[placement.ranks()];
+    this.arenas = new String[placement.ranks()];
   }
 
   /**
@@ -84,6 +86,7 @@ public final class RankGroup implements AutoCloseable {
       d.locations[r.rank()] = r.location();
       d.addresses[r.rank()] = r.address();
       d.gpus[r.rank()] = r.gpu();
+      d.arenas[r.rank()] = r.arena();
     }
     d.valTokens = replies.get(0).valTokens();
     d.nextStep = from == null ? 0 : from.step();
@@ -134,6 +137,11 @@ public final class RankGroup implements AutoCloseable {
   /** The GPU Spark assigned to each rank's task (its address), null where none was. */
   public List<String> gpus() {
     return java.util.Arrays.asList(gpus.clone());
+  }
+
+  /** Each rank's backend and memory footprint as it opened ("cpu 3.2 MiB (peak ...)"). */
+  public List<String> arenas() {
+    return java.util.Arrays.asList(arenas.clone());
   }
 
   /** The host of each rank's executor ("driver" in local mode), from its location. */

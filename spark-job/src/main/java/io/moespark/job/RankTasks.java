@@ -6,7 +6,7 @@ import io.moespark.job.io.CheckpointStore;
 import io.moespark.job.io.HfInit;
 import io.moespark.job.net.Collectives;
 import io.moespark.ops.backend.Backend;
-import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.backend.Backends;
 import io.moespark.ops.collective.Collective;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
@@ -57,31 +57,32 @@ final class RankTasks {
   record Close() implements Op {}
 
   /** One rank's answer; the fields its op does not fill are null or 0 (made by the factories below). */
-  record RankReply(int rank, String executor, String location, String address, String gpu, long valTokens, List<StepResult> steps,
+  record RankReply(int rank, String executor, String location, String address, String gpu, String arena, long valTokens, List<StepResult> steps,
       Trainer.DivergenceException diverged, double valLoss, CheckpointStore.Shard shard, String stateJson,
       Map<String, float[]> params) implements Serializable {
     static RankReply done(int rank) {
-      return new RankReply(rank, null, null, null, null, 0, List.of(), null, 0, null, null, Map.of());
+      return new RankReply(rank, null, null, null, null, null, 0, List.of(), null, 0, null, null, Map.of());
     }
 
-    static RankReply opened(int rank, String executor, String location, String address, String gpu, long valTokens) {
-      return new RankReply(rank, executor, location, address, gpu, valTokens, List.of(), null, 0, null, null, Map.of());
+    static RankReply opened(int rank, String executor, String location, String address, String gpu, String arena,
+        long valTokens) {
+      return new RankReply(rank, executor, location, address, gpu, arena, valTokens, List.of(), null, 0, null, null, Map.of());
     }
 
     static RankReply stepped(int rank, List<StepResult> steps, Trainer.DivergenceException diverged) {
-      return new RankReply(rank, null, null, null, null, 0, steps, diverged, 0, null, null, Map.of());
+      return new RankReply(rank, null, null, null, null, null, 0, steps, diverged, 0, null, null, Map.of());
     }
 
     static RankReply evaluated(int rank, double valLoss) {
-      return new RankReply(rank, null, null, null, null, 0, List.of(), null, valLoss, null, null, Map.of());
+      return new RankReply(rank, null, null, null, null, null, 0, List.of(), null, valLoss, null, null, Map.of());
     }
 
     static RankReply saved(int rank, CheckpointStore.Shard shard, String stateJson) {
-      return new RankReply(rank, null, null, null, null, 0, List.of(), null, 0, shard, stateJson, Map.of());
+      return new RankReply(rank, null, null, null, null, null, 0, List.of(), null, 0, shard, stateJson, Map.of());
     }
 
     static RankReply gathered(int rank, Map<String, float[]> params) {
-      return new RankReply(rank, null, null, null, null, 0, List.of(), null, 0, null, null, params);
+      return new RankReply(rank, null, null, null, null, null, 0, List.of(), null, 0, null, null, params);
     }
   }
 
@@ -151,7 +152,7 @@ final class RankTasks {
     RankState.releaseLineage(runId);
     SparkEnv env = SparkEnv.get();
     RunConfig cfg = ConfigLoader.fromTree(JSON.readTree(o.cfgJson()), "run config");
-    Backend backend = CpuBackend.INSTANCE;
+    Backend backend = Backends.forRank(cfg.parallel().device());
     backend.setThreads(task.cpus());
     Configuration conf = RankStages.hadoopConf(env.conf());
     RunData data = RunData.load(cfg, conf);
@@ -186,7 +187,9 @@ final class RankTasks {
     // The GPU Spark assigned to this task (spark.task.resource.gpu.amount), shown in the MoE tab's placement.
     var gpu = task.resourcesJMap().get("gpu");
     String gpuId = gpu == null || gpu.addresses().length == 0 ? null : String.join(",", gpu.addresses());
-    return RankReply.opened(r, env.executorId(), location, address, gpuId, data.val().length);
+    // The rank's arena once its parameters and optimizer state exist (activations join at the first step).
+    String arena = backend.name() + " " + backend.footprint();
+    return RankReply.opened(r, env.executorId(), location, address, gpuId, arena, data.val().length);
   }
 
   private static RankReply steps(String runId, int r, RankState st, Steps s) throws Exception {

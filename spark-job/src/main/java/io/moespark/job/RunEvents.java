@@ -30,9 +30,10 @@ final class RunEvents {
 
   void placement(RankGroup ranks, ExpertPlacement placement) {
     List<MoeEvents.Rank> rows = new ArrayList<>();
-    List<String> executors = ranks.executors(), hosts = ranks.hosts(), gpus = ranks.gpus();
+    List<String> executors = ranks.executors(), hosts = ranks.hosts(), gpus = ranks.gpus(), arenas = ranks.arenas();
     for (int r = 0; r < placement.ranks(); r++) {
-      rows.add(new MoeEvents.Rank(r, executors.get(r), hosts.get(r), gpus.get(r), placement.expertsOf(r)));
+      rows.add(new MoeEvents.Rank(r, executors.get(r), hosts.get(r), gpus.get(r), arenas.get(r),
+          placement.expertsOf(r)));
     }
     post(new MoeEvents.Placement(ranks.nextStep(), rows));
   }

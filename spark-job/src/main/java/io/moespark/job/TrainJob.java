@@ -12,7 +12,7 @@ import io.moespark.job.io.RunReport;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
-import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.backend.Backends;
 import io.moespark.ops.io.ModelFiles;
 import io.moespark.ops.model.TransformerLM;
 import io.moespark.ops.moe.MoeStats;
@@ -184,8 +184,8 @@ public final class TrainJob {
         RankGroup ranks = null;
         try {
           ranks = RankGroup.open(sc, cfg, placement, from, from == null ? init : null, runDir.toString());
-          console.printf(Locale.ROOT, "%d rank(s) on executors %s; %,d validation tokens%n", placement.ranks(),
-              ranks.executors(), ranks.valTokens());
+          console.printf(Locale.ROOT, "%d rank(s) on executors %s; %,d validation tokens; arenas %s%n",
+              placement.ranks(), ranks.executors(), ranks.valTokens(), ranks.arenas());
           events.placement(ranks, placement);
           loop(ranks, StepRunners.of(ranks), store, placement, stopAt);
           String model = null;
@@ -373,7 +373,7 @@ public final class TrainJob {
 
   private String export(Map<String, float[]> params) throws IOException {
     // The export is assembled on the driver's host: it only copies values into a model and writes it.
-    TransformerLM model = TransformerLM.singleRank(cfg.model(), cfg.moe(), CpuBackend.INSTANCE, DType.F32);
+    TransformerLM model = TransformerLM.singleRank(cfg.model(), cfg.moe(), Backends.host(), DType.F32);
     for (Param p : model.params().all()) {
       float[] v = params.get(p.name());
       if (v == null) {

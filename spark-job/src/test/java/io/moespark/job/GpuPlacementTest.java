@@ -1,6 +1,7 @@
 package io.moespark.job;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moespark.ops.config.RunConfig;
 import java.nio.file.Path;
@@ -25,6 +26,10 @@ class GpuPlacementTest {
       RunConfig cfg = SmallRuns.config(4, 2, "train.steps=1");
       try (RankGroup ranks = RankGroup.open(sc, cfg, ExpertPlacement.contiguous(cfg, 2), null)) {
         assertEquals(List.of("3", "3"), ranks.gpus(), "each executor's one GPU, as discovered");
+        for (String arena : ranks.arenas()) {
+          assertTrue(arena.matches("cpu \\d+\\.\\d MiB \\(peak \\d+\\.\\d MiB, \\d+ allocations\\)"),
+              "each rank reports its backend's arena: " + arena);
+        }
       }
     } finally {
       sc.stop();

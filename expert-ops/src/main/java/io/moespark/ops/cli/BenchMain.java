@@ -14,7 +14,7 @@ import io.moespark.ops.moe.RouterKind;
 import io.moespark.ops.moe.ShardLayout;
 import io.moespark.ops.nn.Activation;
 import io.moespark.ops.backend.Backend;
-import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.backend.Backends;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.ParamStore;
@@ -60,7 +60,7 @@ public final class BenchMain {
     }
     MoeSpec spec = new MoeSpec(e, k, f, 0, Activation.SWIGLU, RouterKind.TOPK, true, 0, DropPolicy.POSITION,
         0.01, 0.001);
-    Backend be = CpuBackend.INSTANCE;
+    Backend be = Backends.host();
     ParamStore ps = new ParamStore(be, DType.F32);
     MoeLayer layer = new MoeLayer(0, d, spec, ShardLayout.single(e), ps);
     ps.allocate();
@@ -124,7 +124,7 @@ public final class BenchMain {
     int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format(), "data.path");
     TokenData.checkVocab(tokens, cfg.model().vocabSize(), "data.path " + cfg.data().path());
     Trainer trainer = Trainer.singleProcess(cfg, TokenData.split(tokens, cfg.data().valFraction()).train(),
-        CpuBackend.INSTANCE, DType.F32);
+        Backends.forRank(cfg.parallel().device()), DType.F32);
     trainer.step(); // warm-up: first-touch allocation and JIT
     double seconds = 0;
     long count = 0;
@@ -147,7 +147,7 @@ public final class BenchMain {
     int steps = a.integer("--steps", 5);
     int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format(), "data.path");
     TokenData.Split split = TokenData.split(tokens, cfg.data().valFraction());
-    Trainer trainer = Trainer.singleProcess(cfg, split.train(), CpuBackend.INSTANCE, DType.F32);
+    Trainer trainer = Trainer.singleProcess(cfg, split.train(), Backends.forRank(cfg.parallel().device()), DType.F32);
     for (int s = 0; s < steps; s++) {
       StepReport r = trainer.step();
       System.out.printf(Locale.ROOT, "step %d loss %s ce %s aux %s z %s norm %s%n", s, bits(r.loss().total()),

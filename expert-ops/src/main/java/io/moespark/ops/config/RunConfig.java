@@ -39,9 +39,21 @@ public record RunConfig(
    * @param timeoutS how long a rank waits for a peer in an exchange before the step fails
    * @param transport the direct path's collective
    * @param maxRestarts how often a run reopens its ranks from the last checkpoint after a failure
+   * @param device the compute backend of every rank
    */
   public record Parallel(int ranks, Dispatch dispatch, int stepsPerStage, int timeoutS, Transport transport,
-      int maxRestarts) {}
+      int maxRestarts, Device device) {}
+
+  /** {@code parallel.device}: where each rank computes (its {@code Backend}). */
+  public enum Device {
+    /** The executor's CPU cores: ND4J GEMMs and the project's fused loops. */
+    CPU;
+
+    /** The spelling in config files. */
+    public String key() {
+      return name().toLowerCase(java.util.Locale.ROOT);
+    }
+  }
 
   /** {@code parallel.dispatch}: how the exchanges of a step travel between ranks. */
   public enum Dispatch {

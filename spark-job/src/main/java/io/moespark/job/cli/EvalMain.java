@@ -1,6 +1,6 @@
 package io.moespark.job.cli;
 
-import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.backend.Backends;
 import io.moespark.job.data.PreparedData;
 import io.moespark.ops.cli.Args;
 import io.moespark.ops.config.ConfigException;
@@ -31,7 +31,7 @@ public final class EvalMain {
       if ((tokensFile == null) == (data == null)) {
         throw new ConfigException("give exactly one of --tokens FILE and --data PREPARED_DIR");
       }
-      TransformerLM model = ModelFiles.load(dir, CpuBackend.INSTANCE);
+      TransformerLM model = ModelFiles.load(dir, Backends.host());
       int vocab = model.config().vocabSize();
       int[] tokens;
       if (data != null) {

@@ -27,7 +27,8 @@ public final class MoeEvents {
   public record Placement(int fromStep, List<Rank> ranks) implements SparkListenerEvent {}
 
   /** A rank's executor, host, GPU (null without one) and experts per MoE layer. */
-  public record Rank(int rank, String executor, String host, String gpu, List<List<Integer>> experts) {}
+  /** A rank's place: executor, host, GPU, its backend's arena as it opened (null in older event logs), experts. */
+  public record Rank(int rank, String executor, String host, String gpu, String arena, List<List<Integer>> experts) {}
 
   /**
    * Steps [first, last] of a run, aggregated: mean loss terms and gradient norm, the last learning rate,

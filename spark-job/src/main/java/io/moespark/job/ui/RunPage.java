@@ -123,12 +123,13 @@ public final class RunPage {
     if (!m.placements().isEmpty()) {
       MoeEvents.Placement p = m.placements().get(m.placements().size() - 1);
       b.append("<p>Since step ").append(p.fromStep()).append(".</p><table><tr><th>rank</th><th>executor</th><th>host</th>"
-          + "<th>GPU</th><th>experts (per MoE layer)</th></tr>");
+          + "<th>GPU</th><th>experts (per MoE layer)</th><th>arena (backend, memory)</th></tr>");
       for (MoeEvents.Rank r : p.ranks()) {
         b.append("<tr class=\"placement\" data-rank=\"").append(r.rank()).append("\">")
             .append(td(null, Integer.toString(r.rank()))).append(td(null, escape(r.executor())))
             .append(td(null, escape(r.host()))).append(td(null, r.gpu() == null ? "–" : escape(r.gpu())))
-            .append(td(null, experts(r.experts()))).append("</tr>");
+            .append(td(null, experts(r.experts())))
+            .append(td(null, r.arena() == null ? "–" : escape(r.arena()))).append("</tr>");
       }
       b.append("</table>");
     }

@@ -1,12 +1,15 @@
 package io.moespark.ops.train;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moespark.ops.backend.Backend;
+import io.moespark.ops.backend.Footprint;
 import io.moespark.ops.backend.HostTransfers;
 import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Param;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -17,9 +20,10 @@ import org.junit.jupiter.params.provider.CsvSource;
  * for top-k routing, the aux-loss coefficients derived from the global counts up (E doubles), plus the
  * selection bias (E doubles) when aux-free balancing is on; the logged scalars once (the CE sum, the
  * two gradient sums of squares). Anything else, a per-parameter norm, routing on the host, an index array
- * per call, fails the exact counts.
+ * per call, fails the exact counts. And a steady step allocates nothing: every buffer of the rank's arena
+ * is sized by the first step and reused.
  */
-class HostTransfersTest {
+class StepResidencyTest {
   @ParameterizedTest(name = "{0}")
   @CsvSource({
       "top-k, moe.router=topk, 0",
@@ -45,5 +49,29 @@ class HostTransfersTest {
     long downBytes = moeLayers * 8L * (3 * e + 1) + 8 + 16;
     assertEquals(new HostTransfers.Snapshot(downCalls, downBytes, upCalls, upBytes), step,
         name + ": (copies down, bytes down, copies up, bytes up) of one step");
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @CsvSource({"top-k dropless, moe.capacity_factor=0", "top-k with dropping, moe.capacity_factor=1.0",
+      "expert choice, moe.router=expert_choice"})
+  void aSteadyStepAllocatesNothingAndTheArenaHoldsTheModel(String name, String set) {
+    RunConfig c = TrainerTest.tiny(set, "train.batch_size=4");
+    Backend be = CpuBackend.create();
+    Trainer t = Trainer.singleProcess(c, TrainerTest.corpus(c).train(), be, DType.F32);
+    long params = 0;
+    for (Param p : t.model().params().all()) {
+      params += p.length();
+    }
+    // Values, gradients and both AdamW moments in F32, before any activation exists.
+    assertTrue(be.footprint().liveBytes() >= 16 * params, name + ": arena " + be.footprint() + " for " + params
+        + " parameters");
+    t.step();
+    t.step(); // a capacity-dropping step may still grow a buffer past the first step's sizes
+    Footprint warm = be.footprint();
+    for (int s = 0; s < 3; s++) {
+      t.step();
+    }
+    assertEquals(warm.allocations(), be.footprint().allocations(), name + ": allocations in three steady steps");
+    assertEquals(warm.liveBytes(), be.footprint().liveBytes(), name + ": bytes held");
   }
 }
