@@ -30,6 +30,8 @@ public final class RankOrderedCollective implements Collective {
   private long busyNanos;
   private int labelLayer = -1;
   private boolean labelToExperts;
+  /** This rank's summed chunk of a tensor sum, kept from call to call (the dense gradients' all-reduce). */
+  private Tensor reducedBuf;
 
   public RankOrderedCollective(BlockTransport transport) {
     this(transport, null);
@@ -80,6 +82,8 @@ public final class RankOrderedCollective implements Collective {
     long t0 = begin(StepProgram.Kind.BLOCKS);
     try {
       long s = ++seq;
+      // The blocks are staged on this thread: wait for the work that wrote them (a device's stream).
+      send[rank].backend().record().synchronize();
       byte[][] out = new byte[ranks][];
       for (int d = 0; d < ranks; d++) {
         if (d != rank || routesSelf) {
@@ -167,7 +171,9 @@ public final class RankOrderedCollective implements Collective {
       }
       byte[][] in = swap(s, out);
       Tensor own = chunk(values, rank);
-      Tensor reduced = be.empty(values.dtype(), own.length());
+      reducedBuf = be.ensure(reducedBuf != null && reducedBuf.backend() == be ? reducedBuf : null, values.dtype(),
+          own.length());
+      Tensor reduced = reducedBuf;
       reduced.assign(received(in, 0, own, be));
       for (int src = 1; src < ranks; src++) {
         reduced.addi(received(in, src, own, be));
