@@ -6,16 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rev=${1:-HEAD~1}
 rounds=${2:-2}
-work=$(mktemp -d)
-trap 'git -C "$root" worktree remove --force "$work/tree" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-git -C "$root" worktree add --detach "$work/tree" "$rev" >/dev/null
-echo "building expert-ops at $rev and at the checkout..." >&2
-(cd "$work/tree" && mvn -B -q -DskipTests -pl expert-ops -am package >"$work/build-before.log" 2>&1)
-(cd "$root" && mvn -B -q -DskipTests -pl expert-ops -am package >"$work/build-after.log" 2>&1)
-source "$root/bin/spark-opens.sh"
-cp_of() { echo "$1/expert-ops/target/expert-ops-0.1.0-SNAPSHOT.jar:$(cat "$1/expert-ops/target/classpath.txt")"; }
-before=$(cp_of "$work/tree")
-after=$(cp_of "$root")
+source "$root/tools/two-builds.sh"
 cd "$root"
 for round in $(seq 1 "$rounds"); do
   for which in before after; do

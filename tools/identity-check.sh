@@ -7,14 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rev=${1:-HEAD~1}
-work=$(mktemp -d)
-trap 'git -C "$root" worktree remove --force "$work/tree" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-git -C "$root" worktree add --detach "$work/tree" "$rev" >/dev/null
-echo "building expert-ops at $rev and at the checkout..." >&2
-(cd "$work/tree" && mvn -B -q -DskipTests -pl expert-ops -am package >"$work/build-before.log" 2>&1)
-(cd "$root" && mvn -B -q -DskipTests -pl expert-ops -am package >"$work/build-after.log" 2>&1)
-source "$root/bin/spark-opens.sh"
-cp_of() { echo "$1/expert-ops/target/expert-ops-0.1.0-SNAPSHOT.jar:$(cat "$1/expert-ops/target/classpath.txt")"; }
+source "$root/tools/two-builds.sh"
 small="--set model.d_model=64 --set model.n_layers=2 --set model.d_ff=128 --set model.seq_len=64 \
   --set model.vocab_size=512 --set moe.d_expert=96 --set train.batch_size=8 --set train.eval_batches=2"
 variants=(
@@ -30,7 +23,7 @@ for v in "${variants[@]}"; do
   name=${v%%|*}
   extra=${v#*|}
   for which in before after; do
-    cp=$([[ $which == before ]] && cp_of "$work/tree" || cp_of "$root")
+    cp=$([[ $which == before ]] && echo "$before" || echo "$after")
     # shellcheck disable=SC2086
     java -Xmx4g $opens -Dlog4j2.configurationFile=conf/log4j2.properties -cp "$cp" \
         io.moespark.ops.cli.BenchMain fingerprint --config conf/bench.yaml --steps 5 $small $extra \
