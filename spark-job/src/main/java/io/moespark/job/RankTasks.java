@@ -165,8 +165,10 @@ final class RankTasks {
         needed.add("exp_avg_sq." + p.name());
       }
       String source = o.from().dir();
-      trainer.restore(CheckpointStore.readShards(o.from(), needed, conf, backend),
-          Checkpoint.fromJson(JSON.readTree(o.from().stateJson()), source + "/" + Checkpoint.STATE), source);
+      Map<String, Tensor> shards = CheckpointStore.readShards(o.from(), needed, conf, backend);
+      trainer.restore(shards, Checkpoint.fromJson(JSON.readTree(o.from().stateJson()), source + "/" + Checkpoint.STATE),
+          source);
+      shards.values().forEach(backend::free); // copied into the parameters and moments: back to the arena
     } else if (o.init() != null) {
       o.init().load(trainer.model(), cfg, conf);
     }

@@ -305,6 +305,7 @@ public final class HuggingFace {
       values.put(p.name(), t);
     }
     ModelFiles.assign(values, model, dir);
+    got.values().forEach(model.params().backend()::free); // copied into the parameters: back to the arena
     if (source == Source.LLAMA && noise > 0) {
       Backend be = model.params().backend();
       Tensor sq = be.zeros(DType.F64, 1);

@@ -188,6 +188,7 @@ public final class ModelFiles {
       throw new IOException(file + " does not exist", e);
     }
     assign(tensors, model, file.toString());
+    tensors.values().forEach(model.params().backend()::free); // copied into the parameters: back to the arena
     // A model file holds exactly the model's tensors: anything else means a different model or config.
     List<String> extra = new ArrayList<>(tensors.keySet());
     extra.removeIf(model.params()::contains);
