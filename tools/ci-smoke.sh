@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# After `mvn verify`: the user-facing commands, literally. (1) Prepare the bundled corpus, train conf/tiny.yaml
+# After `mvn verify`: the user-facing commands, literally. (0) --help of every command. (1) Prepare the bundled corpus, train conf/tiny.yaml
 # on two executor JVMs (local-cluster), check the loss fell, score the model with moe-eval. (2) The job jar under
 # a plain SparkSubmit whose classpath is Spark's jars only (the project's jars, ND4J and JavaCPP removed), so
 # everything else must come from the job jar. (3) notebooks/, executed on those runs (tools/run-notebooks.sh).
@@ -10,6 +10,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+# (0) Every command answers --help and -h with its usage and exit 0, before any work.
+for c in moe-demo moe-train moe-eval moe-export moe-prep moe-prep-gpu-explain moe-bench moe-bench-spark moe-history; do
+  for h in --help -h; do
+    out=$(bin/$c $h) || { echo "bin/$c $h exited with $?" >&2; exit 1; }
+    [[ $out == "usage: "* ]] || { echo "bin/$c $h printed no usage line: $out" >&2; exit 1; }
+  done
+done
+echo "--help: every command prints its usage"
 
 bin/moe-prep --input data/corpus/moby-dick.txt.gz --output "$work/prepared" --vocab-size 1024 --seq-len 64
 bin/moe-train --config conf/tiny.yaml --master 'local-cluster[2,1,2048]' --run-dir "$work/run" \

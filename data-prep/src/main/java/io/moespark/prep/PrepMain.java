@@ -12,9 +12,17 @@ import org.apache.spark.util.MutableURLClassLoader;
  * unless a master is given; under spark-submit the submitted master is used.
  */
 public final class PrepMain {
+  private static final String USAGE = "moe-prep --input PATH... --output DIR [--vocab-size N] [--seq-len T] "
+      + "[--val-fraction F] [--format auto|text|json|csv|parquet] [--text-field NAME] [--shards N] [--overwrite] "
+      + "[--master URL]";
+
   private PrepMain() {}
 
   public static void main(String[] argv) {
+    if (java.util.Arrays.asList(argv).contains("--help") || java.util.Arrays.asList(argv).contains("-h")) {
+      System.out.println("usage: " + USAGE);
+      return;
+    }
     try {
       PrepOptions o = parse(argv);
       SparkSession.Builder b = SparkSession.builder().appName("moe-prep");

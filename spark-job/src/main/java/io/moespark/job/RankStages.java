@@ -8,8 +8,6 @@ import java.util.concurrent.ExecutionException;
 import java.util.function.ToIntFunction;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import org.apache.hadoop.conf.Configuration;
-import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaFutureAction;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.rdd.RDD;
@@ -93,14 +91,5 @@ final class RankStages {
       }
     }
     return m;
-  }
-
-  /** The Hadoop configuration an executor sees: defaults plus the application's spark.hadoop.* settings. */
-  static Configuration hadoopConf(SparkConf conf) {
-    Configuration c = new Configuration();
-    for (Tuple2<String, String> kv : conf.getAllWithPrefix("spark.hadoop.")) {
-      c.set(kv._1(), kv._2());
-    }
-    return c;
   }
 }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.moespark.job.data.RunData;
 import io.moespark.job.io.CheckpointStore;
 import io.moespark.job.io.HfInit;
+import io.moespark.job.io.RunFiles;
 import io.moespark.job.net.Collectives;
 import io.moespark.ops.backend.Backend;
 import io.moespark.ops.backend.Backends;
@@ -114,7 +115,7 @@ final class RankTasks {
       if (op instanceof Save s) {
         st.progress.doing("checkpoint");
         CheckpointStore.Shard shard = CheckpointStore.writeShard(s.dir(), r, t.checkpointTensors(),
-            RankStages.hadoopConf(env.conf()));
+            RunFiles.hadoopConf(env.conf()));
         String state = r == 0 ? Checkpoint.toJson(t.checkpointState()).toString() : null;
         st.progress.doing("idle");
         return RankReply.saved(r, shard, state);
@@ -154,7 +155,7 @@ final class RankTasks {
     RunConfig cfg = ConfigLoader.fromTree(JSON.readTree(o.cfgJson()), "run config");
     Backend backend = Backends.forRank(cfg.parallel().device());
     backend.setThreads(task.cpus());
-    Configuration conf = RankStages.hadoopConf(env.conf());
+    Configuration conf = RunFiles.hadoopConf(env.conf());
     RunData data = RunData.load(cfg, conf);
     Trainer trainer = new Trainer(cfg, data.train(), backend, DType.F32, r, ranks, l -> o.placement().layout(l, r));
     if (o.from() != null) {

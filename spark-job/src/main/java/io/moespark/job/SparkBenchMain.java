@@ -19,10 +19,12 @@ import org.apache.spark.api.java.JavaSparkContext;
  * of the driver loop (wall time minus step time, over S: job submission, task launch, result collection).
  */
 public final class SparkBenchMain {
+  private static final String USAGE = "moe-bench-spark --config FILE --ranks R --steps S [--master URL] [--set key=value]...";
+
   private SparkBenchMain() {}
 
   public static void main(String[] argv) {
-    Args.run("moe-bench-spark", () -> {
+    Args.run("moe-bench-spark", USAGE, argv, () -> {
       Args a = new Args(argv, 0, Set.of("--config", "--ranks", "--steps", "--master", "--set"), Set.of());
       int ranks = a.integer("--ranks", 1);
       List<String> sets = new ArrayList<>(a.all("--set"));

@@ -31,9 +31,25 @@ final class StallBound {
   }
 
   /** The error a runner stops with: the bound, the step, and each rank's executor and phase from its heartbeats. */
-  IllegalStateException stalled(double bound, int afterStep, String runId, List<String> executors) {
-    return new IllegalStateException(String.format(java.util.Locale.ROOT, "the ranks stalled: no step finished "
-        + "within %.0f s (3 x the median step time, at least 30 s) after step %d: %s", bound, afterStep,
-        StepFeedPlugin.ranksNow(runId, executors)));
+  Stalled stalled(double bound, int afterStep, String runId, List<String> executors) {
+    StepFeedPlugin.RanksNow now = StepFeedPlugin.ranksNow(runId, executors);
+    return new Stalled(String.format(java.util.Locale.ROOT, "the ranks stalled: no step finished within %.0f s "
+        + "(3 x the median step time, at least 30 s) after step %d: %s", bound, afterStep, now.text()),
+        now.silentExecutors());
+  }
+
+  /** A stall, with the executors of the ranks that fell silent (the driver asks Spark to replace them). */
+  static final class Stalled extends IllegalStateException {
+    private static final long serialVersionUID = 1L;
+    private final transient List<String> silentExecutors;
+
+    Stalled(String message, List<String> silentExecutors) {
+      super(message);
+      this.silentExecutors = List.copyOf(silentExecutors);
+    }
+
+    List<String> silentExecutors() {
+      return silentExecutors;
+    }
   }
 }

@@ -167,13 +167,17 @@ public final class StepFeedPlugin implements SparkPlugin {
    * Driver side: what each rank of {@code runId} was last seen doing, for a stall's message. A rank whose
    * heartbeats stopped (3 missed) is named first, as the one that stalled; the others say what they wait in.
    */
-  static String ranksNow(String runId, List<String> executors) {
+  /** What the driver knows of a run's ranks now: a line for the console, and the executors of silent ranks. */
+  record RanksNow(String text, List<String> silentExecutors) {}
+
+  static RanksNow ranksNow(String runId, List<String> executors) {
     long now = System.nanoTime();
-    List<String> silent = new ArrayList<>(), alive = new ArrayList<>();
+    List<String> silent = new ArrayList<>(), alive = new ArrayList<>(), silentIds = new ArrayList<>();
     for (int r = 0; r < executors.size(); r++) {
       Seen seen = BEATS.get(runId + "/" + r);
       if (seen == null) {
         silent.add(String.format(Locale.ROOT, "rank %d on executor %s sent no heartbeat", r, executors.get(r)));
+        silentIds.add(executors.get(r));
         continue;
       }
       RankProgress.Beat b = seen.beat();
@@ -183,13 +187,15 @@ public final class StepFeedPlugin implements SparkPlugin {
       if (ago > 3 * HEARTBEAT_MS / 1e3) {
         silent.add(String.format(Locale.ROOT, "rank %d on executor %s (%s) silent for %.0f s, last seen %s",
             r, b.executor(), b.host(), ago, where));
+        silentIds.add(b.executor());
       } else {
         alive.add(String.format(Locale.ROOT, "rank %d on executor %s (%s) for %.0f s %s", r, b.executor(),
             b.host(), b.seconds(), where));
       }
     }
-    return (silent.isEmpty() ? "every rank alive: " : String.join("; ", silent) + (alive.isEmpty() ? "" : "; others: "))
-        + String.join("; ", alive);
+    String text = (silent.isEmpty() ? "every rank alive: " : String.join("; ", silent)
+        + (alive.isEmpty() ? "" : "; others: ")) + String.join("; ", alive);
+    return new RanksNow(text, List.copyOf(silentIds));
   }
 
   /** Driver side: drops the heartbeats of {@code runId}'s ranks (the group is closed or abandoned). */

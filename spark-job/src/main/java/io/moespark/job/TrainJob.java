@@ -50,6 +50,8 @@ import org.apache.spark.api.java.JavaSparkContext;
  */
 public final class TrainJob {
   public static final String CONFIG = "config.json";
+  /** The Spark master the run started on ({@code {"master": ...}}), which {@code --resume} uses by default. */
+  public static final String LAUNCH = "launch.json";
   public static final String METRICS = "metrics.jsonl";
   public static final String MODEL = "model";
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -93,6 +95,11 @@ public final class TrainJob {
    */
   public static void requestStop() {
     stopRequested = true;
+  }
+
+  /** Whether a stop was requested (tests pause a run until their signal has arrived). */
+  static boolean stopRequested() {
+    return stopRequested;
   }
 
   private static volatile boolean stopRequested;
@@ -169,6 +176,9 @@ public final class TrainJob {
     }
     fs.mkdirs(runDir);
     writeFile(new Path(runDir, CONFIG), configJson);
+    if (from == null) {
+      writeFile(new Path(runDir, LAUNCH), JSON.createObjectNode().put("master", sc.master()).toString());
+    }
     openMetrics(from == null ? 0 : from.step());
     sc.setJobGroup("moe-spark-" + runDir.getName() + "-" + System.currentTimeMillis(),
         "moe-spark train " + runDir.getName(), false);
@@ -220,6 +230,9 @@ public final class TrainJob {
               cfg.parallel().maxRestarts(), from == null ? "the start" : "the checkpoint at step " + from.step());
           events.restart(ranks == null ? 0 : ranks.nextStep() + 1, from == null ? 0 : from.step(),
               "run failed " + where + ": " + e.getMessage());
+          if (e instanceof StallBound.Stalled stall) {
+            replaceSilent(stall.silentExecutors());
+          }
           metrics.close();
           held = null;
           openMetrics(from == null ? 0 : from.step());
@@ -234,6 +247,22 @@ public final class TrainJob {
       metrics.close();
       sc.clearJobGroup();
       writeReport();
+    }
+  }
+
+  /**
+   * Asks Spark to kill and replace the executors of silent ranks, so that the ranks reopen once the
+   * replacements register instead of after Spark's own timeout (spark.network.timeout, 120 s by default).
+   */
+  private void replaceSilent(List<String> executors) {
+    for (String id : executors) {
+      if (id.equals("driver")) {
+        continue; // in-process ranks: nothing to replace
+      }
+      boolean asked = sc.sc().killAndReplaceExecutor(id);
+      console.println(asked ? "asked Spark to replace the silent executor " + id + "; the ranks reopen when it registers"
+          : "Spark could not replace the silent executor " + id + "; the ranks reopen once Spark declares it lost "
+              + "(spark.network.timeout)");
     }
   }
 

@@ -14,12 +14,6 @@ import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import org.apache.spark.network.TransportContext;
-import org.apache.spark.network.client.TransportClient;
-import org.apache.spark.network.client.TransportClientFactory;
-import org.apache.spark.network.server.NoOpRpcHandler;
-import org.apache.spark.network.util.MapConfigProvider;
-import org.apache.spark.network.util.TransportConf;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -67,34 +61,21 @@ class DirectPathTest extends OnTwoExecutors {
     List<StepResult> results = new ArrayList<>();
     ExecutorService attacker = Executors.newSingleThreadExecutor();
     try (RankGroup d = RankGroup.open(sc, cfg, ExpertPlacement.contiguous(cfg, 2), null)) {
-      String[] target = d.addresses().get(1).split(":");
-      Future<Boolean> refused = attacker.submit(() -> {
-        while (sc.statusTracker().getActiveJobIds().length == 0) {
-          Thread.sleep(5);
+      String address = d.addresses().get(1);
+      // Forged blocks for the run's own next sequence numbers, sent without the handshake while the steps run
+      // (whenever the attacker gets to run, the rank's port is open: the group holds it until closed).
+      Future<List<RankPortProbe.Outcome>> outcomes = attacker.submit(() -> {
+        List<RankPortProbe.Outcome> seen = new ArrayList<>();
+        for (long seq = 1; seq < 50; seq++) {
+          ByteBuffer forged = ByteBuffer.allocate(64).putLong(0, seq); // sequence number first, as real blocks
+          seen.add(RankPortProbe.unauthenticated(address, forged, 60_000));
         }
-        // A forged block for the next exchange sequence numbers, sent without the authentication handshake.
-        TransportConf conf = new TransportConf("moe", new MapConfigProvider(Map.of()));
-        try (TransportContext ctx = new TransportContext(conf, new NoOpRpcHandler());
-            TransportClientFactory f = ctx.createClientFactory()) {
-          TransportClient client = f.createClient(target[0], Integer.parseInt(target[1]));
-          for (long seq = 1; seq < 50; seq++) {
-            ByteBuffer forged = ByteBuffer.allocate(64).putLong(0, seq); // sequence number first, as real blocks
-            try {
-              client.sendRpcSync(forged, 2_000);
-              return false;
-            } catch (RuntimeException expected) {
-              if (!client.isActive()) {
-                return true;
-              }
-            }
-          }
-          return true;
-        } catch (java.io.IOException | RuntimeException e) {
-          return true; // refused at connection time
-        }
+        return seen;
       });
       results.addAll(StepRunners.of(d).steps(steps, s -> {}, "steps under attack"));
-      assertTrue(refused.get(), "an unauthenticated client got an RPC through");
+      assertEquals(List.of(RankPortProbe.Outcome.REFUSED), outcomes.get().stream().distinct().toList(),
+          "every forged block was refused (an answer, not a timeout)");
+      assertEquals(0, RankPortProbe.authenticated(sc, address, 60_000), "the port is the rank's, serving its peers");
     } finally {
       attacker.shutdownNow();
     }

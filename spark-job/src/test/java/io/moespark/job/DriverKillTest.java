@@ -74,7 +74,8 @@ class DriverKillTest {
       Path straight = tmp.resolve(dispatch + "-straight"), dir = tmp.resolve(dispatch + "-stopped");
       int rc = driver(tmp, straight, false, null, set);
       assertEquals(0, rc, dispatch + ": the uninterrupted run: " + log(tmp, straight));
-      Process p = start(tmp, dir, false, null, set);
+      // The run pauses as it begins its step-2 checkpoint until the signal has arrived, so it cannot finish first.
+      Process p = start(tmp, dir, false, null, ".*/checkpoints/_tmp-step-00000002-[^/]*", set);
       while (LocalCluster.metricsLines(dir.resolve("metrics.jsonl")) < 1) {
         assertTrue(p.isAlive(), dispatch + ": the run ended before its first step: " + log(tmp, dir));
         Thread.sleep(20);
@@ -105,7 +106,7 @@ class DriverKillTest {
   /** Runs moe-train's main class on {@code dir} (through the halt: scheme), returns its exit code. */
   static int driver(Path tmp, Path dir, boolean resume, Point halt, String... sets)
       throws IOException, InterruptedException {
-    Process p = start(tmp, dir, resume, halt, sets);
+    Process p = start(tmp, dir, resume, halt, null, sets);
     if (!p.waitFor(3, TimeUnit.MINUTES)) {
       p.destroyForcibly();
       throw new AssertionError("moe-train did not end within 3 minutes: " + log(tmp, dir));
@@ -113,17 +114,16 @@ class DriverKillTest {
     return p.exitValue();
   }
 
-  static Process start(Path tmp, Path dir, boolean resume, Point halt, String... sets) throws IOException {
-    List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-        "-Xmx1g", "-cp", System.getProperty("java.class.path")));
-    for (String opt : System.getProperty("moe.addOpens", "").split("\\s+")) {
-      if (!opt.isEmpty()) {
-        cmd.add(opt);
-      }
-    }
+  /** The driver as a child process; it halts at {@code halt}, or pauses at {@code pause} until it is signalled. */
+  static Process start(Path tmp, Path dir, boolean resume, Point halt, String pause, String... sets)
+      throws IOException {
+    List<String> cmd = Jvm.command();
     cmd.addAll(List.of("-Dspark.hadoop.fs.halt.impl=" + HaltingFileSystem.class.getName(), "-Dspark.ui.enabled=false"));
     if (halt != null) {
       cmd.addAll(List.of("-Dmoe.halt.path=" + halt.path(), "-Dmoe.halt.bytes=" + halt.bytes()));
+    }
+    if (pause != null) {
+      cmd.add("-Dmoe.pause.path=" + pause);
     }
     cmd.addAll(List.of(TrainMain.class.getName(), "--master", "local[2]", "--run-dir", "halt://" + dir));
     if (resume) {

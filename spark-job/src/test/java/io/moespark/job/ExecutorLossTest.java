@@ -12,6 +12,7 @@ import java.util.Locale;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -42,6 +43,10 @@ class ExecutorLossTest extends OnTwoExecutors {
       long detected = 0, recovered = 0;
       int before = LocalCluster.metricsLines(metrics);
       while (!run.isDone()) {
+        // Recovery takes well under a minute here (README, "Faults"); ten leave room for a loaded machine.
+        assertTrue(System.nanoTime() - killed < TimeUnit.MINUTES.toNanos(10), "the run neither finished nor failed "
+            + "within 10 minutes of the kill (failure seen: " + (detected != 0) + ", ranks reopened: "
+            + (recovered != 0) + "); console: " + out);
         if (detected == 0 && out.toString().contains("run failed")) {
           detected = System.nanoTime();
           before = LocalCluster.metricsLines(metrics);
@@ -53,6 +58,8 @@ class ExecutorLossTest extends OnTwoExecutors {
         Thread.sleep(20);
       }
       run.get();
+      assertTrue(detected != 0 && recovered != 0, "the failure and the reopened ranks were seen while the run went on "
+          + "(failure: " + (detected != 0) + ", reopened: " + (recovered != 0) + "): " + out);
       System.out.printf(Locale.ROOT, "executor killed after step %d: failure detected after %.1f s, ranks reopened "
           + "after %.1f s more%n", before, (detected - killed) / 1e9, (recovered - detected) / 1e9);
       String log = out.toString();

@@ -17,12 +17,15 @@ import org.apache.hadoop.util.Progressable;
  * path matches the system property {@code moe.halt.path} is made, or when {@code moe.halt.bytes} bytes have
  * been written to a matching file (0: as it is created). Lets {@link DriverKillTest} kill a real driver
  * at an exact point of a checkpoint or an export, which a kill from outside could only hit by chance.
- * Installed through {@code spark.hadoop.fs.halt.impl}, so the job runs unchanged.
+ * With {@code moe.pause.path}, making a matching directory instead waits until the driver has been asked
+ * to stop (a signal): a run cannot pass that point before the test's signal, however slow the test's
+ * own thread is. Installed through {@code spark.hadoop.fs.halt.impl}, so the job runs unchanged.
  */
 public final class HaltingFileSystem extends RawLocalFileSystem {
   private static final int KILLED = 137;
   private final Pattern path = Pattern.compile(System.getProperty("moe.halt.path", "(?!)"));
   private final long bytes = Long.getLong("moe.halt.bytes", 0);
+  private final Pattern pause = Pattern.compile(System.getProperty("moe.pause.path", "(?!)"));
 
   @Override
   public URI getUri() {
@@ -41,9 +44,23 @@ public final class HaltingFileSystem extends RawLocalFileSystem {
     return super.mkdirs(f, permission);
   }
 
-  private void haltIfMatches(Path f) {
+  private void haltIfMatches(Path f) throws IOException {
     if (matches(f)) {
       Runtime.getRuntime().halt(KILLED);
+    }
+    if (pause.matcher(f.toUri().getPath()).matches()) {
+      long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MINUTES.toNanos(3);
+      while (!TrainJob.stopRequested()) {
+        if (System.nanoTime() > deadline) {
+          throw new IOException("paused at " + f + " for 3 minutes and no stop was requested");
+        }
+        try {
+          Thread.sleep(20);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IOException("interrupted while paused at " + f, e);
+        }
+      }
     }
   }
 

@@ -77,6 +77,9 @@ class RunRecoveryTest {
     Path dir = tmp.resolve("run");
     run(dir, false, 0, cfg());
     byte[] straight = model(dir);
+    assertEquals(java.util.Optional.of("local[2]"),
+        io.moespark.job.cli.TrainMain.recordedMaster(dir.toString(), new org.apache.hadoop.conf.Configuration()),
+        "the run records its master for --resume");
 
     delete(dir.resolve("model"));
     String again = run(dir, true, 0, cfg());

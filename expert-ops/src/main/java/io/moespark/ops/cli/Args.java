@@ -67,8 +67,16 @@ public final class Args {
     }
   }
 
-  /** Runs a command body; known failures print one line to stderr and exit 1 (usage problems: 2). */
-  public static void run(String command, Body body) {
+  /**
+   * Runs a command body. {@code --help} or {@code -h} anywhere print "usage: " and {@code usage} and exit 0
+   * without running it; known failures print one line to stderr and exit 2 (usage, configuration and input
+   * problems) or 1 (anything else).
+   */
+  public static void run(String command, String usage, String[] argv, Body body) {
+    if (wantsHelp(argv)) {
+      System.out.println("usage: " + usage);
+      return;
+    }
     try {
       body.run();
     } catch (ConfigException e) {
@@ -78,6 +86,16 @@ public final class Args {
       System.err.println(command + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
       System.exit(1);
     }
+  }
+
+  /** Whether the arguments ask for the usage ({@code --help} or {@code -h}). */
+  public static boolean wantsHelp(String[] argv) {
+    for (String a : argv) {
+      if (a.equals("--help") || a.equals("-h")) {
+        return true;
+      }
+    }
+    return false;
   }
 
   public interface Body {

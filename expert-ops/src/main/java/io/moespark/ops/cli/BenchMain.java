@@ -37,10 +37,12 @@ import java.util.Set;
  * tokens/s of the single-process trainer. Each prints one JSON line.
  */
 public final class BenchMain {
+  private static final String USAGE = "moe-bench layer [--experts E] [--topk K] [--d-model D] [--d-expert F] [--tokens N] [--iters I] [--seed S]\n       moe-bench train --config FILE [--steps S] [--set key=value]...\n       moe-bench fingerprint --config FILE [--steps S] [--set key=value]...";
+
   private BenchMain() {}
 
   public static void main(String[] argv) {
-    Args.run("moe-bench", () -> {
+    Args.run("moe-bench", USAGE, argv, () -> {
       String sub = argv.length == 0 ? "" : argv[0];
       switch (sub) {
         case "layer" -> layer(new Args(argv, 1,

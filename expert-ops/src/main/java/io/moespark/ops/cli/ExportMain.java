@@ -17,10 +17,12 @@ import java.util.stream.Stream;
  * new one is complete.
  */
 public final class ExportMain {
+  private static final String USAGE = "moe-export --model DIR --out HF_DIR [--overwrite]";
+
   private ExportMain() {}
 
   public static void main(String[] argv) {
-    Args.run("moe-export", () -> {
+    Args.run("moe-export", USAGE, argv, () -> {
       Args a = new Args(argv, 0, Set.of("--model", "--out"), Set.of("--overwrite"));
       Path model = Path.of(a.required("--model")), out = Path.of(a.required("--out")).toAbsolutePath();
       if (Files.exists(out) && !a.flag("--overwrite")) {

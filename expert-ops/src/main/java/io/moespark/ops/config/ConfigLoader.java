@@ -56,10 +56,7 @@ public final class ConfigLoader {
         merge(tree, (ObjectNode) user, "", file.toString());
       }
     }
-    for (String o : overrides) {
-      applyOverride(tree, o);
-    }
-    return bind(tree, file == null ? "config" : file.toString());
+    return bind(tree, file == null ? "config" : file.toString(), overrides);
   }
 
   /** The configuration as a tree in YAML key names (what a run writes to its config.json). */
@@ -76,10 +73,30 @@ public final class ConfigLoader {
   public static RunConfig fromTree(JsonNode tree, String source, List<String> overrides) {
     ObjectNode t = defaults();
     merge(t, (ObjectNode) tree, "", source);
+    return bind(t, source, overrides);
+  }
+
+  /**
+   * Applies the overrides, then binds and validates; an error about a key that an override set names the
+   * override ({@code (--set key=value)}) instead of the source.
+   */
+  private static RunConfig bind(ObjectNode tree, String source, List<String> overrides) {
+    Map<String, String> setBy = new java.util.HashMap<>();
     for (String o : overrides) {
-      applyOverride(t, o);
+      setBy.put(applyOverride(tree, o), o);
     }
-    return bind(t, source);
+    try {
+      return bind(tree, source);
+    } catch (ConfigException e) {
+      String msg = e.getMessage().startsWith(source + ": ") ? e.getMessage().substring(source.length() + 2)
+          : e.getMessage();
+      int colon = msg.indexOf(": ");
+      String override = colon > 0 ? setBy.get(msg.substring(0, colon)) : null;
+      if (override == null) {
+        throw e;
+      }
+      throw new ConfigException(msg + " (--set " + override + ")", e);
+    }
   }
 
   private static RunConfig bind(ObjectNode tree, String source) {
@@ -153,7 +170,8 @@ public final class ConfigLoader {
     return sb.toString();
   }
 
-  private static void applyOverride(ObjectNode tree, String override) {
+  /** Sets one {@code key=value} in the tree; returns the key. The value must have the default's type. */
+  private static String applyOverride(ObjectNode tree, String override) {
     int eq = override.indexOf('=');
     if (eq <= 0) {
       throw new ConfigException("--set " + override + ": expected key=value, e.g. train.steps=200");
@@ -178,6 +196,14 @@ public final class ConfigLoader {
     } catch (IOException e) {
       throw new ConfigException("--set " + key + ": cannot read value '" + raw + "'", e);
     }
-    node.set(parts[parts.length - 1], value == null || value.isMissingNode() ? TextNode.valueOf(raw) : value);
+    value = value == null || value.isMissingNode() ? TextNode.valueOf(raw) : value;
+    String expected = old.isIntegralNumber() && !value.isIntegralNumber() ? "an integer"
+        : old.isNumber() && !value.isNumber() ? "a number"
+        : old.isBoolean() && !value.isBoolean() ? "true or false" : null;
+    if (expected != null) {
+      throw new ConfigException(key + ": expected " + expected + ", got '" + raw + "' (--set " + override + ")");
+    }
+    node.set(parts[parts.length - 1], value);
+    return key;
   }
 }

@@ -61,6 +61,20 @@ class ConfigLoaderTest {
     assertTrue(e.getMessage().contains(message), e.getMessage());
   }
 
+  @ParameterizedTest
+  @CsvSource(delimiter = '|', value = {
+      "train.steps=abc|train.steps: expected an integer, got 'abc' (--set train.steps=abc)",
+      "train.steps=2.5|train.steps: expected an integer, got '2.5' (--set train.steps=2.5)",
+      "train.lr=fast|train.lr: expected a number, got 'fast' (--set train.lr=fast)",
+      "moe.norm_topk=maybe|moe.norm_topk: expected true or false, got 'maybe' (--set moe.norm_topk=maybe)",
+      "train.steps=-3|train.steps: expected > 0, got -3 (--set train.steps=-3)",
+      "moe.router=mystery|moe.router: expected one of topk, expert_choice, hash (--set moe.router=mystery)"})
+  void aBadOverrideIsReportedAgainstTheOverrideNotTheFile(String override, String message) {
+    ConfigException e = assertThrows(ConfigException.class,
+        () -> ConfigLoader.load(ROOT.resolve("conf/tiny.yaml"), List.of(override)));
+    assertEquals(message, e.getMessage());
+  }
+
   @Test
   void unknownKeyInAFileNamesFileAndKey(@TempDir Path tmp) throws IOException {
     Path f = tmp.resolve("run.yaml");

@@ -20,10 +20,12 @@ import org.apache.hadoop.conf.Configuration;
  * data-prep's output; dropless unless a capacity factor is given. Prints one JSON line.
  */
 public final class EvalMain {
+  private static final String USAGE = "moe-eval --model DIR (--tokens FILE | --data PREPARED [--split val]) [--batch N] [--capacity-factor CF]";
+
   private EvalMain() {}
 
   public static void main(String[] argv) {
-    Args.run("moe-eval", () -> {
+    Args.run("moe-eval", USAGE, argv, () -> {
       Args a = new Args(argv, 0, Set.of("--model", "--tokens", "--data", "--split", "--batch", "--capacity-factor"),
           Set.of());
       Path dir = Path.of(a.required("--model"));

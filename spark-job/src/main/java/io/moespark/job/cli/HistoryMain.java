@@ -15,10 +15,12 @@ import java.util.stream.Stream;
  * prints the address and runs until stopped (Ctrl-C).
  */
 public final class HistoryMain {
+  private static final String USAGE = "moe-history RUN_DIR... [--port N]";
+
   private HistoryMain() {}
 
   public static void main(String[] argv) {
-    Args.run("moe-history", () -> {
+    Args.run("moe-history", USAGE, argv, () -> {
       List<String> runs = new ArrayList<>();
       int port = 18080;
       for (int i = 0; i < argv.length; i++) {

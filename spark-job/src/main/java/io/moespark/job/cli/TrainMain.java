@@ -2,6 +2,8 @@ package io.moespark.job.cli;
 
 import io.moespark.job.StepFeedPlugin;
 import io.moespark.job.TrainJob;
+import io.moespark.job.data.RunData;
+import io.moespark.job.io.RunFiles;
 import io.moespark.ops.cli.Args;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
@@ -25,10 +27,12 @@ import org.apache.spark.api.java.JavaSparkContext;
  * {@code --init-from} starts from a Hugging Face Mixtral model, or upcycles a dense Llama one.
  */
 public final class TrainMain {
+  private static final String USAGE = "moe-train --config FILE [--set key=value]... [--master URL] [--conf spark.key=value]... [--run-dir DIR] [--resume] [--stop-at STEP] [--init-from HF_DIR]";
+
   private TrainMain() {}
 
   public static void main(String[] argv) {
-    Args.run("moe-train", () -> {
+    Args.run("moe-train", USAGE, argv, () -> {
       Args a = new Args(argv, 0, Set.of("--config", "--set", "--master", "--run-dir", "--stop-at", "--init-from",
           "--conf"), Set.of("--resume"));
       boolean resume = a.flag("--resume");
@@ -40,7 +44,20 @@ public final class TrainMain {
       if (runDir == null) {
         runDir = "runs/" + java.nio.file.Path.of(config).getFileName().toString().replaceFirst("\\.ya?ml$", "");
       }
-      SparkConf conf = sparkConf(a.optional("--master", null), "moe-spark train " + runDir, a.all("--conf"));
+      String master = a.optional("--master", null);
+      Configuration hadoop = RunFiles.hadoopConf(sparkConf(master, "moe-spark train " + runDir, a.all("--conf")));
+      if (resume && master == null && System.getProperty("spark.master") == null) {
+        // Not under spark-submit and no --master: continue where the run started, and say so.
+        master = recordedMaster(runDir, hadoop).orElse(null);
+        System.out.println(master != null
+            ? "--resume: on the master the run started with, " + master + " (--master chooses another)"
+            : "--resume: the run directory does not record its master; in-process on local[*] (--master chooses)");
+      }
+      SparkConf conf = sparkConf(master, "moe-spark train " + runDir, a.all("--conf"));
+      // Configuration and data errors before Spark starts: one line, exit 2, nothing started or written.
+      RunConfig cfg = config != null ? ConfigLoader.load(java.nio.file.Path.of(config), a.all("--set"))
+          : ConfigLoader.fromTree(readRunConfig(runDir, hadoop), runDir + "/" + TrainJob.CONFIG, a.all("--set"));
+      RunData.check(RunData.withAbsolutePath(cfg), hadoop);
       String eventLog = eventLogByDefault(conf, runDir);
       JavaSparkContext sc = new JavaSparkContext(conf);
       sc.setLogLevel("WARN");
@@ -71,9 +88,6 @@ public final class TrainMain {
         }
       });
       try {
-        RunConfig cfg = config != null ? ConfigLoader.load(java.nio.file.Path.of(config), a.all("--set"))
-            : ConfigLoader.fromTree(readRunConfig(runDir, sc.hadoopConfiguration()), runDir + "/" + TrainJob.CONFIG,
-                a.all("--set"));
         TrainJob.Outcome o = TrainJob.run(sc, cfg, runDir, resume, a.integer("--stop-at", 0),
             a.optional("--init-from", null), System.out);
         System.out.printf(java.util.Locale.ROOT, "done: %d steps, final loss %.4f%s%n", o.steps(), o.loss(),
@@ -181,6 +195,19 @@ public final class TrainMain {
 
   /** The event log's folder in a run directory (by default). */
   public static final String EVENTS = "events";
+
+  /** The master a run directory records ({@link TrainJob#LAUNCH}), if it does. */
+  public static java.util.Optional<String> recordedMaster(String runDir, Configuration conf) throws IOException {
+    Path file = new Path(runDir, TrainJob.LAUNCH);
+    FileSystem fs = file.getFileSystem(conf);
+    if (!fs.exists(file)) {
+      return java.util.Optional.empty();
+    }
+    try (InputStream in = fs.open(file)) {
+      String m = new com.fasterxml.jackson.databind.ObjectMapper().readTree(in).path("master").asText("");
+      return m.isEmpty() ? java.util.Optional.empty() : java.util.Optional.of(m);
+    }
+  }
 
   private static com.fasterxml.jackson.databind.JsonNode readRunConfig(String runDir, Configuration conf)
       throws IOException {

@@ -122,16 +122,41 @@ public final class PreparedData {
     });
   }
 
-  /** The split's windows concatenated into one stream. */
-  public int[] read(String split) {
+  /**
+   * Checks the split's shards against the manifest's checksums without reading their tokens: what the
+   * driver does before any executor work, so that corrupt data is one error naming the file, never a
+   * failed stage that the run would retry.
+   */
+  public void verify(String split) {
+    JsonNode s = split(split);
+    Path splitDir = new Path(dir, s.path("path").asText(split));
+    try {
+      verify(s.path("files"), shards(splitDir), splitDir);
+    } catch (IOException e) {
+      throw new ConfigException(splitDir + ": cannot read split '" + split + "': " + e.getMessage(), e);
+    }
+  }
+
+  private JsonNode split(String split) {
     JsonNode s = manifest.path("splits").get(split);
     if (s == null) {
       throw new ConfigException(dir + ": no split '" + split + "' (the manifest has " + splits() + ")");
     }
+    return s;
+  }
+
+  private FileStatus[] shards(Path splitDir) throws IOException {
+    FileStatus[] files = fs.listStatus(splitDir, p -> p.getName().endsWith(".parquet"));
+    Arrays.sort(files, (a, b) -> a.getPath().getName().compareTo(b.getPath().getName()));
+    return files;
+  }
+
+  /** The split's windows concatenated into one stream. */
+  public int[] read(String split) {
+    JsonNode s = split(split);
     Path splitDir = new Path(dir, s.path("path").asText(split));
     try {
-      FileStatus[] files = fs.listStatus(splitDir, p -> p.getName().endsWith(".parquet"));
-      Arrays.sort(files, (a, b) -> a.getPath().getName().compareTo(b.getPath().getName()));
+      FileStatus[] files = shards(splitDir);
       verify(s.path("files"), files, splitDir);
       long expected = s.path("tokens").asLong(-1);
       int[] out = new int[(int) Math.max(expected, 0)];

@@ -31,7 +31,8 @@ public record RunData(int[] train, int[] val, String tokenizer) {
 
   /**
    * What the driver can check before any executor starts (each a one-line error, exit 2): the data path
-   * exists; for prepared data, its manifest reads, the split exists and its tokenizer fits the model.
+   * exists; for prepared data, its manifest reads, the split exists, its tokenizer fits the model and the
+   * shards to be read match the manifest's checksums.
    */
   public static void check(RunConfig cfg, Configuration conf) {
     RunConfig.Data d = cfg.data();
@@ -49,6 +50,11 @@ public record RunData(int[] train, int[] val, String tokenizer) {
       if (!p.hasSplit(d.split())) {
         throw new ConfigException("data.split: " + d.path() + " has no split '" + d.split() + "' (it has "
             + p.splits() + ")");
+      }
+      // The shards the ranks will read, against the manifest's checksums: corrupt data fails here, once.
+      p.verify(d.split());
+      if (!d.split().equals("val") && p.hasSplit("val")) {
+        p.verify("val");
       }
     }
   }

@@ -15,6 +15,7 @@ import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.LocalFileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.spark.SparkConf;
 
 /**
  * Files of a run directory on any Hadoop file system: checksummed writes and directories that appear
@@ -131,5 +132,17 @@ public final class RunFiles {
     } catch (NoSuchAlgorithmException e) {
       throw new IllegalStateException(e);
     }
+  }
+
+  /**
+   * The Hadoop configuration an executor sees: defaults plus the application's spark.hadoop.* settings (the
+   * driver uses it too, before Spark starts).
+   */
+  public static Configuration hadoopConf(SparkConf conf) {
+    Configuration c = new Configuration();
+    for (scala.Tuple2<String, String> kv : conf.getAllWithPrefix("spark.hadoop.")) {
+      c.set(kv._1(), kv._2());
+    }
+    return c;
   }
 }
