@@ -170,7 +170,33 @@ public final class ConfigLoader {
     return sb.toString();
   }
 
-  /** Sets one {@code key=value} in the tree; returns the key. The value must have the default's type. */
+  /** The Java type of a key's value in {@link RunConfig} (its records are the schema), or null. */
+  private static Class<?> typeOf(String key) {
+    Class<?> c = RunConfig.class;
+    for (String part : key.split("\\.")) {
+      String name = camel(part);
+      java.lang.reflect.RecordComponent[] components = c.getRecordComponents();
+      if (components == null) {
+        return null;
+      }
+      c = java.util.Arrays.stream(components).filter(r -> r.getName().equals(name)).findFirst()
+          .map(java.lang.reflect.RecordComponent::getType).orElse(null);
+      if (c == null) {
+        return null;
+      }
+    }
+    return c;
+  }
+
+  private static String camel(String snake) {
+    StringBuilder b = new StringBuilder();
+    for (String w : snake.split("_")) {
+      b.append(b.length() == 0 ? w : Character.toUpperCase(w.charAt(0)) + w.substring(1));
+    }
+    return b.toString();
+  }
+
+  /** Sets one {@code key=value} in the tree; returns the key. The value must have the key's type. */
   private static String applyOverride(ObjectNode tree, String override) {
     int eq = override.indexOf('=');
     if (eq <= 0) {
@@ -197,9 +223,10 @@ public final class ConfigLoader {
       throw new ConfigException("--set " + key + ": cannot read value '" + raw + "'", e);
     }
     value = value == null || value.isMissingNode() ? TextNode.valueOf(raw) : value;
-    String expected = old.isIntegralNumber() && !value.isIntegralNumber() ? "an integer"
-        : old.isNumber() && !value.isNumber() ? "a number"
-        : old.isBoolean() && !value.isBoolean() ? "true or false" : null;
+    Class<?> type = typeOf(key);
+    String expected = (type == int.class || type == long.class) && !value.isIntegralNumber() ? "an integer"
+        : type == double.class && !value.isNumber() ? "a number"
+        : type == boolean.class && !value.isBoolean() ? "true or false" : null;
     if (expected != null) {
       throw new ConfigException(key + ": expected " + expected + ", got '" + raw + "' (--set " + override + ")");
     }

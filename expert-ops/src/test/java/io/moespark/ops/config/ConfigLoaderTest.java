@@ -76,6 +76,16 @@ class ConfigLoaderTest {
   }
 
   @Test
+  void overridesTakeTheKeysTypesNotTheDefaultsSpelling() {
+    // defaults.yaml spells some doubles as integers (capacity_factor: 0): a double is still a double.
+    RunConfig c = ConfigLoader.load(ROOT.resolve("conf/tiny.yaml"), List.of("moe.capacity_factor=1.0",
+        "moe.capacity_factor=1.25", "train.lr=1", "moe.norm_topk=false", "train.steps=12"));
+    assertEquals(1.25, c.moe().capacityFactor());
+    assertEquals(1.0, c.train().lr());
+    assertEquals(12, c.train().steps());
+  }
+
+  @Test
   void unknownKeyInAFileNamesFileAndKey(@TempDir Path tmp) throws IOException {
     Path f = tmp.resolve("run.yaml");
     Files.writeString(f, "model:\n  d_model: 64\n  dmodel: 3\n");
