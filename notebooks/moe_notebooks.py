@@ -24,7 +24,6 @@ def metrics(run):
     """metrics.jsonl as a DataFrame, one row per step (1-based 'step'); per-expert counts kept as lists."""
     rows = [json.loads(l) for l in (Path(run) / "metrics.jsonl").read_text().splitlines() if l.strip()]
     df = pd.DataFrame(rows)
-    df["step"] = df["step"] + 1
     df["exchange_share"] = df["exchange_seconds"] / df["seconds"]
     return df.set_index("step")
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # After `mvn verify`: the user-facing commands, literally. (0) --help of every command. (1) Prepare the bundled corpus, train conf/tiny.yaml
-# on two executor JVMs (local-cluster), check the loss fell, score the model with moe-eval. (2) The job jar under
-# a plain SparkSubmit whose classpath is Spark's jars only (the project's jars, ND4J and JavaCPP removed), so
-# everything else must come from the job jar. (3) notebooks/, executed on those runs (tools/run-notebooks.sh).
+# on two executor JVMs (local-cluster), check the loss fell, score the model with moe-eval. (1b) Bad input is one
+# line and exit 2 (tools/failure-lines.sh). (2) The job jar under a plain SparkSubmit whose classpath is Spark's
+# jars only (the project's jars, ND4J and JavaCPP removed), so everything else must come from the job jar.
+# (3) notebooks/, executed on those runs (tools/run-notebooks.sh).
 # (4) tools/standalone-fault-check.sh: a standalone cluster whose executor is killed mid-run recovers by itself
 # to the uninterrupted run's model bytes.
 set -euo pipefail
@@ -32,6 +33,9 @@ eval_json=$(bin/moe-eval --model "$work/run/model" --data "$work/prepared" --spl
 echo "moe-eval: $eval_json"
 val=$(echo "$eval_json" | sed 's/.*"loss": \([-0-9.eE]*\).*/\1/')
 awk -v v="$val" -v a="$first" 'BEGIN { exit !(v < a - 1.0) }' || { echo "validation loss $val not below the start" >&2; exit 1; }
+
+# (1b) Bad input as a user meets it: one line on stderr, nothing on stdout, exit 2, nothing written.
+tools/failure-lines.sh "$work/prepared" "$work/run/model"
 
 source bin/spark-opens.sh
 mkdir "$work/spark-jars"

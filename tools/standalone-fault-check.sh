@@ -108,7 +108,7 @@ runs = [[json.loads(line) for line in open(path)] for path in sys.argv[1:]]
 keys = ("loss", "grad_norm", "expert_tokens")
 for a, b in zip(*runs):
     if any(a[k] != b[k] for k in keys):
-        print(f"first step that differs: {a['step'] + 1}; uninterrupted loss {a['loss']!r}, grad norm "
+        print(f"first step that differs: {a['step']}; uninterrupted loss {a['loss']!r}, grad norm "
               f"{a['grad_norm']!r}; recovered loss {b['loss']!r}, grad norm {b['grad_norm']!r}")
         break
 else:

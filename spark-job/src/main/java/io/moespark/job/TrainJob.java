@@ -358,7 +358,7 @@ public final class TrainJob {
   static ObjectNode metricsLine(StepResult s) {
     StepReport r = s.report();
     ObjectNode n = JSON.createObjectNode();
-    n.put("step", r.step());
+    n.put("step", r.step() + 1); // 1-based, as the console counts: the line of the n-th step says n
     n.put("loss", r.loss().total());
     n.put("ce", r.loss().ce());
     n.put("aux", r.loss().aux());
@@ -475,7 +475,7 @@ public final class TrainJob {
         }
         throw new IOException(file + " line " + (i + 1) + " is not a JSON metrics line: " + e.getOriginalMessage(), e);
       }
-      if (line.path("step").asInt() < fromStep) {
+      if (line.path("step").asInt() <= fromStep) {
         kept.add(l);
         lastLoss = line.path("loss").asDouble(Double.NaN);
       }

@@ -88,17 +88,23 @@ class DirectPathTest extends OnTwoExecutors {
     RunConfig cfg = SmallRuns.config(4, 1, "train.steps=2", "parallel.dispatch=" + dispatch);
     try (RankGroup d = RankGroup.open(sc, cfg, ExpertPlacement.contiguous(cfg, 1), null)) {
       String home = d.executors().get(0);
-      // Occupy the rank's executor (its only slot) so the scheduler gives up waiting and runs the stage elsewhere.
+      // Occupy the rank's executor (its only slot) until cancelled, so that the scheduler, after its locality
+      // wait (spark.locality.wait), runs the step's stage on the other executor.
       sc.setJobGroup("blocker", "occupies executor " + home, true);
       String location = d.locations().get(0);
       org.apache.spark.api.java.JavaRDD.fromRDD(RankStages.pinned(sc, new String[] {location}),
               scala.reflect.ClassTag$.MODULE$.apply(Integer.class))
           .map(i -> {
-            Thread.sleep(120_000);
+            Thread.sleep(java.util.concurrent.TimeUnit.HOURS.toMillis(1)); // interrupted by the cancellation
             return i;
           }).collectAsync();
       sc.clearJobGroup();
-      while (sc.statusTracker().getActiveJobIds().length == 0) {
+      // The blocker's task must be running before the step is submitted, or the step could take the slot first.
+      long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MINUTES.toNanos(2);
+      while (java.util.Arrays.stream(sc.statusTracker().getActiveStageIds())
+          .mapToObj(id -> sc.statusTracker().getStageInfo(id)).noneMatch(i -> i != null && i.numActiveTasks() > 0)) {
+        assertTrue(System.nanoTime() < deadline, "the blocker's task never started; active stages: "
+            + java.util.Arrays.toString(sc.statusTracker().getActiveStageIds()));
         Thread.sleep(10);
       }
       IllegalStateException e = assertThrows(IllegalStateException.class, () -> StepRunners.of(d).steps(1, s -> {}, "misplaced"));

@@ -24,9 +24,12 @@ import org.apache.spark.network.util.TransportConf;
  * rank's). The probes' messages carry a sequence number far beyond any run's, so a delivered one can never
  * take part in an exchange.
  */
-final class RankPortProbe {
-  /** What an RPC got from the port. */
-  enum Outcome { REFUSED, SERVED, NO_ANSWER }
+public final class RankPortProbe {
+  /**
+   * What an RPC got from the port: the connection closed without an answer; a reply; an error reply that
+   * carries the server's stack trace (what Spark's own handler sends); or nothing in time.
+   */
+  public enum Outcome { REFUSED, SERVED, ANSWERED_WITH_STACK_TRACE, NO_ANSWER }
 
   /** A round no run reaches: 2^40 exchanges. */
   static final long UNREACHED_SEQ = 1L << 40;
@@ -34,7 +37,7 @@ final class RankPortProbe {
   private RankPortProbe() {}
 
   /** An RPC without the handshake, waiting at most {@code timeoutMs} for an answer. */
-  static Outcome unauthenticated(String address, ByteBuffer message, long timeoutMs) {
+  public static Outcome unauthenticated(String address, ByteBuffer message, long timeoutMs) {
     String[] hp = address.split(":");
     TransportConf conf = new TransportConf("moe", new MapConfigProvider(Map.of()));
     try (TransportContext ctx = new TransportContext(conf, new NoOpRpcHandler());
@@ -43,13 +46,13 @@ final class RankPortProbe {
       try {
         client = f.createClient(hp[0], Integer.parseInt(hp[1]));
       } catch (IOException e) {
-        return causedBy(e, TimeoutException.class) ? Outcome.NO_ANSWER : Outcome.REFUSED;
+        return failure(e);
       }
       try {
         client.sendRpcSync(message, timeoutMs);
         return Outcome.SERVED;
       } catch (RuntimeException e) {
-        return causedBy(e, TimeoutException.class) ? Outcome.NO_ANSWER : Outcome.REFUSED;
+        return failure(e);
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -80,6 +83,16 @@ final class RankPortProbe {
       TransportClient client = f.createClient(hp[0], Integer.parseInt(hp[1]));
       return client.sendRpcSync(harmlessBlock(), timeoutMs).remaining();
     }
+  }
+
+  /** How a failed RPC or connection failed. */
+  public static Outcome failure(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t.getMessage() != null && t.getMessage().contains("\n\tat ")) {
+        return Outcome.ANSWERED_WITH_STACK_TRACE;
+      }
+    }
+    return causedBy(e, TimeoutException.class) ? Outcome.NO_ANSWER : Outcome.REFUSED;
   }
 
   private static boolean causedBy(Throwable e, Class<? extends Throwable> kind) {

@@ -111,7 +111,7 @@ class RunRecoveryTest {
     assertEquals(4, lines.size());
     ObjectMapper json = new ObjectMapper();
     for (int i = 0; i < 4; i++) {
-      assertEquals(i, json.readTree(lines.get(i)).get("step").asInt());
+      assertEquals(i + 1, json.readTree(lines.get(i)).get("step").asInt(), "metrics.jsonl numbers steps from 1");
     }
   }
 

@@ -56,7 +56,7 @@ class TrainJobTest extends OnTwoExecutors {
     List<JsonNode> m = metrics(straight);
     assertEquals(6, m.size());
     for (int i = 0; i < 6; i++) {
-      assertEquals(i, m.get(i).get("step").asInt());
+      assertEquals(i + 1, m.get(i).get("step").asInt(), "metrics.jsonl numbers steps from 1, as the console does");
       for (String k : List.of("loss", "ce", "aux", "tokens_per_s", "max_over_mean_load", "dropped_fraction",
           "exchange_seconds", "bytes_exchanged", "expert_tokens", "expert_tokens_kept")) {
         assertTrue(m.get(i).has(k), k + " missing in " + m.get(i));

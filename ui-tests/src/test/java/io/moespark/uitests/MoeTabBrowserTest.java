@@ -83,18 +83,32 @@ class MoeTabBrowserTest {
         "local-cluster[2,1,1536]", "--run-dir", run.toString(), "--set", "data.path=data/corpus/moby-dick.txt.gz",
         "--set", "train.steps=" + STEPS, "--set", "train.eval_every=60", "--set", "checkpoint.every=120");
     String ui = waitFor(console, Pattern.compile("Spark UI: (\\S+)"), train, 240);
-    waitUntil(() -> lines(run).size() >= 40, train, 240, "40 steps");
+    waitUntil(() -> lines(run).size() >= 40, train, 240, "40 steps", () -> read(run.resolve("metrics.jsonl")));
 
     // Live: the cells shown equal metrics.jsonl; the last loss is the latest step's; the placement is the run's.
-    browser.get(ui + "/moe/");
-    assertTrue(train.isAlive(), "the run is still going: the live tab was loaded mid-run");
-    Page live = Page.read(browser);
-    screenshot("moe-live.png");
+    // The executors are stopped (SIGSTOP) while the page is read, so the run cannot finish first however
+    // slow the browser is; the driver, which serves the page, keeps running. Well within the 30 s stall bound.
+    List<ProcessHandle> executors = train.descendants()
+        .filter(p -> p.info().commandLine().orElse("").contains("CoarseGrainedExecutorBackend")).toList();
+    assertEquals(2, executors.size(), "the run's two executor JVMs");
+    signal("-STOP", executors);
+    Page live;
+    try {
+      browser.get(ui + "/moe/");
+      live = Page.read(browser);
+      screenshot("moe-live.png");
+    } finally {
+      signal("-CONT", executors);
+    }
+    assertTrue(train.isAlive(), "the run was still going when its live tab was read");
     assertTrue(live.cells.size() >= 2 * 4 * 30, "cells for 2 MoE layers x 4 experts x at least 30 steps: " + live.cells.size());
     List<JsonNode> m = waitForSteps(run, live.lastStep(), train);
     live.check(m, executors(console));
 
-    assertEquals(0, train.waitFor(10, TimeUnit.MINUTES) ? train.exitValue() : -1, "moe-train finished: " + Files.readString(console));
+    for (Deadline d = Deadline.of("moe-train to finish its " + STEPS + " steps", 600); !train.waitFor(1, TimeUnit.SECONDS); ) {
+      d.check(true, () -> read(console));
+    }
+    assertEquals(0, train.exitValue(), "moe-train finished: " + read(console));
     m = lines(run);
     assertEquals(STEPS, m.size());
 
@@ -109,9 +123,9 @@ class MoeTabBrowserTest {
     String base = "http://localhost:" + port;
     String appId = waitForCompletedApp(base, history);
     browser.get(base + "/history/" + appId + "/moe/");
-    for (long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    for (Deadline d = Deadline.of("the History Server's MoE tab with a heatmap", 60);
         browser.findElements(By.cssSelector("rect.load")).isEmpty(); ) {
-      assertTrue(System.nanoTime() < deadline, "the History Server's MoE tab shows no heatmap: " + browser.getPageSource());
+      d.check(history.isAlive(), browser::getPageSource);
       Thread.sleep(1000);
       browser.navigate().refresh();
     }
@@ -196,15 +210,22 @@ class MoeTabBrowserTest {
   }
 
   static String waitFor(Path log, Pattern line, Process p, int seconds) throws Exception {
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+    Deadline d = Deadline.of("'" + line + "' in " + log, seconds);
     while (true) {
-      Matcher m = line.matcher(Files.exists(log) ? Files.readString(log) : "");
+      Matcher m = line.matcher(read(log));
       if (m.find()) {
         return m.group(1);
       }
-      assertTrue(p.isAlive() && System.nanoTime() < deadline, "no '" + line + "' in " + log + ": "
-          + (Files.exists(log) ? Files.readString(log) : ""));
+      d.check(p.isAlive() || line.matcher(read(log)).find(), () -> read(log));
       Thread.sleep(200);
+    }
+  }
+
+  static String read(Path log) {
+    try {
+      return Files.exists(log) ? Files.readString(log) : "(no file yet)";
+    } catch (IOException e) {
+      return e.toString();
     }
   }
 
@@ -212,23 +233,31 @@ class MoeTabBrowserTest {
     boolean holds() throws Exception;
   }
 
-  static void waitUntil(Condition c, Process p, int seconds, String what) throws Exception {
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+  static void waitUntil(Condition c, Process p, int seconds, String what, java.util.function.Supplier<String> seen)
+      throws Exception {
+    Deadline d = Deadline.of("the run reaching " + what, seconds);
     while (!c.holds()) {
-      assertTrue(p.isAlive() && System.nanoTime() < deadline, "the run did not reach " + what);
+      d.check(p.isAlive() || c.holds(), seen);
       Thread.sleep(100);
     }
   }
 
-  /** metrics.jsonl once it has {@code step} (a step before a validation pass is written after it). */
+  /** metrics.jsonl once it has the line of the 0-based {@code step} (a step before a validation pass is written after it). */
   static List<JsonNode> waitForSteps(Path run, int step, Process p) throws Exception {
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+    Deadline d = Deadline.of("metrics.jsonl's line for step " + (step + 1), 120);
     List<JsonNode> m;
     while ((m = lines(run)).size() <= step) {
-      assertTrue(System.nanoTime() < deadline, "metrics.jsonl never reached step " + step);
+      int n = m.size();
+      d.check(p.isAlive() || lines(run).size() > step, () -> n + " lines");
       Thread.sleep(100);
     }
     return m;
+  }
+
+  static void signal(String signal, List<ProcessHandle> processes) throws Exception {
+    for (ProcessHandle p : processes) {
+      assertEquals(0, new ProcessBuilder("kill", signal, Long.toString(p.pid())).start().waitFor(), "kill " + signal);
+    }
   }
 
   static List<JsonNode> lines(Path run) throws IOException {
@@ -247,11 +276,13 @@ class MoeTabBrowserTest {
   /** The id of the first completed application the History Server lists. */
   static String waitForCompletedApp(String base, Process history) throws Exception {
     HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+    Deadline d = Deadline.of("a completed run listed by the History Server", 120);
+    String seen = "no answer";
     while (true) {
       try {
-        JsonNode apps = JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(base + "/api/v1/applications"))
-            .build(), HttpResponse.BodyHandlers.ofString()).body());
+        seen = http.send(HttpRequest.newBuilder(URI.create(base + "/api/v1/applications"))
+            .build(), HttpResponse.BodyHandlers.ofString()).body();
+        JsonNode apps = JSON.readTree(seen);
         for (JsonNode a : apps) {
           if (a.path("attempts").path(0).path("completed").asBoolean()) {
             return a.get("id").asText();
@@ -260,7 +291,8 @@ class MoeTabBrowserTest {
       } catch (IOException e) {
         // Not up yet.
       }
-      assertTrue(history.isAlive() && System.nanoTime() < deadline, "the History Server lists no completed run");
+      String last = seen;
+      d.check(history.isAlive(), () -> last);
       Thread.sleep(500);
     }
   }

@@ -65,7 +65,8 @@ public final class ModelFiles {
 
   /**
    * Checks every file the directory's manifest lists against its SHA-256 (a directory written before
-   * manifests existed has none and is read as it is); the message names the file.
+   * manifests existed has none and is read as it is); the message names the file. A mismatch is a
+   * {@link ConfigException}: an input problem, not one that retrying could mend.
    */
   public static void verify(Path dir) throws IOException {
     Path manifest = dir.resolve(MANIFEST);
@@ -74,17 +75,17 @@ public final class ModelFiles {
     }
     JsonNode files = JSON.readTree(manifest.toFile()).path("files");
     if (!files.isObject() || !files.has(WEIGHTS)) {
-      throw new IOException(manifest + " does not list " + WEIGHTS + " (not a model manifest)");
+      throw new ConfigException(manifest + " does not list " + WEIGHTS + " (not a model manifest)");
     }
     var it = files.fields();
     while (it.hasNext()) {
       var e = it.next();
       Path f = dir.resolve(e.getKey());
       if (!Files.exists(f)) {
-        throw new IOException(f + " does not exist (listed in " + MANIFEST + ")");
+        throw new ConfigException(f + " does not exist (listed in " + MANIFEST + ")");
       }
       if (!sha256(f).equals(e.getValue().path("sha256").asText())) {
-        throw new IOException(f + ": checksum does not match " + MANIFEST + " (corrupt model file)");
+        throw new ConfigException(f + ": checksum does not match " + MANIFEST + " (corrupt model file)");
       }
     }
   }

@@ -93,7 +93,7 @@ class ModelFilesTest {
     Path dir = tmp.resolve("model");
     exportTo(dir, TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32));
     Files.delete(dir.resolve(ModelFiles.WEIGHTS));
-    IOException io = assertThrows(IOException.class, () -> ModelFiles.load(dir, CPU));
+    ConfigException io = assertThrows(ConfigException.class, () -> ModelFiles.load(dir, CPU));
     assertTrue(io.getMessage().contains("model.safetensors does not exist"), io.getMessage());
   }
 
@@ -125,7 +125,8 @@ class ModelFilesTest {
       b[b.length - i] = (byte) 0xFF; // a NaN in the last tensor: would score as NaN without the check
     }
     Files.write(weights, b);
-    IOException e = assertThrows(IOException.class, () -> ModelFiles.load(dir, CPU));
+    // An input problem (a command exits 2 on it), not an I/O failure that a retry could mend.
+    ConfigException e = assertThrows(ConfigException.class, () -> ModelFiles.load(dir, CPU));
     assertTrue(e.getMessage().contains("model.safetensors") && e.getMessage().contains("checksum"), e.getMessage());
   }
 

@@ -52,13 +52,13 @@ public final class RunReport {
 
   /** The page's model from metrics lines: steps in the windows the run's events use. */
   static RunPage.Model model(String title, String config, List<JsonNode> lines) throws IOException {
-    int lastStep = lines.isEmpty() ? 0 : lines.get(lines.size() - 1).path("step").asInt() + 1;
+    int lastStep = lines.isEmpty() ? 0 : lines.get(lines.size() - 1).path("step").asInt();
     int total = Math.max(lastStep, JSON.readTree(config).path("train").path("steps").asInt(0));
     MoeEvents.WindowBuilder b = new MoeEvents.WindowBuilder(total);
     List<MoeEvents.Window> windows = new ArrayList<>();
     List<MoeEvents.Validation> vals = new ArrayList<>();
     for (JsonNode l : lines) {
-      int step = l.path("step").asInt();
+      int step = l.path("step").asInt() - 1; // the windows count steps from 0, metrics.jsonl from 1
       MoeEvents.Window closed = b.add(step, l.path("loss").asDouble(), l.path("ce").asDouble(), l.path("aux").asDouble(), l.path("z").asDouble(),
           l.path("lr").asDouble(), l.path("grad_norm").asDouble(), l.path("seconds").asDouble(),
           l.path("tokens_per_s").asDouble(), l.path("exchange_seconds").asDouble(), l.path("bytes_exchanged").asLong(),

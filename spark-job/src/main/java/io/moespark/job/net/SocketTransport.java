@@ -23,6 +23,7 @@ import org.apache.spark.network.client.TransportClientFactory;
 import org.apache.spark.network.crypto.AuthClientBootstrap;
 import org.apache.spark.network.crypto.AuthServerBootstrap;
 import org.apache.spark.network.sasl.SecretKeyHolder;
+import org.apache.spark.network.server.AbstractAuthRpcHandler;
 import org.apache.spark.network.server.NoOpRpcHandler;
 import org.apache.spark.network.server.RpcHandler;
 import org.apache.spark.network.server.StreamManager;
@@ -69,12 +70,15 @@ public final class SocketTransport implements BlockTransport {
     this.ranks = ranks;
     this.host = host;
     this.timeoutMs = timeoutMs;
-    TransportConf conf = new TransportConf("moe", new MapConfigProvider(security.sparkConf()));
+    Map<String, String> settings = new HashMap<>(security.sparkConf());
+    // Every client of a rank is a rank of the same build: no peer needs Spark's older SASL handshake.
+    settings.put("spark.network.crypto.saslFallback", "false");
+    TransportConf conf = new TransportConf("moe", new MapConfigProvider(settings));
     this.context = new TransportContext(conf, new Inbox(), true);
     List<TransportServerBootstrap> serverBoot = new ArrayList<>();
     List<TransportClientBootstrap> clientBoot = new ArrayList<>();
     if (security.authenticate()) {
-      serverBoot.add(new AuthServerBootstrap(conf, security.keys()));
+      serverBoot.add(new RefuseSilently(new AuthServerBootstrap(conf, security.keys())));
       clientBoot.add(new AuthClientBootstrap(conf, security.appId(), security.keys()));
     }
     this.server = context.createServer(host, 0, serverBoot);
@@ -233,6 +237,80 @@ public final class SocketTransport implements BlockTransport {
   }
 
   /** Receives blocks into the mailbox; the buffer is copied because Spark reuses it after the call. */
+  /**
+   * Spark's authentication handler answers a failed handshake with an RPC failure that carries the server's
+   * Java stack trace. A rank's port answers a client that has not authenticated with nothing: the
+   * connection is closed, and the rank's log gets one line without the message's content.
+   */
+  private static final class RefuseSilently implements TransportServerBootstrap {
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(SocketTransport.class);
+    private final TransportServerBootstrap auth;
+
+    RefuseSilently(TransportServerBootstrap auth) {
+      this.auth = auth;
+    }
+
+    @Override
+    public RpcHandler doBootstrap(io.netty.channel.Channel channel, RpcHandler inbox) {
+      // Spark's handshakes (its own protocol, or SASL without network encryption) are both this kind.
+      AbstractAuthRpcHandler guarded = (AbstractAuthRpcHandler) auth.doBootstrap(channel, inbox);
+      return new RpcHandler() {
+        @Override
+        public void receive(TransportClient client, ByteBuffer message, RpcResponseCallback callback) {
+          if (guarded.isAuthenticated()) {
+            guarded.receive(client, message, callback);
+            return;
+          }
+          try {
+            guarded.receive(client, message, new RpcResponseCallback() {
+              @Override
+              public void onSuccess(ByteBuffer response) {
+                callback.onSuccess(response); // the handshake's own reply
+              }
+
+              @Override
+              public void onFailure(Throwable e) {
+                refuse();
+              }
+            });
+          } catch (RuntimeException e) { // Spark's request handler would send this one's stack trace too
+            refuse();
+          }
+        }
+
+        private void refuse() {
+          LOG.warn("refused a client of this rank's port that did not authenticate: {}", channel.remoteAddress());
+          channel.close();
+        }
+
+        @Override
+        public void receive(TransportClient client, ByteBuffer message) {
+          guarded.receive(client, message);
+        }
+
+        @Override
+        public StreamManager getStreamManager() {
+          return guarded.getStreamManager();
+        }
+
+        @Override
+        public void channelActive(TransportClient client) {
+          guarded.channelActive(client);
+        }
+
+        @Override
+        public void channelInactive(TransportClient client) {
+          guarded.channelInactive(client);
+        }
+
+        @Override
+        public void exceptionCaught(Throwable cause, TransportClient client) {
+          guarded.exceptionCaught(cause, client);
+        }
+      };
+    }
+  }
+
   private final class Inbox extends RpcHandler {
     private final StreamManager streams = new NoOpRpcHandler().getStreamManager();
 

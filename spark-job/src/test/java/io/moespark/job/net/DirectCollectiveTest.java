@@ -26,6 +26,7 @@ import org.apache.spark.network.util.TransportConf;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import io.moespark.job.RankPortProbe;
 import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.ops.collective.Blocks;
 import io.moespark.ops.collective.RankOrderedCollective;
@@ -154,15 +155,18 @@ class DirectCollectiveTest {
       try (TransportContext ctx = new TransportContext(conf, new NoOpRpcHandler());
           TransportClientFactory f = ctx.createClientFactory()) {
         TransportClient client = f.createClient(target[0], Integer.parseInt(target[1]));
-        assertThrows(RuntimeException.class, () -> client.sendRpcSync(forged.duplicate(), 5_000));
+        assertEquals(RankPortProbe.Outcome.REFUSED, RankPortProbe.failure(
+            assertThrows(RuntimeException.class, () -> client.sendRpcSync(forged.duplicate(), 5_000))),
+            "closed without an answer (Spark's handler would send its stack trace)");
       }
       // The handshake with a wrong secret.
       TransportConf authConf = new TransportConf("moe", new MapConfigProvider(Map.of("spark.authenticate", "true")));
       try (TransportContext ctx = new TransportContext(authConf, new NoOpRpcHandler());
           TransportClientFactory f = ctx.createClientFactory(List.of(new AuthClientBootstrap(authConf, "app-test",
               keys("wrong"))))) {
-        assertThrows(Exception.class, () -> f.createClient(target[0], Integer.parseInt(target[1]))
-            .sendRpcSync(forged.duplicate(), 5_000));
+        assertEquals(RankPortProbe.Outcome.REFUSED, RankPortProbe.failure(
+            assertThrows(Exception.class, () -> f.createClient(target[0], Integer.parseInt(target[1]))
+                .sendRpcSync(forged.duplicate(), 5_000))), "the failed handshake is closed without an answer");
       }
       assertEquals(0, cs.get(0).transport().pending(), "nothing may reach the mailbox unauthenticated");
       // The run is unaffected: the ranks keep exchanging.
