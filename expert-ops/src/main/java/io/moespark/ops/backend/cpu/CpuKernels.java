@@ -149,6 +149,9 @@ final class CpuKernels {
   }
 
   static void swigluForward(INDArray h1, INDArray h3, INDArray a, INDArray saved) {
+    if (h1.isEmpty()) {
+      return; // ND4J's ops refuse empty arrays (an expert that received no tokens)
+    }
     // In place with native ops: at expert sizes these arrays are the largest of the step.
     Nd4j.exec(new Sigmoid(h1, saved));
     Nd4j.exec(new MulOp(h1, saved, a));
@@ -166,6 +169,9 @@ final class CpuKernels {
   }
 
   static void swigluBackward(INDArray h1, INDArray h3, INDArray saved, INDArray da, INDArray dh1, INDArray dh3) {
+    if (h1.isEmpty()) {
+      return;
+    }
     // dh3 = da * silu(h1) = da * h1 * s;  dh1 = da * h3 * s * (1 + h1 * (1 - s)).
     Nd4j.exec(new MulOp(da, h1, dh3));
     dh3.muli(saved);

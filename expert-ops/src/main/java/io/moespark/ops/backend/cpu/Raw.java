@@ -34,6 +34,14 @@ abstract sealed class Raw permits Raw.F32, Raw.F64, Raw.I32 {
     if (a.length() > 1 && (a.ordering() != 'c' || a.elementWiseStride() != 1)) {
       throw new IllegalArgumentException("raw access needs a contiguous c-order array, got " + a.shapeInfoToString());
     }
+    if (a.isEmpty()) { // ND4J gives an empty array no buffer: an empty one serves the loops that never run
+      return switch (a.dataType()) {
+        case FLOAT -> new F32(java.nio.FloatBuffer.allocate(0), 0, null);
+        case DOUBLE -> new F64(java.nio.DoubleBuffer.allocate(0), 0, null);
+        case INT -> new I32(java.nio.IntBuffer.allocate(0), 0, null);
+        default -> throw new IllegalArgumentException("raw access supports FLOAT, DOUBLE and INT, got " + a.dataType());
+      };
+    }
     DataBuffer data = a.data();
     if (a.dataType() == DataType.FLOAT) {
       return new F32(data.asNioFloat(), (int) a.offset(), data);

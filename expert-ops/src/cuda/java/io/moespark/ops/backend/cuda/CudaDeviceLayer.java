@@ -1,0 +1,173 @@
+package io.moespark.ops.backend.cuda;
+
+import static org.bytedeco.cuda.global.cudart.CUDA_SUCCESS;
+import static org.bytedeco.cuda.global.cudart.cuCtxSetCurrent;
+import static org.bytedeco.cuda.global.cudart.cuDeviceGet;
+import static org.bytedeco.cuda.global.cudart.cuDeviceGetCount;
+import static org.bytedeco.cuda.global.cudart.cuDevicePrimaryCtxRelease;
+import static org.bytedeco.cuda.global.cudart.cuDevicePrimaryCtxRetain;
+import static org.bytedeco.cuda.global.cudart.cuGetErrorString;
+import static org.bytedeco.cuda.global.cudart.cuInit;
+import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
+import static org.bytedeco.cuda.global.cudart.cuMemAlloc;
+import static org.bytedeco.cuda.global.cudart.cuMemFree;
+import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoH;
+import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoD;
+import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
+import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
+import static org.bytedeco.cuda.global.cudart.cuModuleUnload;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.util.HashMap;
+import java.util.Map;
+import org.bytedeco.cuda.cudart.CUctx_st;
+import org.bytedeco.cuda.cudart.CUfunc_st;
+import org.bytedeco.cuda.cudart.CUmod_st;
+import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.LongPointer;
+import org.bytedeco.javacpp.PointerPointer;
+
+/**
+ * The device layer on a GPU, through the CUDA driver API of JavaCPP's presets (the {@code cuda} profile):
+ * the primary context of one device, current on the thread that opened it (a rank's thread: every call
+ * must come from it), the kernels from the fatbin the jar carries ({@code moe_kernels.fatbin}, built by
+ * {@code src/main/cuda/build-kernels.sh} where nvcc exists), the default stream. Compiled in CI; not yet
+ * run on a GPU (README, "What has not run on a GPU").
+ */
+public final class CudaDeviceLayer implements DeviceLayer {
+  static final String FATBIN = "moe_kernels.fatbin";
+
+  private final int ordinal;
+  private final Thread owner = Thread.currentThread();
+  private final CUctx_st context = new CUctx_st();
+  private final CUmod_st module = new CUmod_st();
+  private final Map<String, CUfunc_st> functions = new HashMap<>();
+
+  private CudaDeviceLayer(int ordinal) {
+    this.ordinal = ordinal;
+  }
+
+  /**
+   * Opens device {@code ordinal} (the address Spark assigned to the task) on the calling thread. Fails in
+   * one line naming what is missing: the CUDA driver library, a GPU, that ordinal, or the kernels.
+   */
+  public static CudaDeviceLayer open(int ordinal) {
+    try {
+      check(cuInit(0), "cuInit (the CUDA driver)");
+    } catch (UnsatisfiedLinkError | NoClassDefFoundError e) {
+      throw new IllegalStateException("the CUDA 13 driver and runtime libraries (libcuda.so.1, libcudart.so.13) "
+          + "could not be loaded: " + e.getMessage() + " (on the library path, or named by "
+          + "-Dorg.bytedeco.javacpp.platform.preloadpath)", e);
+    }
+    int[] count = new int[1];
+    check(cuDeviceGetCount(count), "cuDeviceGetCount");
+    if (ordinal < 0 || ordinal >= count[0]) {
+      throw new IllegalStateException("GPU " + ordinal + " does not exist: this machine has " + count[0] + " GPU(s)");
+    }
+    CudaDeviceLayer d = new CudaDeviceLayer(ordinal);
+    int[] device = new int[1];
+    check(cuDeviceGet(device, ordinal), "cuDeviceGet " + ordinal);
+    check(cuDevicePrimaryCtxRetain(d.context, device[0]), "cuDevicePrimaryCtxRetain " + ordinal);
+    check(cuCtxSetCurrent(d.context), "cuCtxSetCurrent " + ordinal);
+    byte[] image = fatbin();
+    BytePointer bytes = new BytePointer(image.length);
+    bytes.put(image);
+    check(cuModuleLoadData(d.module, bytes), "cuModuleLoadData " + FATBIN);
+    return d;
+  }
+
+  private static byte[] fatbin() {
+    try (InputStream in = CudaDeviceLayer.class.getResourceAsStream(FATBIN)) {
+      if (in == null) {
+        throw new IllegalStateException(FATBIN + " is not in the jar: it was built without nvcc (src/main/cuda/build-kernels.sh)");
+      }
+      return in.readAllBytes();
+    } catch (IOException e) {
+      throw new IllegalStateException("reading " + FATBIN + ": " + e.getMessage(), e);
+    }
+  }
+
+  @Override
+  public String name() {
+    return "cuda:" + ordinal;
+  }
+
+  @Override
+  public long alloc(long bytes) {
+    onOwner();
+    long[] address = new long[1];
+    check(cuMemAlloc(address, Math.max(1, bytes)), "cuMemAlloc " + bytes + " bytes on " + name());
+    return address[0];
+  }
+
+  @Override
+  public void free(long address) {
+    onOwner();
+    check(cuMemFree(address), "cuMemFree");
+  }
+
+  @Override
+  public void copyToDevice(ByteBuffer src, long dst) {
+    onOwner();
+    int n = src.remaining();
+    byte[] b = new byte[n];
+    src.duplicate().get(b);
+    BytePointer staging = new BytePointer(n);
+    staging.put(b);
+    check(cuMemcpyHtoD(dst, staging, n), "cuMemcpyHtoD " + n + " bytes");
+  }
+
+  @Override
+  public void copyToHost(long src, ByteBuffer dst) {
+    onOwner();
+    int n = dst.remaining();
+    BytePointer staging = new BytePointer(n);
+    check(cuMemcpyDtoH(staging, src, n), "cuMemcpyDtoH " + n + " bytes");
+    byte[] b = new byte[n];
+    staging.get(b);
+    dst.put(b);
+  }
+
+  @Override
+  public void launch(String kernel, int blocks, int threads, KernelArgs args) {
+    onOwner();
+    CUfunc_st f = functions.computeIfAbsent(kernel, k -> {
+      CUfunc_st fn = new CUfunc_st();
+      check(cuModuleGetFunction(fn, module, k), "cuModuleGetFunction " + k);
+      return fn;
+    });
+    // cuLaunchKernel reads each argument through a pointer to its value: the slots (a direct buffer, whose
+    // address JavaCPP takes as it is), 8 bytes apart; the array of those addresses is built explicitly.
+    long slots = new BytePointer(args.slots()).address();
+    LongPointer params = new LongPointer(Math.max(1, args.count()));
+    for (int i = 0; i < args.count(); i++) {
+      params.put(i, slots + 8L * i);
+    }
+    check(cuLaunchKernel(f, blocks, 1, 1, threads, 1, 1, 0, null, params, null), kernel + " on " + name());
+  }
+
+  private void onOwner() {
+    if (Thread.currentThread() != owner) {
+      throw new IllegalStateException(name() + " was opened on thread " + owner.getName() + ", used from "
+          + Thread.currentThread().getName() + ": one context per rank thread");
+    }
+  }
+
+  @Override
+  public void close() {
+    onOwner();
+    check(cuModuleUnload(module), "cuModuleUnload");
+    check(cuDevicePrimaryCtxRelease(ordinal), "cuDevicePrimaryCtxRelease " + ordinal);
+  }
+
+  private static void check(int rc, String what) {
+    if (rc != CUDA_SUCCESS) {
+      PointerPointer<BytePointer> text = new PointerPointer<>(1);
+      String message = cuGetErrorString(rc, text) == CUDA_SUCCESS && text.get(0) != null
+          ? text.get(BytePointer.class, 0).getString() : "error " + rc;
+      throw new IllegalStateException(what + ": " + message + " (CUDA error " + rc + ")");
+    }
+  }
+}

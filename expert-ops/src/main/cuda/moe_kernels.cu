@@ -1,0 +1,235 @@
+// The CUDA backend's kernels. One source for both targets: nvcc compiles it into the fatbin the jar
+// carries (SASS for sm_80 and sm_90, PTX for newer chips); g++ compiles it for the host with host_shim.h,
+// so that CI runs these very kernels on the CPU against the CPU backend (CudaKernelsTest).
+//
+// Conventions: F32 tensors in c order; reductions that reach a result run in a fixed order (a block-wide
+// tree over a fixed block size, then rows in order), never through floating-point atomics, so a run is
+// bit-identical on the same GPU. Block-wide reductions assume blockDim.x == MOE_BLOCK.
+#ifdef MOE_HOST
+#include "host_shim.h"
+#else
+#include <cuda_bf16.h>
+#endif
+
+#define MOE_BLOCK 256
+
+// Sum of v over the block's MOE_BLOCK threads in a fixed order, every thread gets it: a shared-memory tree
+// down to 32 partial sums, then a warp butterfly (every warp runs it, so that no thread of the block skips
+// the shuffles), and lane 0's sum, broadcast: the other lanes add in other orders.
+__device__ __forceinline__ double block_sum(double v, double* buf) {
+  unsigned t = threadIdx.x;
+  buf[t] = v;
+  __syncthreads();
+  for (unsigned s = MOE_BLOCK / 2; s >= 32; s >>= 1) {
+    if (t < s) {
+      buf[t] += buf[t + s];
+    }
+    __syncthreads();
+  }
+  double w = buf[t & 31];
+  for (int lane = 16; lane > 0; lane >>= 1) {
+    w += __shfl_xor_sync(0xffffffffu, w, lane);
+  }
+  __syncthreads();  // every thread has read its partial before buf[0] is overwritten
+  if (t == 0) {
+    buf[0] = w;
+  }
+  __syncthreads();
+  double total = buf[0];
+  __syncthreads();  // buf is reused by the next reduction
+  return total;
+}
+
+__device__ __forceinline__ double block_max(double v, double* buf) {
+  unsigned t = threadIdx.x;
+  buf[t] = v;
+  __syncthreads();
+  for (unsigned s = MOE_BLOCK / 2; s > 0; s >>= 1) {
+    if (t < s && buf[t + s] > buf[t]) {
+      buf[t] = buf[t + s];
+    }
+    __syncthreads();
+  }
+  double m = buf[0];
+  __syncthreads();
+  return m;
+}
+
+// ---- RMSNorm: one block per row ----
+
+// y = x * rstd * w, rstd[r] = rsqrt(mean(x^2) + eps) (kept in double for the backward).
+extern "C" __global__ void moe_rmsnorm_forward(const float* x, const float* w, float* y, double* rstd, int rows,
+                                               int d, double eps) {
+  __shared__ double buf[MOE_BLOCK];
+  int r = blockIdx.x;
+  if (r >= rows) {
+    return;  // the whole block leaves together: no barrier is skipped by part of it
+  }
+  const float* xr = x + (long)r * d;
+  double ss = 0;
+  for (int c = threadIdx.x; c < d; c += MOE_BLOCK) {
+    double v = xr[c];
+    ss += v * v;
+  }
+  double s = 1.0 / sqrt(block_sum(ss, buf) / d + eps);
+  if (threadIdx.x == 0) {
+    rstd[r] = s;
+  }
+  for (int c = threadIdx.x; c < d; c += MOE_BLOCK) {
+    y[(long)r * d + c] = (float)(xr[c] * s * w[c]);
+  }
+}
+
+// dx += rstd * (g - xhat * mean(g * xhat)), g = dy * w; one block per row.
+extern "C" __global__ void moe_rmsnorm_backward_dx(const float* x, const float* w, const double* rstd, const float* dy,
+                                                   float* dx, int rows, int d) {
+  __shared__ double buf[MOE_BLOCK];
+  int r = blockIdx.x;
+  if (r >= rows) {
+    return;
+  }
+  long o = (long)r * d;
+  double s = rstd[r], dot = 0;
+  for (int c = threadIdx.x; c < d; c += MOE_BLOCK) {
+    dot += (double)dy[o + c] * w[c] * x[o + c] * s;
+  }
+  double mean = block_sum(dot, buf) / d;
+  for (int c = threadIdx.x; c < d; c += MOE_BLOCK) {
+    double xhat = x[o + c] * s;
+    dx[o + c] = (float)(dx[o + c] + s * (dy[o + c] * (double)w[c] - xhat * mean));
+  }
+}
+
+// dw[c] += sum over rows, in row order, of dy * x * rstd: one thread per column, no atomics.
+extern "C" __global__ void moe_rmsnorm_backward_dw(const float* x, const double* rstd, const float* dy, float* dw,
+                                                   int rows, int d) {
+  int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= d) {
+    return;
+  }
+  float acc = dw[c];
+  for (int r = 0; r < rows; r++) {
+    acc = (float)(acc + (double)dy[(long)r * d + c] * x[(long)r * d + c] * rstd[r]);
+  }
+  dw[c] = acc;
+}
+
+// ---- activations: one thread per element ----
+
+// a = silu(h1) * h3; saved = sigmoid(h1).
+extern "C" __global__ void moe_swiglu_forward(const float* h1, const float* h3, float* a, float* saved, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) {
+    return;
+  }
+  float s = 1.0f / (1.0f + expf(-h1[i]));
+  saved[i] = s;
+  a[i] = h1[i] * s * h3[i];
+}
+
+// dh3 = da * h1 * s; dh1 = da * h3 * s * (1 + h1 (1 - s)); overwrites.
+extern "C" __global__ void moe_swiglu_backward(const float* h1, const float* h3, const float* saved, const float* da,
+                                               float* dh1, float* dh3, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) {
+    return;
+  }
+  float s = saved[i];
+  dh3[i] = da[i] * h1[i] * s;
+  dh1[i] = da[i] * h3[i] * s * (1.0f + h1[i] * (1.0f - s));
+}
+
+// ---- cross-entropy: one block per row ----
+
+// rowLoss[r] = logsumexp(z_r) - z_r[y_r]; with globalCount > 0, z_r = (softmax(z_r) - onehot(y_r)) / globalCount.
+extern "C" __global__ void moe_cross_entropy_rows(float* z, const int* targets, double* rowLoss, int rows, int v,
+                                                  long globalCount) {
+  __shared__ double buf[MOE_BLOCK];
+  int r = blockIdx.x;
+  if (r >= rows) {
+    return;
+  }
+  float* zr = z + (long)r * v;
+  double m = -INFINITY;
+  for (int c = threadIdx.x; c < v; c += MOE_BLOCK) {
+    m = fmax(m, (double)zr[c]);
+  }
+  m = block_max(m, buf);
+  double sum = 0;
+  for (int c = threadIdx.x; c < v; c += MOE_BLOCK) {
+    sum += exp(zr[c] - m);
+  }
+  sum = block_sum(sum, buf);
+  int y = targets[r];
+  double target = zr[y];  // read by every thread before any thread overwrites the row
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    rowLoss[r] = m + log(sum) - target;
+  }
+  if (globalCount > 0) {
+    double norm = 1.0 / (sum * globalCount);
+    for (int c = threadIdx.x; c < v; c += MOE_BLOCK) {
+      double p = exp(zr[c] - m) * norm;
+      zr[c] = (float)(c == y ? p - 1.0 / globalCount : p);
+    }
+  }
+}
+
+// out[index] = sum of rowLoss in row order: one thread, so the sum is the same on every run.
+extern "C" __global__ void moe_sum_in_order(const double* values, int n, double* out, int index) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) {
+    return;
+  }
+  double s = 0;
+  for (int i = 0; i < n; i++) {
+    s += values[i];
+  }
+  out[index] = s;
+}
+
+// ---- optimizer: one thread per element ----
+
+// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w = w * decay - stepSize * m / (sqrt(v) / bc2Sqrt + eps).
+extern "C" __global__ void moe_adamw(float* w, const float* g, float* m, float* v, long n, double beta1, double beta2,
+                                     double eps, double decay, double stepSize, double bc2Sqrt) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) {
+    return;
+  }
+  double gi = g[i];
+  double mi = beta1 * m[i] + (1 - beta1) * gi;
+  double vi = beta2 * v[i] + (1 - beta2) * gi * gi;
+  m[i] = (float)mi;
+  v[i] = (float)vi;
+  w[i] = (float)(w[i] * decay - stepSize * mi / (sqrt(vi) / bc2Sqrt + eps));
+}
+
+// ---- precision ----
+
+// dst = src rounded to bf16 (round to nearest even, NVIDIA's conversion), as bf16 bits.
+extern "C" __global__ void moe_to_bf16(const float* src, __nv_bfloat16* dst, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    dst[i] = __float2bfloat16(src[i]);
+  }
+}
+
+extern "C" __global__ void moe_from_bf16(const __nv_bfloat16* src, float* dst, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    dst[i] = __bfloat162float(src[i]);
+  }
+}
+
+// The kernels the host library registers by name (host_launch.cpp), as cuModuleGetFunction finds them.
+#define MOE_KERNELS(X)        \
+  X(moe_rmsnorm_forward)      \
+  X(moe_rmsnorm_backward_dx)  \
+  X(moe_rmsnorm_backward_dw)  \
+  X(moe_swiglu_forward)       \
+  X(moe_swiglu_backward)      \
+  X(moe_cross_entropy_rows)   \
+  X(moe_sum_in_order)         \
+  X(moe_adamw)                \
+  X(moe_to_bf16)              \
+  X(moe_from_bf16)

@@ -1,0 +1,212 @@
+package io.moespark.ops.backend.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moespark.ops.backend.Backend;
+import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.tensor.DType;
+import io.moespark.ops.tensor.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Random;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * The CUDA kernels' own sources (moe_kernels.cu), compiled for the host and launched through {@link
+ * CudaKernels} on the {@link HostDeviceLayer}, against the CPU backend on the same inputs: forward and
+ * backward, shapes that are not multiples of the block (and wider than one block), one row, empty inputs.
+ *
+ * <p>Tolerances, from the arithmetic: both sides compute these in double from F32 inputs and round once to
+ * F32, so they may differ by one F32 rounding (1 ulp of the result) where a reduction's order differs
+ * (a block tree against a loop: the double sums differ by about d 2^-53 relative, far below an F32 ulp,
+ * except at a rounding tie); SwiGLU's sigmoid is F32 on both sides with different libraries (glibc's expf,
+ * ND4J's), a few ulp each through three products: 8 ulp. F64 results (rstd, the loss sum): 1e-12 relative.
+ */
+class CudaKernelsTest {
+  private final Backend cpu = CpuBackend.create();
+  private final HostDeviceLayer device = new HostDeviceLayer();
+  private final CudaKernels kernels = new CudaKernels(device);
+  private final Random random = new Random(7);
+
+  @AfterEach
+  void close() {
+    device.close();
+  }
+
+  @ParameterizedTest(name = "rows={0} d={1}")
+  @CsvSource({"0,8", "1,1", "3,7", "5,300", "2,513"})
+  void rmsNormMatchesTheCpuBackend(int rows, int d) {
+    double eps = 1e-5;
+    Tensor x = gaussian(rows, d), w = gaussian(d), dy = gaussian(rows, d), dx0 = gaussian(rows, d), dw0 = gaussian(d);
+    long xd = upload(x), wd = upload(w), dyd = upload(dy), dxd = upload(dx0), dwd = upload(dw0);
+    long yd = device.alloc(4L * rows * d), rstdd = device.alloc(8L * rows);
+
+    Tensor y = cpu.zeros(DType.F32, rows, d), rstd = cpu.zeros(DType.F64, rows);
+    cpu.rmsNormForward(x, w, eps, y, rstd);
+    kernels.rmsNormForward(xd, wd, yd, rstdd, rows, d, eps);
+    assertUlps("y", cpu.toDoubles(y), download(yd, DType.F32, rows * d), 1);
+    assertRelative("rstd", cpu.toDoubles(rstd), download(rstdd, DType.F64, rows), 1e-12);
+
+    cpu.rmsNormBackward(x, w, rstd, dy, dx0, dw0); // accumulates into dx0, dw0
+    kernels.rmsNormBackward(xd, wd, rstdd, dyd, dxd, dwd, rows, d);
+    assertUlps("dx", cpu.toDoubles(dx0), download(dxd, DType.F32, rows * d), 1);
+    // dw: the same F32 accumulation in the same row order on both sides, one rounding per row.
+    assertUlps("dw", cpu.toDoubles(dw0), download(dwd, DType.F32, d), Math.max(1, rows));
+  }
+
+  @ParameterizedTest(name = "n={0}")
+  @CsvSource({"0", "1", "255", "257", "1000"})
+  void swigluMatchesTheCpuBackend(int n) {
+    Tensor h1 = gaussian(n), h3 = gaussian(n), da = gaussian(n);
+    long h1d = upload(h1), h3d = upload(h3), dad = upload(da);
+    long ad = device.alloc(4L * n), savedd = device.alloc(4L * n), dh1d = device.alloc(4L * n), dh3d = device.alloc(4L * n);
+    Tensor a = cpu.zeros(DType.F32, n), saved = cpu.zeros(DType.F32, n), dh1 = cpu.zeros(DType.F32, n),
+        dh3 = cpu.zeros(DType.F32, n);
+    cpu.swigluForward(h1, h3, a, saved);
+    kernels.swigluForward(h1d, h3d, ad, savedd, n);
+    assertUlps("a", cpu.toDoubles(a), download(ad, DType.F32, n), 8);
+    assertUlps("sigmoid", cpu.toDoubles(saved), download(savedd, DType.F32, n), 8);
+    cpu.swigluBackward(h1, h3, saved, da, dh1, dh3);
+    kernels.swigluBackward(h1d, h3d, savedd, dad, dh1d, dh3d, n);
+    assertUlps("dh1", cpu.toDoubles(dh1), download(dh1d, DType.F32, n), 8);
+    assertUlps("dh3", cpu.toDoubles(dh3), download(dh3d, DType.F32, n), 8);
+  }
+
+  @ParameterizedTest(name = "rows={0} vocab={1} count={2}")
+  @CsvSource({"0,5,0", "1,1,1", "4,300,0", "4,300,9", "3,1031,3"})
+  void crossEntropyMatchesTheCpuBackend(int rows, int vocab, long count) {
+    Tensor logits = gaussian(rows, vocab);
+    int[] t = new int[rows];
+    for (int r = 0; r < rows; r++) {
+      t[r] = random.nextInt(vocab);
+    }
+    Tensor targets = cpu.zeros(DType.I32, rows);
+    cpu.fromInts(t, targets);
+    long zd = upload(logits), td = upload(targets), rowLoss = device.alloc(8L * rows), sum = device.alloc(8);
+    Tensor lossSum = cpu.zeros(DType.F64, 1);
+    cpu.crossEntropy(logits, targets, count, lossSum);
+    kernels.crossEntropy(zd, td, rowLoss, rows, vocab, count, sum);
+    assertRelative("loss sum", cpu.toDoubles(lossSum), download(sum, DType.F64, 1), 1e-12);
+    assertUlps(count > 0 ? "dlogits" : "logits (unchanged)", cpu.toDoubles(logits), download(zd, DType.F32, rows * vocab),
+        count > 0 ? 1 : 0);
+  }
+
+  @ParameterizedTest(name = "n={0}")
+  @CsvSource({"0", "1", "300"})
+  void adamwMatchesTheCpuBackend(int n) {
+    Tensor w = gaussian(n), g = gaussian(n), m = gaussian(n), v = cpu.zeros(DType.F32, n);
+    double[] vv = new double[n];
+    for (int i = 0; i < n; i++) {
+      vv[i] = random.nextDouble();
+    }
+    cpu.fromDoubles(vv, v);
+    long wd = upload(w), gd = upload(g), md = upload(m), vd = upload(v);
+    cpu.adamw(w, g, m, v, 0.9, 0.95, 1e-8, 1 - 3e-4 * 0.1, 3e-4 / (1 - 0.9), Math.sqrt(1 - 0.95));
+    kernels.adamw(wd, gd, md, vd, n, 0.9, 0.95, 1e-8, 1 - 3e-4 * 0.1, 3e-4 / (1 - 0.9), Math.sqrt(1 - 0.95));
+    // The same double arithmetic on the same F32 inputs, one rounding to F32 each: equal.
+    assertUlps("w", cpu.toDoubles(w), download(wd, DType.F32, n), 0);
+    assertUlps("m", cpu.toDoubles(m), download(md, DType.F32, n), 0);
+    assertUlps("v", cpu.toDoubles(v), download(vd, DType.F32, n), 0);
+  }
+
+  @Test
+  void bf16RoundingIsTheCpuBackendsBitForBit() {
+    // Ties (round to even either way), the largest finite, infinities, a NaN, subnormals, random values.
+    float[] special = {1.0f, Float.intBitsToFloat(0x3f808000), Float.intBitsToFloat(0x3f818000), -2.5f,
+        3.3895314e38f, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, Float.MIN_VALUE, -Float.MIN_NORMAL, 0f, -0f};
+    int n = special.length + 500;
+    double[] v = new double[n];
+    for (int i = 0; i < n; i++) {
+      v[i] = i < special.length ? special[i] : (float) (random.nextGaussian() * Math.pow(10, random.nextInt(20) - 10));
+    }
+    Tensor src = cpu.zeros(DType.F32, n), bf = cpu.zeros(DType.BF16, n);
+    cpu.fromDoubles(v, src);
+    cpu.copy(src, bf);
+    long srcd = upload(src), bfd = device.alloc(2L * n), back = device.alloc(4L * n);
+    kernels.toBf16(srcd, bfd, n);
+    ByteBuffer expected = ByteBuffer.allocate(2 * n).order(ByteOrder.LITTLE_ENDIAN);
+    cpu.toHost(bf, expected);
+    ByteBuffer actual = ByteBuffer.allocate(2 * n).order(ByteOrder.LITTLE_ENDIAN);
+    device.copyToHost(bfd, actual);
+    for (int i = 0; i < n; i++) {
+      assertEquals(expected.getShort(2 * i), actual.getShort(2 * i), "bf16 bits of " + v[i]);
+    }
+    kernels.fromBf16(bfd, back, n);
+    assertUlps("bf16 back to F32", cpu.toDoubles(bf), download(back, DType.F32, n), 0);
+  }
+
+  @Test
+  void theHostLayerRefusesWhatAGpuWouldFaultOn() {
+    long a = device.alloc(16);
+    assertThrows(IllegalArgumentException.class, () -> device.copyToDevice(ByteBuffer.allocate(20), a),
+        "a copy past the allocation");
+    device.free(a);
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> kernels.swigluForward(a, a, a, a, 1), "a freed buffer as an argument");
+    assertTrue(e.getMessage().contains("moe_swiglu_forward argument 0"), e.getMessage());
+    long b = device.alloc(8);
+    IllegalStateException unknown = assertThrows(IllegalStateException.class,
+        () -> device.launch("moe_no_such_kernel", 1, 1, KernelArgs.of().ptr(b)));
+    assertTrue(unknown.getMessage().contains("no such kernel"), unknown.getMessage());
+  }
+
+  private Tensor gaussian(long... shape) {
+    long n = 1;
+    for (long s : shape) {
+      n *= s;
+    }
+    double[] v = new double[(int) n];
+    for (int i = 0; i < n; i++) {
+      v[i] = random.nextGaussian();
+    }
+    Tensor t = cpu.zeros(DType.F32, shape);
+    cpu.fromDoubles(v, t);
+    return t;
+  }
+
+  private long upload(Tensor t) {
+    ByteBuffer b = ByteBuffer.allocate((int) (t.length() * t.dtype().width())).order(ByteOrder.LITTLE_ENDIAN);
+    cpu.toHost(t, b);
+    b.flip();
+    long address = device.alloc(b.remaining());
+    device.copyToDevice(b, address);
+    return address;
+  }
+
+  private double[] download(long address, DType type, int n) {
+    ByteBuffer b = ByteBuffer.allocate(n * type.width()).order(ByteOrder.LITTLE_ENDIAN);
+    device.copyToHost(address, b);
+    double[] out = new double[n];
+    for (int i = 0; i < n; i++) {
+      out[i] = switch (type) {
+        case F32 -> b.getFloat(4 * i);
+        case F64 -> b.getDouble(8 * i);
+        default -> throw new IllegalArgumentException(type.toString());
+      };
+    }
+    return out;
+  }
+
+  private static void assertUlps(String what, double[] expected, double[] actual, int ulps) {
+    assertEquals(expected.length, actual.length, what + ": length");
+    for (int i = 0; i < expected.length; i++) {
+      double tol = ulps * Math.ulp((float) expected[i]);
+      boolean same = Double.compare(expected[i], actual[i]) == 0;
+      assertTrue(same || Math.abs(expected[i] - actual[i]) <= tol, what + "[" + i + "]: expected " + expected[i]
+          + ", got " + actual[i] + " (" + ulps + " ulp allowed)");
+    }
+  }
+
+  private static void assertRelative(String what, double[] expected, double[] actual, double rel) {
+    assertEquals(expected.length, actual.length, what + ": length");
+    for (int i = 0; i < expected.length; i++) {
+      assertTrue(Math.abs(expected[i] - actual[i]) <= rel * Math.abs(expected[i]) + Double.MIN_NORMAL,
+          what + "[" + i + "]: expected " + expected[i] + ", got " + actual[i]);
+    }
+  }
+}
