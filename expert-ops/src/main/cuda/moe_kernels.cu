@@ -139,6 +139,147 @@ extern "C" __global__ void moe_swiglu_backward(const float* h1, const float* h3,
   dh1[i] = da[i] * h3[i] * s * (1.0f + h1[i] * (1.0f - s));
 }
 
+// a = gelu(h1), tanh approximation (PyTorch approximate="tanh"); double inside, as the CPU backend.
+#define MOE_GELU_C 0.7978845608028654  // sqrt(2 / pi)
+#define MOE_GELU_A 0.044715
+
+extern "C" __global__ void moe_gelu_forward(const float* h1, float* a, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) {
+    return;
+  }
+  double h = h1[i];
+  a[i] = (float)(0.5 * h * (1 + tanh(MOE_GELU_C * (h + MOE_GELU_A * h * h * h))));
+}
+
+// dh1 = da * gelu'(h1); overwrites.
+extern "C" __global__ void moe_gelu_backward(const float* h1, const float* da, float* dh1, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) {
+    return;
+  }
+  double h = h1[i], t = tanh(MOE_GELU_C * (h + MOE_GELU_A * h * h * h));
+  dh1[i] = (float)(da[i] * (0.5 * (1 + t) + 0.5 * h * (1 - t * t) * MOE_GELU_C * (1 + 3 * MOE_GELU_A * h * h)));
+}
+
+// ---- elementwise: one thread per element ----
+
+extern "C" __global__ void moe_fill(float* t, float value, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    t[i] = value;
+  }
+}
+
+// y += x.
+extern "C" __global__ void moe_add(float* y, const float* x, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    y[i] += x[i];
+  }
+}
+
+// t *= s, in F32 as the CPU backend's (ND4J's) scalar multiply.
+extern "C" __global__ void moe_scale(float* t, float s, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    t[i] *= s;
+  }
+}
+
+// ---- rows (layout transforms, embedding): row indices are int, a negative row means none ----
+
+// dst[i] = src[srcRow[i]] (zeros for a negative row); one thread per element of dst.
+extern "C" __global__ void moe_gather_rows(const float* src, const int* srcRow, int count, int d, float* dst) {
+  long e = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (long)count * d) {
+    return;
+  }
+  long i = e / d, c = e % d;
+  int row = srcRow[i];
+  dst[e] = row < 0 ? 0.0f : src[(long)row * d + c];
+}
+
+// dst[dstRow[i]] = scale[i] * src[srcRow[i]] where dstRow[i] >= 0; each destination at most once; scale
+// may be null (1).
+extern "C" __global__ void moe_scatter_rows(const float* src, const int* srcRow, const double* scale, const int* dstRow,
+                                            int count, int d, float* dst) {
+  long e = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (long)count * d) {
+    return;
+  }
+  long i = e / d, c = e % d;
+  int to = dstRow[i];
+  if (to >= 0) {
+    double g = scale == nullptr ? 1.0 : scale[i];
+    dst[(long)to * d + c] = (float)(g * src[(long)srcRow[i] * d + c]);
+  }
+}
+
+// dst[dstRow[i]] += scale[i] * src[srcRow[i]] for i in order (srcRow null: the identity; scale null: 1),
+// skipping a negative row on either side. One thread per column walks the pairs in order, so repeated
+// destinations add in index order: the same sums on every run, and the CPU backend's.
+extern "C" __global__ void moe_scatter_add_rows(const float* src, const int* srcRow, const double* scale,
+                                                const int* dstRow, int count, int d, float* dst) {
+  int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= d) {
+    return;
+  }
+  for (int i = 0; i < count; i++) {
+    int from = srcRow == nullptr ? i : srcRow[i], to = dstRow[i];
+    if (from < 0 || to < 0) {
+      continue;
+    }
+    double g = scale == nullptr ? 1.0 : scale[i];
+    long o = (long)to * d + c;
+    dst[o] = (float)(dst[o] + g * src[(long)from * d + c]);
+  }
+}
+
+// out[i] = a[aRow[i]] . b[bRow[i]] (0 where bRow[i] is negative); one block per i.
+extern "C" __global__ void moe_row_dots(const float* a, const int* aRow, const float* b, const int* bRow, int count,
+                                        int d, double* out) {
+  __shared__ double buf[MOE_BLOCK];
+  int i = blockIdx.x;
+  if (i >= count) {
+    return;
+  }
+  int q = bRow[i];
+  if (q < 0) {
+    if (threadIdx.x == 0) {
+      out[i] = 0;
+    }
+    return;  // the whole block: q is the same for all its threads
+  }
+  const float* x = a + (long)aRow[i] * d;
+  const float* y = b + (long)q * d;
+  double acc = 0;
+  for (int c = threadIdx.x; c < d; c += MOE_BLOCK) {
+    acc += (double)x[c] * y[c];
+  }
+  acc = block_sum(acc, buf);
+  if (threadIdx.x == 0) {
+    out[i] = acc;
+  }
+}
+
+// ---- the global norm: sums of squares ----
+
+// partials[blockIdx] = sum of x^2 over the block's share of n elements (a grid fixed by n, so the same
+// partials on every run); moe_sum_in_order then adds the partials of every part in order.
+extern "C" __global__ void moe_sum_squares(const float* x, long n, double* partials) {
+  __shared__ double buf[MOE_BLOCK];
+  double acc = 0;
+  for (long i = (long)blockIdx.x * MOE_BLOCK + threadIdx.x; i < n; i += (long)gridDim.x * MOE_BLOCK) {
+    double v = x[i];
+    acc += v * v;
+  }
+  acc = block_sum(acc, buf);
+  if (threadIdx.x == 0) {
+    partials[blockIdx.x] = acc;
+  }
+}
+
 // ---- cross-entropy: one block per row ----
 
 // rowLoss[r] = logsumexp(z_r) - z_r[y_r]; with globalCount > 0, z_r = (softmax(z_r) - onehot(y_r)) / globalCount.
@@ -232,4 +373,14 @@ extern "C" __global__ void moe_from_bf16(const __nv_bfloat16* src, float* dst, l
   X(moe_sum_in_order)         \
   X(moe_adamw)                \
   X(moe_to_bf16)              \
-  X(moe_from_bf16)
+  X(moe_from_bf16)            \
+  X(moe_gelu_forward)         \
+  X(moe_gelu_backward)        \
+  X(moe_fill)                 \
+  X(moe_add)                  \
+  X(moe_scale)                \
+  X(moe_gather_rows)          \
+  X(moe_scatter_rows)         \
+  X(moe_scatter_add_rows)     \
+  X(moe_row_dots)             \
+  X(moe_sum_squares)

@@ -197,6 +197,9 @@ public final class CpuBackend implements Backend {
 
   @Override
   public void fill(Tensor t, double value) {
+    if (t.isEmpty()) {
+      return; // ND4J's ops refuse empty arrays
+    }
     array(t).assign(value);
   }
 
@@ -214,11 +217,17 @@ public final class CpuBackend implements Backend {
 
   @Override
   public void add(Tensor y, Tensor x) {
+    if (y.isEmpty()) {
+      return;
+    }
     array(y).addi(array(x));
   }
 
   @Override
   public void scale(Tensor t, double s) {
+    if (t.isEmpty()) {
+      return;
+    }
     array(t).muli(s);
   }
 

@@ -74,6 +74,94 @@ public final class CudaKernels {
     }
   }
 
+  /** a = gelu(h1), tanh approximation. */
+  public void geluForward(long h1, long a, long n) {
+    if (n > 0) {
+      device.launch("moe_gelu_forward", blocks(n), BLOCK, KernelArgs.of().ptr(h1).ptr(a).i64(n));
+    }
+  }
+
+  /** dh1 = da * gelu'(h1); overwrites. */
+  public void geluBackward(long h1, long da, long dh1, long n) {
+    if (n > 0) {
+      device.launch("moe_gelu_backward", blocks(n), BLOCK, KernelArgs.of().ptr(h1).ptr(da).ptr(dh1).i64(n));
+    }
+  }
+
+  public void fill(long t, float value, long n) {
+    if (n > 0) {
+      device.launch("moe_fill", blocks(n), BLOCK, KernelArgs.of().ptr(t).f32(value).i64(n));
+    }
+  }
+
+  /** y += x. */
+  public void add(long y, long x, long n) {
+    if (n > 0) {
+      device.launch("moe_add", blocks(n), BLOCK, KernelArgs.of().ptr(y).ptr(x).i64(n));
+    }
+  }
+
+  /** t *= s (in F32). */
+  public void scale(long t, float s, long n) {
+    if (n > 0) {
+      device.launch("moe_scale", blocks(n), BLOCK, KernelArgs.of().ptr(t).f32(s).i64(n));
+    }
+  }
+
+  /** dst[i] = src[srcRow[i]] for i in [0, count), rows of width d; a negative row gives zeros. */
+  public void gather(long src, long srcRow, int count, int d, long dst) {
+    if ((long) count * d > 0) {
+      device.launch("moe_gather_rows", blocks((long) count * d), BLOCK,
+          KernelArgs.of().ptr(src).ptr(srcRow).i32(count).i32(d).ptr(dst));
+    }
+  }
+
+  /** dst[dstRow[i]] = scale[i] * src[srcRow[i]] where dstRow[i] >= 0 (each destination at most once); scale 0: 1. */
+  public void scatter(long src, long srcRow, long scale, long dstRow, int count, int d, long dst) {
+    if ((long) count * d > 0) {
+      device.launch("moe_scatter_rows", blocks((long) count * d), BLOCK,
+          KernelArgs.of().ptr(src).ptr(srcRow).ptr(scale).ptr(dstRow).i32(count).i32(d).ptr(dst));
+    }
+  }
+
+  /** dst[dstRow[i]] += scale[i] * src[srcRow[i]] in index order; srcRow 0: the identity; scale 0: 1. */
+  public void scatterAdd(long src, long srcRow, long scale, long dstRow, int count, int d, long dst) {
+    if (count > 0 && d > 0) {
+      device.launch("moe_scatter_add_rows", blocks(d), BLOCK,
+          KernelArgs.of().ptr(src).ptr(srcRow).ptr(scale).ptr(dstRow).i32(count).i32(d).ptr(dst));
+    }
+  }
+
+  /** out[i] (F64) = a[aRow[i]] . b[bRow[i]] (0 where bRow[i] is negative), rows of width d. */
+  public void rowDots(long a, long aRow, long b, long bRow, int count, int d, long out) {
+    if (count > 0) {
+      device.launch("moe_row_dots", count, BLOCK, KernelArgs.of().ptr(a).ptr(aRow).ptr(b).ptr(bRow).i32(count).i32(d)
+          .ptr(out));
+    }
+  }
+
+  /** The partial sums a part of n elements takes in {@link #sumSquares}: a number fixed by n. */
+  public static int sumSquaresBlocks(long n) {
+    return (int) Math.min(1024, (n + BLOCK - 1) / BLOCK);
+  }
+
+  /**
+   * out[index] (F64) = the sum of squares of every element of the parts (F32, lengths[p] elements each), in
+   * a fixed order: each part's partial sums into {@code partials} (F64, the sum of {@link
+   * #sumSquaresBlocks} over the parts), then all partials in order.
+   */
+  public void sumSquares(long[] parts, long[] lengths, long partials, long out, int index) {
+    int used = 0;
+    for (int p = 0; p < parts.length; p++) {
+      int b = sumSquaresBlocks(lengths[p]);
+      if (b > 0) {
+        device.launch("moe_sum_squares", b, BLOCK, KernelArgs.of().ptr(parts[p]).i64(lengths[p]).ptr(partials + 8L * used));
+        used += b;
+      }
+    }
+    device.launch("moe_sum_in_order", 1, 1, KernelArgs.of().ptr(partials).i32(used).ptr(out).i32(index));
+  }
+
   /** dst (bf16) = src (F32) rounded to nearest even. */
   public void toBf16(long src, long dst, long n) {
     if (n > 0) {

@@ -24,7 +24,7 @@ public final class KernelArgs {
     return new KernelArgs();
   }
 
-  /** A device address ({@code float*}, {@code int*}, ...). */
+  /** A device address ({@code float*}, {@code int*}, ...); 0 is a null pointer (an optional argument). */
   public KernelArgs ptr(long address) {
     this.address[count] = true;
     return put(address);
@@ -36,6 +36,10 @@ public final class KernelArgs {
 
   public KernelArgs i64(long v) {
     return put(v);
+  }
+
+  public KernelArgs f32(float v) {
+    return put(Float.floatToRawIntBits(v) & 0xffffffffL);
   }
 
   public KernelArgs f64(double v) {

@@ -85,8 +85,7 @@ class CudaKernelsTest {
     for (int r = 0; r < rows; r++) {
       t[r] = random.nextInt(vocab);
     }
-    Tensor targets = cpu.zeros(DType.I32, rows);
-    cpu.fromInts(t, targets);
+    Tensor targets = ints(t);
     long zd = upload(logits), td = upload(targets), rowLoss = device.alloc(8L * rows), sum = device.alloc(8);
     Tensor lossSum = cpu.zeros(DType.F64, 1);
     cpu.crossEntropy(logits, targets, count, lossSum);
@@ -112,6 +111,124 @@ class CudaKernelsTest {
     assertUlps("w", cpu.toDoubles(w), download(wd, DType.F32, n), 0);
     assertUlps("m", cpu.toDoubles(m), download(md, DType.F32, n), 0);
     assertUlps("v", cpu.toDoubles(v), download(vd, DType.F32, n), 0);
+  }
+
+  @ParameterizedTest(name = "n={0}")
+  @CsvSource({"0", "1", "300"})
+  void geluAndElementwiseOpsMatchTheCpuBackend(int n) {
+    Tensor h1 = gaussian(n), da = gaussian(n), x = gaussian(n);
+    long h1d = upload(h1), dad = upload(da), xd = upload(x), ad = device.alloc(4L * n), dh1d = device.alloc(4L * n);
+    Tensor a = cpu.zeros(DType.F32, n), dh1 = cpu.zeros(DType.F32, n);
+    cpu.geluForward(h1, a);
+    kernels.geluForward(h1d, ad, n);
+    // Double inside on both sides; tanh from glibc against Java's (within an ulp of a double): 1 F32 ulp.
+    assertUlps("gelu", cpu.toDoubles(a), download(ad, DType.F32, n), 1);
+    cpu.geluBackward(h1, da, dh1);
+    kernels.geluBackward(h1d, dad, dh1d, n);
+    assertUlps("gelu backward", cpu.toDoubles(dh1), download(dh1d, DType.F32, n), 1);
+
+    cpu.add(h1, x);
+    kernels.add(h1d, xd, n);
+    assertUlps("add", cpu.toDoubles(h1), download(h1d, DType.F32, n), 0);
+    cpu.scale(h1, -0.37);
+    kernels.scale(h1d, -0.37f, n);
+    assertUlps("scale", cpu.toDoubles(h1), download(h1d, DType.F32, n), 1);
+    cpu.fill(h1, 2.5);
+    kernels.fill(h1d, 2.5f, n);
+    assertUlps("fill", cpu.toDoubles(h1), download(h1d, DType.F32, n), 0);
+  }
+
+  @ParameterizedTest(name = "count={0} d={1}")
+  @CsvSource({"0,4", "1,1", "9,7", "6,300"})
+  void rowOpsMatchTheCpuBackend(int count, int d) {
+    int rows = 5;
+    Tensor src = gaussian(rows, d), other = gaussian(rows, d);
+    int[] from = new int[count], to = new int[count], perm = new int[count];
+    double[] g = new double[count];
+    for (int i = 0; i < count; i++) {
+      from[i] = i % 4 == 3 ? -1 : random.nextInt(rows); // negative rows: dropped assignments
+      to[i] = i % 5 == 4 ? -1 : random.nextInt(rows);   // repeated destinations add in index order
+      perm[i] = i % 3 == 2 ? -1 : i;
+      g[i] = random.nextGaussian();
+    }
+    Tensor fromT = ints(from), toT = ints(to), permT = ints(perm), gT = cpu.zeros(DType.F64, count);
+    cpu.fromDoubles(g, gT);
+    long srcd = upload(src), otherd = upload(other), fromd = upload(fromT), tod = upload(toT), permd = upload(permT),
+        gd = upload(gT);
+
+    Tensor gathered = cpu.zeros(DType.F32, count, d);
+    long gatheredd = device.alloc(4L * count * d);
+    cpu.gather(src, fromT, count, gathered);
+    kernels.gather(srcd, fromd, count, d, gatheredd);
+    assertUlps("gather", cpu.toDoubles(gathered), download(gatheredd, DType.F32, count * d), 0);
+
+    // scatter: the gathered rows to their own slots (each destination once), scaled, and unscaled.
+    Tensor scattered = cpu.zeros(DType.F32, count, d);
+    long scatteredd = device.alloc(4L * count * d);
+    cpu.scatter(gathered, permT, gT, permT, count, scattered);
+    kernels.scatter(gatheredd, permd, gd, permd, count, d, scatteredd);
+    assertUlps("scatter", cpu.toDoubles(scattered), download(scatteredd, DType.F32, count * d), 0);
+    cpu.scatter(gathered, permT, null, permT, count, scattered);
+    kernels.scatter(gatheredd, permd, 0, permd, count, d, scatteredd);
+    assertUlps("scatter unscaled", cpu.toDoubles(scattered), download(scatteredd, DType.F32, count * d), 0);
+
+    // scatterAdd: the same F32 additions in the same index order on both sides.
+    cpu.scatterAdd(src, fromT, gT, toT, count, other);
+    kernels.scatterAdd(srcd, fromd, gd, tod, count, d, otherd);
+    assertUlps("scatterAdd", cpu.toDoubles(other), download(otherd, DType.F32, rows * d), 0);
+    Tensor identity = gaussian(count, d);
+    long identityd = upload(identity);
+    cpu.scatterAdd(identity, null, null, toT, count, other);
+    kernels.scatterAdd(identityd, 0, 0, tod, count, d, otherd);
+    assertUlps("scatterAdd, identity rows, unscaled", cpu.toDoubles(other), download(otherd, DType.F32, rows * d), 0);
+
+    // rowDots: double sums in another order; bounded by d 2^-52 times the sum of |products|.
+    Tensor dots = cpu.zeros(DType.F64, count);
+    long dotsd = device.alloc(8L * count);
+    cpu.rowDots(src, ints(perm(count, rows)), other, toT, count, dots);
+    kernels.rowDots(srcd, upload(ints(perm(count, rows))), otherd, tod, count, d, dotsd);
+    double[] expected = cpu.toDoubles(dots), actual = download(dotsd, DType.F64, count);
+    double[] a = cpu.toDoubles(src), b = cpu.toDoubles(other);
+    int[] ar = perm(count, rows);
+    for (int i = 0; i < count; i++) {
+      double bound = 0;
+      for (int c = 0; to[i] >= 0 && c < d; c++) {
+        bound += Math.abs(a[ar[i] * d + c] * b[to[i] * d + c]);
+      }
+      assertTrue(Math.abs(expected[i] - actual[i]) <= d * 0x1p-52 * bound, "rowDots[" + i + "]: " + expected[i] + " vs " + actual[i]);
+    }
+  }
+
+  @Test
+  void sumOfSquaresOverPartsMatchesTheCpuBackend() {
+    long[] lengths = {0, 1, 300, 70_000};
+    Tensor[] parts = new Tensor[lengths.length];
+    long[] addresses = new long[lengths.length];
+    int partials = 0;
+    for (int p = 0; p < lengths.length; p++) {
+      parts[p] = gaussian(lengths[p]);
+      addresses[p] = upload(parts[p]);
+      partials += CudaKernels.sumSquaresBlocks(lengths[p]);
+    }
+    Tensor out = cpu.zeros(DType.F64, 2);
+    long outd = device.alloc(16), partialsd = device.alloc(8L * partials);
+    cpu.sumSquares(parts, out, 1);
+    kernels.sumSquares(addresses, lengths, partialsd, outd, 1);
+    double exact = 0;
+    long n = 0;
+    for (Tensor p : parts) {
+      for (double v : cpu.toDoubles(p)) {
+        exact += v * v;
+      }
+      n += p.length();
+    }
+    double[] actual = download(outd, DType.F64, 2);
+    assertEquals(0.0, actual[0], "only out[index] is written");
+    // The kernels add in double: positive terms in any order are within n 2^-53 of the exact sum.
+    assertRelative("sum of squares against the double sum", new double[] {exact}, new double[] {actual[1]}, n * 0x1p-53);
+    // The CPU backend's norms accumulate in F32 (ND4J): within n 2^-24 relative of either.
+    assertRelative("sum of squares against the CPU backend", new double[] {cpu.toDoubles(out)[1]},
+        new double[] {actual[1]}, n * 0x1p-24);
   }
 
   @Test
@@ -167,6 +284,21 @@ class CudaKernelsTest {
     Tensor t = cpu.zeros(DType.F32, shape);
     cpu.fromDoubles(v, t);
     return t;
+  }
+
+  private Tensor ints(int[] v) {
+    Tensor t = cpu.zeros(DType.I32, v.length);
+    cpu.fromInts(v, t);
+    return t;
+  }
+
+  /** Row i of count rows taken from rows rows in turn (the a side of rowDots). */
+  private static int[] perm(int count, int rows) {
+    int[] p = new int[count];
+    for (int i = 0; i < count; i++) {
+      p[i] = (i * 3) % rows;
+    }
+    return p;
   }
 
   private long upload(Tensor t) {

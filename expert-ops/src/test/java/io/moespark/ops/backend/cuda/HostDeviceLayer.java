@@ -12,8 +12,8 @@ import java.util.TreeMap;
  * The device layer on the host: "device memory" is native memory, and a launch runs the kernels of
  * moe_kernels.cu compiled for the CPU (target/kernels-host/libmoe_kernels_host.so, built by
  * src/main/cuda/build-kernels.sh; the build passes its path as {@code moe.kernels.host}). Like a GPU it
- * refuses what would fault there: a copy outside a live allocation, a pointer argument that points into
- * no live allocation (a freed or never allocated buffer), an unknown kernel.
+ * refuses what would fault there: a copy outside a live allocation, a pointer argument (other than null)
+ * that points into no live allocation (a freed or never allocated buffer), an unknown kernel.
  */
 final class HostDeviceLayer implements DeviceLayer {
   /** The host library's one entry point (host_launch.cpp). */
@@ -78,7 +78,7 @@ final class HostDeviceLayer implements DeviceLayer {
     Memory params = new Memory(8L * Math.max(1, args.count()));
     Pointer slots = Native.getDirectBufferPointer(args.slots());
     for (int i = 0; i < args.count(); i++) {
-      if (args.isAddress(i)) {
+      if (args.isAddress(i) && args.slot(i) != 0) { // 0: an optional argument left out
         check(args.slot(i), 0, kernel + " argument " + i);
       }
       params.setPointer(8L * i, slots.share(8L * i));
