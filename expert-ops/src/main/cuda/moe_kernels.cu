@@ -280,6 +280,91 @@ extern "C" __global__ void moe_sum_squares(const float* x, long n, double* parti
   }
 }
 
+// ---- attention: the materialised algorithm of the CPU backend (scores and probabilities [B*H, T, T]) ----
+
+// Row r of the scores (query i = r % t) becomes softmax(scale * scores[r, 0..i]), zeros after i; one
+// block per row. Each exp is kept as F32, then divided by the double sum, as the CPU backend does.
+extern "C" __global__ void moe_causal_softmax_forward(float* s, int rows, int t, double scale) {
+  __shared__ double buf[MOE_BLOCK];
+  int r = blockIdx.x;
+  if (r >= rows) {
+    return;
+  }
+  int i = r % t;
+  float* row = s + (long)r * t;
+  double m = -INFINITY;
+  for (int j = threadIdx.x; j <= i; j += MOE_BLOCK) {
+    m = fmax(m, row[j] * scale);
+  }
+  m = block_max(m, buf);
+  double sum = 0;
+  for (int j = threadIdx.x; j <= i; j += MOE_BLOCK) {
+    double e = exp(row[j] * scale - m);
+    row[j] = (float)e;
+    sum += e;
+  }
+  sum = block_sum(sum, buf);
+  for (int j = threadIdx.x; j < t; j += MOE_BLOCK) {
+    row[j] = j <= i ? (float)(row[j] / sum) : 0.0f;
+  }
+}
+
+// d = scale * p * (d - sum_j d p) over j <= i, zeros after i; one block per row.
+extern "C" __global__ void moe_causal_softmax_backward(const float* p, float* d, int rows, int t, double scale) {
+  __shared__ double buf[MOE_BLOCK];
+  int r = blockIdx.x;
+  if (r >= rows) {
+    return;
+  }
+  int i = r % t;
+  const float* pr = p + (long)r * t;
+  float* dr = d + (long)r * t;
+  double dot = 0;
+  for (int j = threadIdx.x; j <= i; j += MOE_BLOCK) {
+    dot += (double)dr[j] * pr[j];
+  }
+  dot = block_sum(dot, buf);
+  for (int j = threadIdx.x; j < t; j += MOE_BLOCK) {
+    dr[j] = j <= i ? (float)(scale * pr[j] * (dr[j] - dot)) : 0.0f;
+  }
+}
+
+// Between rows [B*T, H*hd] and heads [B*H, T, hd], rotating by RoPE when cos/sin ([T, hd/2], double) are
+// given: toRows 0 writes heads from rows, 1 writes rows from heads with the inverse rotation. One thread
+// per element of a head row (with rotation, the first half's threads move both halves).
+extern "C" __global__ void moe_rope_layout(float* rows, float* heads, int batch, int nHeads, int seq, int hd,
+                                           const double* cos, const double* sin, int toRows) {
+  long e = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (long)batch * nHeads * seq * hd) {
+    return;
+  }
+  long i = e / hd;
+  int c = e % hd, half = hd / 2, d = nHeads * hd;
+  int t = i % seq, h = (i / seq) % nHeads, b = i / ((long)seq * nHeads);
+  long ro = ((long)b * seq + t) * d + (long)h * hd, so = i * hd;
+  if (cos == nullptr) {
+    if (toRows) {
+      rows[ro + c] = heads[so + c];
+    } else {
+      heads[so + c] = rows[ro + c];
+    }
+    return;
+  }
+  if (c >= half) {
+    return;
+  }
+  double cs = cos[t * half + c], sn = sin[t * half + c];
+  if (toRows) {
+    double d1 = heads[so + c], d2 = heads[so + c + half];
+    rows[ro + c] = (float)(d1 * cs + d2 * sn);
+    rows[ro + c + half] = (float)(d2 * cs - d1 * sn);
+  } else {
+    double x1 = rows[ro + c], x2 = rows[ro + c + half];
+    heads[so + c] = (float)(x1 * cs - x2 * sn);
+    heads[so + c + half] = (float)(x1 * sn + x2 * cs);
+  }
+}
+
 // ---- cross-entropy: one block per row ----
 
 // rowLoss[r] = logsumexp(z_r) - z_r[y_r]; with globalCount > 0, z_r = (softmax(z_r) - onehot(y_r)) / globalCount.
@@ -383,4 +468,7 @@ extern "C" __global__ void moe_from_bf16(const __nv_bfloat16* src, float* dst, l
   X(moe_scatter_rows)         \
   X(moe_scatter_add_rows)     \
   X(moe_row_dots)             \
-  X(moe_sum_squares)
+  X(moe_sum_squares)          \
+  X(moe_causal_softmax_forward) \
+  X(moe_causal_softmax_backward) \
+  X(moe_rope_layout)

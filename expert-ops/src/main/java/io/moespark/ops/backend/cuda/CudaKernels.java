@@ -162,6 +162,32 @@ public final class CudaKernels {
     device.launch("moe_sum_in_order", 1, 1, KernelArgs.of().ptr(partials).i32(used).ptr(out).i32(index));
   }
 
+  /** Each row of scores [batchHeads * t, t] becomes the causal softmax of scale * scores (the attention probabilities). */
+  public void causalSoftmaxForward(long scores, int batchHeads, int t, double scale) {
+    if ((long) batchHeads * t > 0) {
+      device.launch("moe_causal_softmax_forward", batchHeads * t, BLOCK,
+          KernelArgs.of().ptr(scores).i32(batchHeads * t).i32(t).f64(scale));
+    }
+  }
+
+  /** dProbs becomes the gradient of the scaled scores: scale * p * (dProbs - rowsum(dProbs * p)), causal. */
+  public void causalSoftmaxBackward(long probs, long dProbs, int batchHeads, int t, double scale) {
+    if ((long) batchHeads * t > 0) {
+      device.launch("moe_causal_softmax_backward", batchHeads * t, BLOCK,
+          KernelArgs.of().ptr(probs).ptr(dProbs).i32(batchHeads * t).i32(t).f64(scale));
+    }
+  }
+
+  /** Rows [B*T, H*hd] to heads [B*H, T, hd] or back ({@code toRows}), rotating when cos/sin are not 0. */
+  public void ropeLayout(long rows, long heads, int batch, int nHeads, int seq, int hd, long cos, long sin,
+      boolean toRows) {
+    long n = (long) batch * nHeads * seq * hd;
+    if (n > 0) {
+      device.launch("moe_rope_layout", blocks(n), BLOCK, KernelArgs.of().ptr(rows).ptr(heads).i32(batch).i32(nHeads)
+          .i32(seq).i32(hd).ptr(cos).ptr(sin).i32(toRows ? 1 : 0));
+    }
+  }
+
   /** dst (bf16) = src (F32) rounded to nearest even. */
   public void toBf16(long src, long dst, long n) {
     if (n > 0) {

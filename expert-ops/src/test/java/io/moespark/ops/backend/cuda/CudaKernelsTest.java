@@ -231,6 +231,65 @@ class CudaKernelsTest {
         new double[] {actual[1]}, n * 0x1p-24);
   }
 
+  @ParameterizedTest(name = "batchHeads={0} t={1}")
+  @CsvSource({"1,1", "3,5", "1,260"})
+  void causalSoftmaxMatchesTheCpuBackendsAttention(int bh, int t) {
+    int hd = 4;
+    double scale = 1 / Math.sqrt(hd);
+    Tensor q = gaussian(bh, t, hd), k = gaussian(bh, t, hd), v = gaussian(bh, t, hd), dOut = gaussian(bh, t, hd);
+    Tensor state = cpu.zeros(DType.F32, cpu.attentionStateShape(bh, t)), out = cpu.zeros(DType.F32, bh, t, hd);
+    // The scores and the probabilities' gradient as the CPU backend's attention makes them: a GEMM per head.
+    Tensor scores = cpu.zeros(DType.F32, bh, t, t), dProbs = cpu.zeros(DType.F32, bh, t, t);
+    for (int i = 0; i < bh; i++) {
+      cpu.gemm(cpu.slice(q, i), cpu.slice(k, i), cpu.slice(scores, i), false, true, 0);
+      cpu.gemm(cpu.slice(dOut, i), cpu.slice(v, i), cpu.slice(dProbs, i), false, true, 0);
+    }
+    long s = upload(scores), ds = upload(dProbs);
+    cpu.attentionForward(q, k, v, out, state, scale);
+    kernels.causalSoftmaxForward(s, bh, t, scale);
+    // One F32 rounding of each exp on both sides, the double sums in another order: 2 ulp.
+    assertUlps("probabilities", cpu.toDoubles(cpu.slice(state, 0)), download(s, DType.F32, bh * t * t), 2);
+    Tensor dq = cpu.zeros(DType.F32, bh, t, hd), dk = cpu.zeros(DType.F32, bh, t, hd), dv = cpu.zeros(DType.F32, bh, t, hd);
+    cpu.attentionBackward(q, k, v, state, dOut, dq, dk, dv, scale); // leaves d(scores) in the state's second half
+    kernels.causalSoftmaxBackward(s, ds, bh, t, scale);
+    double[] expected = cpu.toDoubles(cpu.slice(state, 1)), actual = download(ds, DType.F32, bh * t * t);
+    // d = scale p (d - dot): the dot in double in another order, relative to the row's sum |d p|; then 2 ulp.
+    double[] p = cpu.toDoubles(cpu.slice(state, 0)), d0 = cpu.toDoubles(dProbs);
+    for (int r = 0; r < bh * t; r++) {
+      double bound = 0;
+      for (int j = 0; j < t; j++) {
+        bound += Math.abs(d0[r * t + j] * p[r * t + j]);
+      }
+      for (int j = 0; j < t; j++) {
+        int e = r * t + j;
+        double tol = 2 * Math.ulp((float) expected[e]) + scale * p[e] * t * 0x1p-52 * bound;
+        assertTrue(Math.abs(expected[e] - actual[e]) <= tol, "d(scores)[" + e + "]: " + expected[e] + " vs " + actual[e]);
+      }
+    }
+  }
+
+  @ParameterizedTest(name = "rotate={0} toRows={1}")
+  @CsvSource({"false,false", "false,true", "true,false", "true,true"})
+  void ropeLayoutMatchesTheCpuBackend(boolean rotate, boolean toRows) {
+    int batch = 2, heads = 3, seq = 5, hd = 6, half = hd / 2;
+    Tensor rows = gaussian(batch * seq, heads * hd), split = gaussian(batch * heads, seq, hd);
+    Tensor cos = cpu.zeros(DType.F64, seq, half), sin = cpu.zeros(DType.F64, seq, half);
+    double[] c = new double[seq * half], sn = new double[seq * half];
+    for (int i = 0; i < c.length; i++) {
+      double angle = (i / half) / Math.pow(10000, 2.0 * (i % half) / hd);
+      c[i] = Math.cos(angle);
+      sn[i] = Math.sin(angle);
+    }
+    cpu.fromDoubles(c, cos);
+    cpu.fromDoubles(sn, sin);
+    long rowsd = upload(rows), splitd = upload(split), cosd = upload(cos), sind = upload(sin);
+    cpu.ropeLayout(rows, split, batch, heads, rotate ? cos : null, rotate ? sin : null, toRows);
+    kernels.ropeLayout(rowsd, splitd, batch, heads, seq, hd, rotate ? cosd : 0, rotate ? sind : 0, toRows);
+    // The same double products, one rounding to F32 (1 ulp for a fused multiply-add on a GPU).
+    assertUlps("rows", cpu.toDoubles(rows), download(rowsd, DType.F32, batch * seq * heads * hd), 1);
+    assertUlps("heads", cpu.toDoubles(split), download(splitd, DType.F32, batch * heads * seq * hd), 1);
+  }
+
   @Test
   void bf16RoundingIsTheCpuBackendsBitForBit() {
     // Ties (round to even either way), the largest finite, infinities, a NaN, subnormals, random values.
