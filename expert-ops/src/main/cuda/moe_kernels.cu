@@ -413,6 +413,246 @@ extern "C" __global__ void moe_sum_in_order(const double* values, int n, double*
   out[index] = s;
 }
 
+// ---- routing: double arithmetic, one thread per token (or assignment), each in the CPU backend's order ----
+
+// probs [t, e] = softmax of the router logits, lse [t] their logsumexp.
+extern "C" __global__ void moe_router_softmax(const float* logits, double* probs, double* lse, int t, int e) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= t) {
+    return;
+  }
+  const float* l = logits + (long)i * e;
+  double m = -INFINITY;
+  for (int j = 0; j < e; j++) {
+    m = fmax(m, (double)l[j]);
+  }
+  double sum = 0;
+  for (int j = 0; j < e; j++) {
+    sum += exp(l[j] - m);
+  }
+  for (int j = 0; j < e; j++) {
+    probs[(long)i * e + j] = exp(l[j] - m) / sum;
+  }
+  lse[i] = m + log(sum);
+}
+
+// Token i's k choices of highest probs + bias (bias may be null), in the order (score descending, expert
+// ascending) without a per-token array: each choice is the best expert after the previous one in that
+// order. Gates are the probabilities, divided by their sum when normalize.
+extern "C" __global__ void moe_route_topk(const double* probs, const double* bias, int t, int e, int k, int normalize,
+                                          int* token, int* expert, double* gate) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= t) {
+    return;
+  }
+  const double* p = probs + (long)i * e;
+  double prevScore = INFINITY, sum = 0;
+  int prev = -1;
+  for (int s = 0; s < k; s++) {
+    int best = -1;
+    double bestScore = -INFINITY;
+    for (int j = 0; j < e; j++) {
+      double score = p[j] + (bias == nullptr ? 0.0 : bias[j]);
+      bool after = score < prevScore || (score == prevScore && j > prev);
+      if (after && (best < 0 || score > bestScore)) {
+        best = j;
+        bestScore = score;
+      }
+    }
+    prev = best;
+    prevScore = bestScore;
+    long a = (long)i * k + s;
+    token[a] = i;
+    expert[a] = best;
+    gate[a] = p[best];
+    sum += p[best];
+  }
+  if (normalize) {
+    for (int s = 0; s < k; s++) {
+      gate[(long)i * k + s] /= sum;
+    }
+  }
+}
+
+// Expert choice, step 1: chosen[i, j] = 1 when token i is among expert j's `capacity` tokens of highest
+// probability (earlier token on ties): its rank in column j is below capacity. One thread per (i, j).
+extern "C" __global__ void moe_expert_choice_mark(const double* probs, int t, int e, int capacity, int* chosen) {
+  long x = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (x >= (long)t * e) {
+    return;
+  }
+  int i = x / e, j = x % e;
+  double v = probs[x];
+  int rank = 0;
+  for (int u = 0; u < t && rank < capacity; u++) {
+    double w = probs[(long)u * e + j];
+    rank += (w > v || (w == v && u < i)) ? 1 : 0;
+  }
+  chosen[x] = rank < capacity ? 1 : 0;
+}
+
+// Expert choice, step 2: the chosen (token, expert) pairs listed in row-major order. One thread.
+extern "C" __global__ void moe_expert_choice_list(const double* probs, const int* chosen, int t, int e, int* token,
+                                                  int* expert, double* gate) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) {
+    return;
+  }
+  long a = 0;
+  for (long x = 0; x < (long)t * e; x++) {
+    if (chosen[x]) {
+      token[a] = x / e;
+      expert[a] = x % e;
+      gate[a] = probs[x];
+      a++;
+    }
+  }
+}
+
+// Hash routing: token i to the murmur3 finaliser of its id mod experts, gate 1 (Router.hashExpert).
+extern "C" __global__ void moe_route_hash(const int* ids, int t, int experts, int* token, int* expert, double* gate) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= t) {
+    return;
+  }
+  unsigned h = (unsigned)ids[i];
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  token[i] = i;
+  expert[i] = (int)(h % (unsigned)experts);
+  gate[i] = 1.0;
+}
+
+// order[rank] = the assignment of that rank by gate, descending, earlier first on ties (a stable sort):
+// each thread counts the assignments before its own. One thread per assignment.
+extern "C" __global__ void moe_rank_by_gate(const double* gate, int a, int* order) {
+  int x = blockIdx.x * blockDim.x + threadIdx.x;
+  if (x >= a) {
+    return;
+  }
+  double g = gate[x];
+  int rank = 0;
+  for (int y = 0; y < a; y++) {
+    rank += (gate[y] > g || (gate[y] == g && y < x)) ? 1 : 0;
+  }
+  order[rank] = x;
+}
+
+// The dispatch plan of Backend.planDispatch in one thread, in the CPU backend's order: the statistics
+// (assigned, kept per expert, probability sums per expert over tokens in order, sum of lse^2), the slots
+// (destination-major by expertOrder, then assignment order; -1 when dropped) and the send rows' tokens.
+// order: the assignments by priority (null: assignment order); scratch: a + 3e ints.
+extern "C" __global__ void moe_plan_dispatch(const int* token, const int* expert, const int* order, const double* probs,
+                                             const double* lse, int t, int a, int e, int capacity,
+                                             const int* expertOrder, int* slot, int* sendToken, double* stats,
+                                             int* scratch) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) {
+    return;
+  }
+  int *keep = scratch, *assigned = scratch + a, *kept = assigned + e, *cursor = kept + e;
+  for (int j = 0; j < e; j++) {
+    assigned[j] = 0;
+    kept[j] = 0;
+  }
+  for (int i = 0; i < a; i++) {
+    keep[i] = 0;
+  }
+  for (int i = 0; i < a; i++) {
+    assigned[expert[i]]++;
+    int as = order == nullptr ? i : order[i];
+    if (kept[expert[as]] < capacity) {
+      keep[as] = 1;
+      kept[expert[as]]++;
+    }
+  }
+  int row = 0;
+  for (int j = 0; j < e; j++) {
+    int x = expertOrder[j];
+    cursor[x] = row;
+    row += kept[x];
+  }
+  for (int i = 0; i < a; i++) {
+    if (keep[i]) {
+      int s = cursor[expert[i]]++;
+      slot[i] = s;
+      sendToken[s] = token[i];
+    } else {
+      slot[i] = -1;
+    }
+  }
+  for (int j = 0; j < e; j++) {
+    stats[j] = assigned[j];
+    stats[e + j] = kept[j];
+    stats[2 * e + j] = 0;
+  }
+  stats[3 * e] = 0;
+  if (probs != nullptr) {
+    for (int i = 0; i < t; i++) {
+      for (int j = 0; j < e; j++) {
+        stats[2 * e + j] += probs[(long)i * e + j];
+      }
+      stats[3 * e] += lse[i] * lse[i];
+    }
+  }
+}
+
+// The router's backward, step 1: dp [t, e] (zeroed by the caller) from the gates. With k > 0 (normalised
+// top-k) one thread per token, through the renormalisation; else one thread per assignment (each (token,
+// expert) pair is assigned at most once, so no two threads write one element).
+extern "C" __global__ void moe_router_backward_gates(const int* token, const int* expert, const double* gate,
+                                                     const double* dGate, const double* probs, int t, int e, int a,
+                                                     int k, double* dp) {
+  int x = blockIdx.x * blockDim.x + threadIdx.x;
+  if (k > 0) {
+    if (x >= t) {
+      return;
+    }
+    double s = 0, dot = 0;
+    for (int j = 0; j < k; j++) {
+      long as = (long)x * k + j;
+      s += probs[(long)x * e + expert[as]];
+      dot += dGate[as] * gate[as];
+    }
+    for (int j = 0; j < k; j++) {
+      long as = (long)x * k + j;
+      dp[(long)x * e + expert[as]] += (dGate[as] - dot) / s;
+    }
+  } else if (x < a) {
+    dp[(long)token[x] * e + expert[x]] += dGate[x];
+  }
+}
+
+// Step 2, one thread per token: the aux gradient (aux may be null), then through the softmax, plus the
+// z-loss: dLogits = p (dp - dp.p) + 2 zScale lse p.
+extern "C" __global__ void moe_router_backward_softmax(const double* probs, const double* lse, const double* aux,
+                                                       double zScale, int t, int e, double* dp, float* dLogits) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= t) {
+    return;
+  }
+  double dot = 0;
+  for (int j = 0; j < e; j++) {
+    long x = (long)i * e + j;
+    if (aux != nullptr) {
+      dp[x] += aux[j];
+    }
+    dot += dp[x] * probs[x];
+  }
+  for (int j = 0; j < e; j++) {
+    long x = (long)i * e + j;
+    dLogits[x] = (float)(probs[x] * (dp[x] - dot) + 2 * zScale * lse[i] * probs[x]);
+  }
+}
+
+extern "C" __global__ void moe_fill_f64(double* t, double value, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    t[i] = value;
+  }
+}
+
 // ---- optimizer: one thread per element ----
 
 // m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w = w * decay - stepSize * m / (sqrt(v) / bc2Sqrt + eps).
@@ -471,4 +711,14 @@ extern "C" __global__ void moe_from_bf16(const __nv_bfloat16* src, float* dst, l
   X(moe_sum_squares)          \
   X(moe_causal_softmax_forward) \
   X(moe_causal_softmax_backward) \
-  X(moe_rope_layout)
+  X(moe_rope_layout)          \
+  X(moe_router_softmax)       \
+  X(moe_route_topk)           \
+  X(moe_expert_choice_mark)   \
+  X(moe_expert_choice_list)   \
+  X(moe_route_hash)           \
+  X(moe_rank_by_gate)         \
+  X(moe_plan_dispatch)        \
+  X(moe_router_backward_gates) \
+  X(moe_router_backward_softmax) \
+  X(moe_fill_f64)

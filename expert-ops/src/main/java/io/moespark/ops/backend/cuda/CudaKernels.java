@@ -188,6 +188,75 @@ public final class CudaKernels {
     }
   }
 
+  // ---- routing (F64 arithmetic; token, expert and row indices I32) ----
+
+  /** probs [t, e] (F64) = softmax of the logits [t, e] (F32); lse [t] (F64). */
+  public void routerSoftmax(long logits, long probs, long lse, int t, int e) {
+    if (t > 0) {
+      device.launch("moe_router_softmax", blocks(t), BLOCK, KernelArgs.of().ptr(logits).ptr(probs).ptr(lse).i32(t).i32(e));
+    }
+  }
+
+  /** Top-k per token of probs + bias (bias 0: none): assignment t k + s; gates renormalised when normalize. */
+  public void routeTopK(long probs, long bias, int t, int e, int k, boolean normalize, long token, long expert, long gate) {
+    if (t > 0) {
+      device.launch("moe_route_topk", blocks(t), BLOCK, KernelArgs.of().ptr(probs).ptr(bias).i32(t).i32(e).i32(k)
+          .i32(normalize ? 1 : 0).ptr(token).ptr(expert).ptr(gate));
+    }
+  }
+
+  /** Expert choice: each expert's {@code capacity} tokens, listed in (token, expert) order; chosen: I32 [t, e] scratch. */
+  public void routeExpertChoice(long probs, int t, int e, int capacity, long chosen, long token, long expert, long gate) {
+    if ((long) t * e == 0) {
+      return;
+    }
+    device.launch("moe_expert_choice_mark", blocks((long) t * e), BLOCK,
+        KernelArgs.of().ptr(probs).i32(t).i32(e).i32(capacity).ptr(chosen));
+    device.launch("moe_expert_choice_list", 1, 1,
+        KernelArgs.of().ptr(probs).ptr(chosen).i32(t).i32(e).ptr(token).ptr(expert).ptr(gate));
+  }
+
+  /** Hash routing of t tokens by their ids. */
+  public void routeHash(long ids, int t, int experts, long token, long expert, long gate) {
+    if (t > 0) {
+      device.launch("moe_route_hash", blocks(t), BLOCK, KernelArgs.of().ptr(ids).i32(t).i32(experts).ptr(token)
+          .ptr(expert).ptr(gate));
+    }
+  }
+
+  /**
+   * The dispatch plan of a assignments (see {@code Backend.planDispatch}); probs and lse 0 when the router
+   * has none (hash). Scratch: order (I32 [a], by gate when byGate) and work (I32 [a + 3e]).
+   */
+  public void planDispatch(long token, long expert, long gate, long probs, long lse, int t, int a, int e, int capacity,
+      boolean byGate, long expertOrder, long slot, long sendToken, long stats, long order, long work) {
+    if (byGate && a > 0) {
+      device.launch("moe_rank_by_gate", blocks(a), BLOCK, KernelArgs.of().ptr(gate).i32(a).ptr(order));
+    }
+    device.launch("moe_plan_dispatch", 1, 1, KernelArgs.of().ptr(token).ptr(expert).ptr(byGate && a > 0 ? order : 0)
+        .ptr(probs).ptr(lse).i32(t).i32(a).i32(e).i32(capacity).ptr(expertOrder).ptr(slot).ptr(sendToken).ptr(stats)
+        .ptr(work));
+  }
+
+  /**
+   * The router's backward into dLogits [t, e] (F32, overwritten); aux 0: none; dp: F64 [t, e] scratch.
+   * {@code normalizedTopK} = k > 0 goes through each token's renormalised k gates.
+   */
+  public void routerBackward(long token, long expert, long gate, long dGate, long probs, long lse, long aux,
+      double zScale, int normalizedTopK, int t, int e, int a, long dp, long dLogits) {
+    if ((long) t * e == 0) {
+      return;
+    }
+    device.launch("moe_fill_f64", blocks((long) t * e), BLOCK, KernelArgs.of().ptr(dp).f64(0).i64((long) t * e));
+    int threads = normalizedTopK > 0 ? t : a;
+    if (threads > 0) {
+      device.launch("moe_router_backward_gates", blocks(threads), BLOCK, KernelArgs.of().ptr(token).ptr(expert)
+          .ptr(gate).ptr(dGate).ptr(probs).i32(t).i32(e).i32(a).i32(normalizedTopK).ptr(dp));
+    }
+    device.launch("moe_router_backward_softmax", blocks(t), BLOCK, KernelArgs.of().ptr(probs).ptr(lse).ptr(aux)
+        .f64(zScale).i32(t).i32(e).ptr(dp).ptr(dLogits));
+  }
+
   /** dst (bf16) = src (F32) rounded to nearest even. */
   public void toBf16(long src, long dst, long n) {
     if (n > 0) {

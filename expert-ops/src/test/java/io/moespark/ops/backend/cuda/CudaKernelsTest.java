@@ -290,6 +290,142 @@ class CudaKernelsTest {
     assertUlps("heads", cpu.toDoubles(split), download(splitd, DType.F32, batch * heads * seq * hd), 1);
   }
 
+  @ParameterizedTest(name = "t={0} e={1} k={2} normalize={3} bias={4}")
+  @CsvSource({"0,4,2,true,false", "1,3,1,false,false", "37,8,2,true,true", "37,8,3,false,false", "50,5,5,true,true"})
+  void topKRoutingPlanAndBackwardMatchTheCpuBackend(int t, int e, int k, boolean normalize, boolean withBias) {
+    Tensor logits = tiedLogits(t, e);
+    Tensor probs = cpu.zeros(DType.F64, t, e), lse = cpu.zeros(DType.F64, t);
+    long logitsd = upload(logits), probsd = device.alloc(8L * t * e), lsed = device.alloc(8L * t);
+    cpu.routerSoftmax(logits, probs, lse);
+    kernels.routerSoftmax(logitsd, probsd, lsed, t, e);
+    // exp and log of glibc against Java's (each within an ulp): a few ulp of a double.
+    assertRelative("probs", cpu.toDoubles(probs), download(probsd, DType.F64, t * e), 1e-15);
+    assertRelative("lse", cpu.toDoubles(lse), download(lsed, DType.F64, t), 1e-15);
+
+    // From here on both sides read the same probabilities: choices, gates and sums must be equal.
+    probsd = upload(probs);
+    lsed = upload(lse);
+    Tensor bias = null;
+    long biasd = 0;
+    if (withBias) {
+      bias = cpu.zeros(DType.F64, e);
+      double[] b = new double[e];
+      b[e / 2] = 0.25; // enough to move choices
+      b[0] = -0.1;
+      cpu.fromDoubles(b, bias);
+      biasd = upload(bias);
+    }
+    int a = t * k;
+    Tensor token = cpu.zeros(DType.I32, a), expert = cpu.zeros(DType.I32, a), gate = cpu.zeros(DType.F64, a);
+    long tokend = device.alloc(4L * a), expertd = device.alloc(4L * a), gated = device.alloc(8L * a);
+    cpu.routeTopK(probs, bias, k, normalize, token, expert, gate);
+    kernels.routeTopK(probsd, biasd, t, e, k, normalize, tokend, expertd, gated);
+    assertIntsEqual("token", token, tokend, a);
+    assertIntsEqual("expert", expert, expertd, a);
+    assertUlps("gate", cpu.toDoubles(gate), download(gated, DType.F64, a), 0);
+
+    checkPlanAndBackward(t, e, a, token, expert, gate, probs, lse, normalize ? k : 0,
+        tokend, expertd, gated, probsd, lsed);
+  }
+
+  @ParameterizedTest(name = "t={0} e={1} capacity={2}")
+  @CsvSource({"1,2,1", "30,6,5", "30,6,30"})
+  void expertChoiceRoutingPlanAndBackwardMatchTheCpuBackend(int t, int e, int capacity) {
+    Tensor logits = tiedLogits(t, e);
+    Tensor probs = cpu.zeros(DType.F64, t, e), lse = cpu.zeros(DType.F64, t);
+    cpu.routerSoftmax(logits, probs, lse);
+    long probsd = upload(probs), lsed = upload(lse);
+    int a = capacity * e;
+    Tensor token = cpu.zeros(DType.I32, a), expert = cpu.zeros(DType.I32, a), gate = cpu.zeros(DType.F64, a);
+    long tokend = device.alloc(4L * a), expertd = device.alloc(4L * a), gated = device.alloc(8L * a),
+        chosen = device.alloc(4L * t * e);
+    cpu.routeExpertChoice(probs, capacity, token, expert, gate);
+    kernels.routeExpertChoice(probsd, t, e, capacity, chosen, tokend, expertd, gated);
+    assertIntsEqual("token", token, tokend, a);
+    assertIntsEqual("expert", expert, expertd, a);
+    assertUlps("gate", cpu.toDoubles(gate), download(gated, DType.F64, a), 0);
+    checkPlanAndBackward(t, e, a, token, expert, gate, probs, lse, 0, tokend, expertd, gated, probsd, lsed);
+  }
+
+  @Test
+  void hashRoutingMatchesTheCpuBackend() {
+    int t = 300, e = 7;
+    int[] ids = new int[t];
+    for (int i = 0; i < t; i++) {
+      ids[i] = i < 3 ? new int[] {0, -1, Integer.MIN_VALUE}[i] : random.nextInt(50_000);
+    }
+    Tensor idsT = ints(ids), token = cpu.zeros(DType.I32, t), expert = cpu.zeros(DType.I32, t),
+        gate = cpu.zeros(DType.F64, t);
+    long tokend = device.alloc(4L * t), expertd = device.alloc(4L * t), gated = device.alloc(8L * t);
+    cpu.routeHash(idsT, e, token, expert, gate);
+    kernels.routeHash(upload(idsT), t, e, tokend, expertd, gated);
+    assertIntsEqual("token", token, tokend, t);
+    assertIntsEqual("expert", expert, expertd, t);
+    assertUlps("gate", cpu.toDoubles(gate), download(gated, DType.F64, t), 0);
+  }
+
+  /** planDispatch (by position and by gate, with dropping, experts in a shuffled order) and routerBackward. */
+  private void checkPlanAndBackward(int t, int e, int a, Tensor token, Tensor expert, Tensor gate, Tensor probs,
+      Tensor lse, int normalizedTopK, long tokend, long expertd, long gated, long probsd, long lsed) {
+    int[] order = new int[e];
+    for (int j = 0; j < e; j++) {
+      order[j] = e - 1 - j; // the destination-major order: here the experts reversed
+    }
+    Tensor orderT = ints(order);
+    long orderd = upload(orderT);
+    for (boolean byGate : new boolean[] {false, true}) {
+      int capacity = Math.max(1, a / e - 1); // some drop
+      Tensor slot = cpu.zeros(DType.I32, a), send = cpu.zeros(DType.I32, Math.max(1, a)),
+          stats = cpu.zeros(DType.F64, 3 * e + 1);
+      long slotd = device.alloc(4L * a), sendd = device.alloc(4L * Math.max(1, a)), statsd = device.alloc(8L * (3 * e + 1)),
+          rank = device.alloc(4L * a), work = device.alloc(4L * (a + 3 * e));
+      cpu.fill(send, 0);
+      cpu.planDispatch(token, expert, gate, probs, lse, capacity, byGate, orderT, slot, send, stats);
+      kernels.planDispatch(tokend, expertd, gated, probsd, lsed, t, a, e, capacity, byGate, orderd, slotd, sendd, statsd,
+          rank, work);
+      assertIntsEqual("slot (byGate " + byGate + ")", slot, slotd, a);
+      int rows = (int) java.util.Arrays.stream(cpu.toDoubles(slot)).filter(x -> x >= 0).count();
+      assertIntsEqual("send rows (byGate " + byGate + ")", cpu.view(send, 0, rows), sendd, rows);
+      assertUlps("stats (byGate " + byGate + ")", cpu.toDoubles(stats), download(statsd, DType.F64, 3 * e + 1), 0);
+    }
+    Tensor dGate = cpu.zeros(DType.F64, a), aux = cpu.zeros(DType.F64, e), dLogits = cpu.zeros(DType.F32, t, e);
+    double[] dg = new double[a], ax = new double[e];
+    for (int i = 0; i < a; i++) {
+      dg[i] = random.nextGaussian();
+    }
+    for (int j = 0; j < e; j++) {
+      ax[j] = random.nextGaussian() * 0.01;
+    }
+    cpu.fromDoubles(dg, dGate);
+    cpu.fromDoubles(ax, aux);
+    long dLogitsd = device.alloc(4L * t * e), dp = device.alloc(8L * t * e);
+    cpu.routerBackward(token, expert, gate, dGate, probs, lse, aux, 1e-3, normalizedTopK, dLogits);
+    kernels.routerBackward(tokend, expertd, gated, upload(dGate), probsd, lsed, upload(aux), 1e-3, normalizedTopK, t, e, a,
+        dp, dLogitsd);
+    // The same double arithmetic in the same order per token, one rounding to F32.
+    assertUlps("dLogits", cpu.toDoubles(dLogits), download(dLogitsd, DType.F32, t * e), 0);
+  }
+
+  /** Router logits with many exact ties (whole numbers): the choices' tie rules are exercised. */
+  private Tensor tiedLogits(int t, int e) {
+    double[] v = new double[t * e];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = Math.round(random.nextGaussian() * 1.5);
+    }
+    Tensor l = cpu.zeros(DType.F32, t, e);
+    cpu.fromDoubles(v, l);
+    return l;
+  }
+
+  private void assertIntsEqual(String what, Tensor expected, long actual, int n) {
+    ByteBuffer b = ByteBuffer.allocate(4 * n).order(ByteOrder.LITTLE_ENDIAN);
+    device.copyToHost(actual, b);
+    double[] e = cpu.toDoubles(expected);
+    for (int i = 0; i < n; i++) {
+      assertEquals((int) e[i], b.getInt(4 * i), what + "[" + i + "]");
+    }
+  }
+
   @Test
   void bf16RoundingIsTheCpuBackendsBitForBit() {
     // Ties (round to even either way), the largest finite, infinities, a NaN, subnormals, random values.
