@@ -89,3 +89,32 @@ extern "C" int moe_host_launch(const char* name, unsigned gx, unsigned gy, unsig
   }
   return 0;
 }
+
+// cuBLAS's cublasSgemm on the host, with its exact argument semantics (column-major, op, leading
+// dimensions) and the reference BLAS's argument checks, so that the CUDA backend's GEMM calls (the
+// row-major to column-major mapping, the leading dimensions) are checked without a GPU. Returns 0, or the
+// position of the first bad argument as the reference BLAS's xerbla numbers it (m = 3 ... ldc = 13).
+// Sums in double in k order: one rounding per element of C.
+extern "C" int moe_host_sgemm(int transa, int transb, int m, int n, int k, float alpha, const float* a, int lda,
+                              const float* b, int ldb, float beta, float* c, int ldc) {
+  int rowsA = transa ? k : m, rowsB = transb ? n : k;
+  if (m < 0) return 3;
+  if (n < 0) return 4;
+  if (k < 0) return 5;
+  if (lda < (rowsA > 1 ? rowsA : 1)) return 8;
+  if (ldb < (rowsB > 1 ? rowsB : 1)) return 10;
+  if (ldc < (m > 1 ? m : 1)) return 13;
+  for (int j = 0; j < n; j++) {
+    for (int i = 0; i < m; i++) {
+      double acc = 0;
+      for (int l = 0; l < k; l++) {
+        double x = transa ? a[l + (long)i * lda] : a[i + (long)l * lda];
+        double y = transb ? b[j + (long)l * ldb] : b[l + (long)j * ldb];
+        acc += x * y;
+      }
+      float* out = c + i + (long)j * ldc;
+      *out = beta == 0.0f ? (float)(alpha * acc) : (float)(alpha * acc + (double)beta * *out);
+    }
+  }
+  return 0;
+}

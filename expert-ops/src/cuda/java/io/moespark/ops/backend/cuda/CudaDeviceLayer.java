@@ -17,15 +17,26 @@ import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
 import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
 import static org.bytedeco.cuda.global.cudart.cuModuleUnload;
 
+import static org.bytedeco.cuda.global.cublas.CUBLAS_OP_N;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_OP_T;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_PEDANTIC_MATH;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_STATUS_SUCCESS;
+import static org.bytedeco.cuda.global.cublas.cublasCreate_v2;
+import static org.bytedeco.cuda.global.cublas.cublasDestroy_v2;
+import static org.bytedeco.cuda.global.cublas.cublasSetMathMode;
+import static org.bytedeco.cuda.global.cublas.cublasSgemm_v2;
+
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.util.HashMap;
 import java.util.Map;
+import org.bytedeco.cuda.cublas.cublasContext;
 import org.bytedeco.cuda.cudart.CUctx_st;
 import org.bytedeco.cuda.cudart.CUfunc_st;
 import org.bytedeco.cuda.cudart.CUmod_st;
 import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.LongPointer;
 import org.bytedeco.javacpp.PointerPointer;
 
@@ -44,6 +55,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
   private final CUctx_st context = new CUctx_st();
   private final CUmod_st module = new CUmod_st();
   private final Map<String, CUfunc_st> functions = new HashMap<>();
+  private final cublasContext blas = new cublasContext();
 
   private CudaDeviceLayer(int ordinal) {
     this.ordinal = ordinal;
@@ -75,6 +87,9 @@ public final class CudaDeviceLayer implements DeviceLayer {
     BytePointer bytes = new BytePointer(image.length);
     bytes.put(image);
     check(cuModuleLoadData(d.module, bytes), "cuModuleLoadData " + FATBIN);
+    checkBlas(cublasCreate_v2(d.blas), "cublasCreate (libcublas.so.13)");
+    // fp32 as the parity mode: no TF32 tensor-op rounding of the inputs.
+    checkBlas(cublasSetMathMode(d.blas, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
     return d;
   }
 
@@ -148,6 +163,29 @@ public final class CudaDeviceLayer implements DeviceLayer {
     check(cuLaunchKernel(f, blocks, 1, 1, threads, 1, 1, 0, null, params, null), kernel + " on " + name());
   }
 
+  @Override
+  public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
+      float beta, long c, int ldc) {
+    onOwner();
+    checkBlas(cublasSgemm_v2(blas, transA ? CUBLAS_OP_T : CUBLAS_OP_N, transB ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k,
+        new FloatPointer(alpha), at(a), lda, at(b), ldb, new FloatPointer(beta), at(c), ldc), "cublasSgemm");
+  }
+
+  /** A device address as the pointer type JavaCPP's cuBLAS signatures take (never dereferenced on the host). */
+  private static FloatPointer at(long address) {
+    return new FloatPointer() {
+      {
+        this.address = address;
+      }
+    };
+  }
+
+  private static void checkBlas(int status, String what) {
+    if (status != CUBLAS_STATUS_SUCCESS) {
+      throw new IllegalStateException(what + ": cuBLAS status " + status);
+    }
+  }
+
   private void onOwner() {
     if (Thread.currentThread() != owner) {
       throw new IllegalStateException(name() + " was opened on thread " + owner.getName() + ", used from "
@@ -158,6 +196,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
   @Override
   public void close() {
     onOwner();
+    checkBlas(cublasDestroy_v2(blas), "cublasDestroy");
     check(cuModuleUnload(module), "cuModuleUnload");
     check(cuDevicePrimaryCtxRelease(ordinal), "cuDevicePrimaryCtxRelease " + ordinal);
   }

@@ -74,6 +74,24 @@ public final class CudaKernels {
     }
   }
 
+  /**
+   * C [m, n] = op(A) op(B) + beta C on row-major matrices: A stored [aRows, aCols], B [bRows, bCols]. A
+   * row-major matrix is its transpose in column-major order, so this is the column-major product C^T =
+   * op(B)^T op(A)^T: B first, each operand's leading dimension its row length.
+   */
+  public void gemm(long a, int aRows, int aCols, long b, int bRows, int bCols, long c, boolean transA, boolean transB,
+      double beta) {
+    int m = transA ? aCols : aRows, k = transA ? aRows : aCols, n = transB ? bRows : bCols;
+    if ((transB ? bCols : bRows) != k) {
+      throw new IllegalArgumentException("GEMM of op(A) " + m + "x" + k + " and op(B) with " + (transB ? bCols : bRows)
+          + " rows");
+    }
+    if ((long) m * n == 0) {
+      return;
+    }
+    device.sgemm(transB, transA, n, m, k, 1f, b, Math.max(1, bCols), a, Math.max(1, aCols), (float) beta, c, n);
+  }
+
   /** a = gelu(h1), tanh approximation. */
   public void geluForward(long h1, long a, long n) {
     if (n > 0) {

@@ -28,6 +28,13 @@ public interface DeviceLayer extends AutoCloseable {
   /** Runs {@code kernel} over {@code blocks} blocks of {@code threads} threads each. */
   void launch(String kernel, int blocks, int threads, KernelArgs args);
 
+  /**
+   * cuBLAS's {@code cublasSgemm}: C = alpha op(A) op(B) + beta C on column-major matrices, op(A) m x k,
+   * op(B) k x n, C m x n, with leading dimensions lda, ldb, ldc (C is not read when beta is 0).
+   */
+  void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
+      float beta, long c, int ldc);
+
   @Override
   void close();
 }

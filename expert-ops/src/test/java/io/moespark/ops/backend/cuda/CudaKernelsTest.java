@@ -426,6 +426,40 @@ class CudaKernelsTest {
     }
   }
 
+  @ParameterizedTest(name = "m={0} n={1} k={2} transA={3} transB={4} beta={5}")
+  @CsvSource({"3,5,7,false,false,0", "3,5,7,true,false,1", "3,5,7,false,true,0", "3,5,7,true,true,1",
+      "1,1,1,false,true,0", "17,9,33,true,false,1", "4,6,0,false,false,1", "4,6,0,true,true,0", "0,6,3,false,false,0"})
+  void gemmMatchesTheCpuBackend(int m, int n, int k, boolean transA, boolean transB, double beta) {
+    Tensor a = transA ? gaussian(k, m) : gaussian(m, k), b = transB ? gaussian(n, k) : gaussian(k, n), c = gaussian(m, n);
+    long ad = upload(a), bd = upload(b), cd = upload(c);
+    double[] c0 = cpu.toDoubles(c), av = cpu.toDoubles(a), bv = cpu.toDoubles(b);
+    cpu.gemm(a, b, c, transA, transB, beta);
+    kernels.gemm(ad, (int) a.size(0), (int) a.size(1), bd, (int) b.size(0), (int) b.size(1), cd, transA, transB, beta);
+    double[] expected = cpu.toDoubles(c), actual = download(cd, DType.F32, m * n);
+    // F32 products summed in some order (OpenBLAS) against double sums: within k 2^-24 of sum |a b| + |beta c|.
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < n; j++) {
+        double bound = Math.abs(beta * c0[i * n + j]);
+        for (int l = 0; l < k; l++) {
+          bound += Math.abs((transA ? av[l * m + i] : av[i * k + l]) * (transB ? bv[j * k + l] : bv[l * n + j]));
+        }
+        int e = i * n + j;
+        assertTrue(Math.abs(expected[e] - actual[e]) <= (k + 2) * 0x1p-24 * bound,
+            "C[" + i + "," + j + "]: " + expected[e] + " vs " + actual[e]);
+      }
+    }
+  }
+
+  @Test
+  void aWrongLeadingDimensionIsRefusedAsCublasWould() {
+    long a = device.alloc(4 * 12), b = device.alloc(4 * 12), c = device.alloc(4 * 9);
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> device.sgemm(false, false, 3, 3, 4, 1f, a, 2, b, 4, 0f, c, 3));
+    assertTrue(e.getMessage().contains("parameter 8"), e.getMessage()); // lda < m, as the reference BLAS numbers it
+    assertThrows(IllegalArgumentException.class, () -> device.sgemm(false, false, 3, 3, 4, 1f, a, 3, b, 5, 0f, c, 3),
+        "ldb 5 reads past B");
+  }
+
   @Test
   void bf16RoundingIsTheCpuBackendsBitForBit() {
     // Ties (round to even either way), the largest finite, infinities, a NaN, subnormals, random values.

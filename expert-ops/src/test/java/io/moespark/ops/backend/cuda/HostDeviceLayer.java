@@ -19,6 +19,9 @@ final class HostDeviceLayer implements DeviceLayer {
   /** The host library's one entry point (host_launch.cpp). */
   interface Kernels extends Library {
     int moe_host_launch(String name, int gx, int gy, int gz, int bx, int by, int bz, Pointer args);
+
+    int moe_host_sgemm(int transa, int transb, int m, int n, int k, float alpha, Pointer a, int lda, Pointer b, int ldb,
+        float beta, Pointer c, int ldc);
   }
 
   private static final Kernels KERNELS = Native.load(library(), Kernels.class);
@@ -93,6 +96,26 @@ final class HostDeviceLayer implements DeviceLayer {
       });
     }
     launches++;
+  }
+
+  @Override
+  public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
+      float beta, long c, int ldc) {
+    // Every element the product reads or writes lies in live memory (a wrong leading dimension reads past it).
+    check(a, extent(transA ? m : k, lda, transA ? k : m), "sgemm A");
+    check(b, extent(transB ? k : n, ldb, transB ? n : k), "sgemm B");
+    check(c, extent(n, ldc, m), "sgemm C");
+    int rc = KERNELS.moe_host_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, new Pointer(a), lda, new Pointer(b),
+        ldb, beta, new Pointer(c), ldc);
+    if (rc != 0) {
+      throw new IllegalArgumentException("sgemm: parameter " + rc + " is invalid (m=" + m + " n=" + n + " k=" + k
+          + " lda=" + lda + " ldb=" + ldb + " ldc=" + ldc + ")");
+    }
+  }
+
+  /** Bytes a column-major F32 matrix of {@code cols} columns of {@code rows} rows spans with leading dimension ld. */
+  private static long extent(int cols, int ld, int rows) {
+    return cols == 0 || rows == 0 ? 0 : 4L * ((long) (cols - 1) * ld + rows);
   }
 
   /** Launches so far. */
