@@ -39,17 +39,13 @@ public final class CudaKernels {
 
   /** a = silu(h1) * h3; saved = sigmoid(h1); n elements. */
   public void swigluForward(long h1, long h3, long a, long saved, long n) {
-    if (n > 0) {
-      device.launch("moe_swiglu_forward", blocks(n), BLOCK, KernelArgs.of().ptr(h1).ptr(h3).ptr(a).ptr(saved).i64(n));
-    }
+    overElements("moe_swiglu_forward", n, KernelArgs.of().ptr(h1).ptr(h3).ptr(a).ptr(saved).i64(n));
   }
 
   /** dh3 = da * silu(h1); dh1 = da * h3 * s * (1 + h1 (1 - s)) with s = saved; overwrites. */
   public void swigluBackward(long h1, long h3, long saved, long da, long dh1, long dh3, long n) {
-    if (n > 0) {
-      device.launch("moe_swiglu_backward", blocks(n), BLOCK,
-          KernelArgs.of().ptr(h1).ptr(h3).ptr(saved).ptr(da).ptr(dh1).ptr(dh3).i64(n));
-    }
+    overElements("moe_swiglu_backward", n,
+        KernelArgs.of().ptr(h1).ptr(h3).ptr(saved).ptr(da).ptr(dh1).ptr(dh3).i64(n));
   }
 
   /**
@@ -68,10 +64,8 @@ public final class CudaKernels {
   /** One AdamW update of n elements, in PyTorch's order (see {@code Backend.adamw}). */
   public void adamw(long w, long g, long m, long v, long n, double beta1, double beta2, double eps, double decay,
       double stepSize, double bc2Sqrt) {
-    if (n > 0) {
-      device.launch("moe_adamw", blocks(n), BLOCK, KernelArgs.of().ptr(w).ptr(g).ptr(m).ptr(v).i64(n).f64(beta1)
-          .f64(beta2).f64(eps).f64(decay).f64(stepSize).f64(bc2Sqrt));
-    }
+    overElements("moe_adamw", n, KernelArgs.of().ptr(w).ptr(g).ptr(m).ptr(v).i64(n).f64(beta1).f64(beta2).f64(eps)
+        .f64(decay).f64(stepSize).f64(bc2Sqrt));
   }
 
   /**
@@ -94,36 +88,26 @@ public final class CudaKernels {
 
   /** a = gelu(h1), tanh approximation. */
   public void geluForward(long h1, long a, long n) {
-    if (n > 0) {
-      device.launch("moe_gelu_forward", blocks(n), BLOCK, KernelArgs.of().ptr(h1).ptr(a).i64(n));
-    }
+    overElements("moe_gelu_forward", n, KernelArgs.of().ptr(h1).ptr(a).i64(n));
   }
 
   /** dh1 = da * gelu'(h1); overwrites. */
   public void geluBackward(long h1, long da, long dh1, long n) {
-    if (n > 0) {
-      device.launch("moe_gelu_backward", blocks(n), BLOCK, KernelArgs.of().ptr(h1).ptr(da).ptr(dh1).i64(n));
-    }
+    overElements("moe_gelu_backward", n, KernelArgs.of().ptr(h1).ptr(da).ptr(dh1).i64(n));
   }
 
   public void fill(long t, float value, long n) {
-    if (n > 0) {
-      device.launch("moe_fill", blocks(n), BLOCK, KernelArgs.of().ptr(t).f32(value).i64(n));
-    }
+    overElements("moe_fill", n, KernelArgs.of().ptr(t).f32(value).i64(n));
   }
 
   /** y += x. */
   public void add(long y, long x, long n) {
-    if (n > 0) {
-      device.launch("moe_add", blocks(n), BLOCK, KernelArgs.of().ptr(y).ptr(x).i64(n));
-    }
+    overElements("moe_add", n, KernelArgs.of().ptr(y).ptr(x).i64(n));
   }
 
   /** t *= s (in F32). */
   public void scale(long t, float s, long n) {
-    if (n > 0) {
-      device.launch("moe_scale", blocks(n), BLOCK, KernelArgs.of().ptr(t).f32(s).i64(n));
-    }
+    overElements("moe_scale", n, KernelArgs.of().ptr(t).f32(s).i64(n));
   }
 
   /** dst[i] = src[srcRow[i]] for i in [0, count), rows of width d; a negative row gives zeros. */
@@ -200,10 +184,8 @@ public final class CudaKernels {
   public void ropeLayout(long rows, long heads, int batch, int nHeads, int seq, int hd, long cos, long sin,
       boolean toRows) {
     long n = (long) batch * nHeads * seq * hd;
-    if (n > 0) {
-      device.launch("moe_rope_layout", blocks(n), BLOCK, KernelArgs.of().ptr(rows).ptr(heads).i32(batch).i32(nHeads)
-          .i32(seq).i32(hd).ptr(cos).ptr(sin).i32(toRows ? 1 : 0));
-    }
+    overElements("moe_rope_layout", n, KernelArgs.of().ptr(rows).ptr(heads).i32(batch).i32(nHeads).i32(seq).i32(hd)
+        .ptr(cos).ptr(sin).i32(toRows ? 1 : 0));
   }
 
   // ---- routing (F64 arithmetic; token, expert and row indices I32) ----
@@ -277,15 +259,18 @@ public final class CudaKernels {
 
   /** dst (bf16) = src (F32) rounded to nearest even. */
   public void toBf16(long src, long dst, long n) {
-    if (n > 0) {
-      device.launch("moe_to_bf16", blocks(n), BLOCK, KernelArgs.of().ptr(src).ptr(dst).i64(n));
-    }
+    overElements("moe_to_bf16", n, KernelArgs.of().ptr(src).ptr(dst).i64(n));
   }
 
   /** dst (F32) = src (bf16), exactly. */
   public void fromBf16(long src, long dst, long n) {
+    overElements("moe_from_bf16", n, KernelArgs.of().ptr(src).ptr(dst).i64(n));
+  }
+
+  /** A kernel of one thread per element over n elements (no launch for none). */
+  private void overElements(String kernel, long n, KernelArgs args) {
     if (n > 0) {
-      device.launch("moe_from_bf16", blocks(n), BLOCK, KernelArgs.of().ptr(src).ptr(dst).i64(n));
+      device.launch(kernel, blocks(n), BLOCK, args);
     }
   }
 
