@@ -236,7 +236,6 @@ public final class SocketTransport implements BlockTransport {
     context.close();
   }
 
-  /** Receives blocks into the mailbox; the buffer is copied because Spark reuses it after the call. */
   /**
    * Spark's authentication handler answers a failed handshake with an RPC failure that carries the server's
    * Java stack trace. A rank's port answers a client that has not authenticated with nothing: the
@@ -311,6 +310,7 @@ public final class SocketTransport implements BlockTransport {
     }
   }
 
+  /** Receives blocks into the mailbox; the buffer is copied because Spark reuses it after the call. */
   private final class Inbox extends RpcHandler {
     private final StreamManager streams = new NoOpRpcHandler().getStreamManager();
 
