@@ -1,17 +1,21 @@
 // The host library's entry point: launches a kernel of moe_kernels.cu by name, over its grid, with its
 // arguments packed as cuLaunchKernel takes them (an array of pointers to each argument's value), so the
 // Java side packs a launch the same way for the GPU and for the host.
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "moe_kernels.cu"
 
 namespace moe_host {
-thread_local moe_dim3 thread_idx;
-moe_dim3 block_idx, block_dim, grid_dim;
-double shuffle_exchange[1024];
+thread_local moe_dim3 thread_idx, block_idx;
+moe_dim3 block_dim, grid_dim;
+thread_local double shuffle_exchange[1024];
 }  // namespace moe_host
 
 namespace {
@@ -40,12 +44,131 @@ struct Entry {
 #define MOE_ENTRY(k) {#k, &trampoline<k>},
 const Entry kEntries[] = {MOE_KERNELS(MOE_ENTRY)};
 
-// One launch at a time: __shared__ arrays are statics, as one stream orders a GPU's launches.
+// One launch at a time, as one stream orders a GPU's launches.
 std::mutex launches;
+
+// A GPU thread of the running block: a fiber with its own stack. The kernels keep a few scalars and no
+// arrays on their stacks.
+constexpr std::size_t kStack = 64 * 1024;
+struct Fiber {
+  void* sp;  // its saved stack pointer while it is not running
+  std::unique_ptr<char[]> stack{new char[kStack]};
+  bool done;
+};
+
+// Per OS thread: the block it runs (its fibers, the scheduler's saved stack pointer, which fiber runs).
+thread_local std::vector<Fiber> fibers;
+thread_local void* scheduler;
+thread_local unsigned current;
+thread_local const Entry* kernel;
+thread_local void** kernel_args;
 }  // namespace
 
-// 0: done; 1: no kernel of that name; 2: a block of 0 or more than 1024 threads; 3: OpenMP gave a team of
-// another size than the block (the kernel did not run).
+// Switches fibers: saves the callee-saved registers and the SSE/x87 control words on the current stack,
+// stores the stack pointer in *save, and resumes the context saved at `to`. A fiber switch is the
+// hottest thing here (a barrier of a 256-thread block is 512 of them), so it is a dozen instructions
+// instead of swapcontext, which also makes a system call for the signal mask.
+#if !defined(__x86_64__)
+#error "the kernels' host build switches fibers with x86-64 code: build the tests on an x86-64 machine"
+#endif
+extern "C" void moe_fiber_switch(void** save, void* to) __attribute__((visibility("hidden")));
+asm(R"(
+  .text
+  .globl moe_fiber_switch
+  .hidden moe_fiber_switch
+  .type moe_fiber_switch, @function
+moe_fiber_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size moe_fiber_switch, .-moe_fiber_switch
+)");
+
+namespace {
+[[noreturn]] void fiber_main() {
+  kernel->run(kernel_args);
+  fibers[current].done = true;
+  void* unused;
+  moe_fiber_switch(&unused, scheduler);  // never resumed
+  __builtin_unreachable();
+}
+
+// A fresh fiber's stack, as moe_fiber_switch leaves one: the control words, six registers (zero) and
+// fiber_main as the return address, placed so that fiber_main starts with the stack aligned as after a call.
+void* fresh_stack(char* stack) {
+  auto top = reinterpret_cast<std::uintptr_t>(stack + kStack) & ~std::uintptr_t(15);
+  auto* sp = reinterpret_cast<std::uint64_t*>(top) - 2;  // sp + 8 is 16-aligned at fiber_main's entry
+  *--sp = reinterpret_cast<std::uint64_t>(&fiber_main);
+  for (int r = 0; r < 6; r++) {
+    *--sp = 0;
+  }
+  --sp;
+  std::uint32_t mxcsr;
+  std::uint16_t fpucw;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(fpucw));
+  std::memcpy(sp, &mxcsr, 4);
+  std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
+  return sp;
+}
+
+// Runs one block: its fibers in turn, each up to its next barrier or its end, until all have ended.
+// 0: done; 4: part of the block ended while the rest waited at a barrier (a hang or worse on a GPU).
+int run_block(const Entry* entry, void** args, unsigned threads, moe_dim3 block) {
+  if (fibers.size() < threads) {
+    fibers.resize(threads);
+  }
+  kernel = entry;
+  kernel_args = args;
+  moe_host::block_idx = block;
+  for (unsigned i = 0; i < threads; i++) {
+    fibers[i].sp = fresh_stack(fibers[i].stack.get());
+    fibers[i].done = false;
+  }
+  const moe_dim3 d = moe_host::block_dim;
+  for (;;) {
+    unsigned waiting = 0, ended = 0;
+    for (unsigned i = 0; i < threads; i++) {
+      if (fibers[i].done) {
+        continue;
+      }
+      current = i;
+      moe_host::thread_idx = {i % d.x, (i / d.x) % d.y, i / (d.x * d.y)};
+      moe_fiber_switch(&scheduler, fibers[i].sp);
+      (fibers[i].done ? ended : waiting)++;
+    }
+    if (waiting == 0) {
+      return 0;
+    }
+    if (ended > 0) {
+      return 4;
+    }
+  }
+}
+}  // namespace
+
+void moe_host::sync_threads() { moe_fiber_switch(&fibers[current].sp, scheduler); }
+
+// 0: done; 1: no kernel of that name; 2: a block of 0 or more than 1024 threads; 4: a block's threads
+// parted at a barrier.
 extern "C" int moe_host_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                                unsigned bz, void** args) {
   const Entry* entry = nullptr;
@@ -62,32 +185,16 @@ extern "C" int moe_host_launch(const char* name, unsigned gx, unsigned gy, unsig
     return 2;
   }
   std::lock_guard<std::mutex> lock(launches);
-  omp_set_dynamic(0);
   moe_host::grid_dim = {gx, gy, gz};
   moe_host::block_dim = {bx, by, bz};
-  for (unsigned z = 0; z < gz; z++) {
-    for (unsigned y = 0; y < gy; y++) {
-      for (unsigned x = 0; x < gx; x++) {
-        moe_host::block_idx = {x, y, z};
-        bool whole = true;
-#pragma omp parallel num_threads(threads)
-        {
-          if (omp_get_num_threads() != (int)threads) {
-#pragma omp single
-            whole = false;
-          } else {
-            unsigned t = omp_get_thread_num();
-            moe_host::thread_idx = {t % bx, (t / bx) % by, t / (bx * by)};
-            entry->run(args);
-          }
-        }
-        if (!whole) {
-          return 3;
-        }
-      }
-    }
+  long blocks = (long)gx * gy * gz;
+  int rc = 0;
+#pragma omp parallel for schedule(static) reduction(max : rc)
+  for (long b = 0; b < blocks; b++) {
+    moe_dim3 block = {(unsigned)(b % gx), (unsigned)((b / gx) % gy), (unsigned)(b / ((long)gx * gy))};
+    rc = std::max(rc, run_block(entry, args, threads, block));
   }
-  return 0;
+  return rc;
 }
 
 // cuBLAS's cublasSgemm on the host, with its exact argument semantics (column-major, op, leading

@@ -2,11 +2,11 @@
 // (the approach of hipCPU and Kokkos's OpenMP back end). Included instead of the CUDA headers when the
 // kernels are compiled by g++ (-DMOE_HOST -fopenmp) into the test library the host device layer loads.
 //
-// - Blocks run one after another (host_launch.cpp); a block's threads are an OpenMP team of exactly
-//   blockDim.x * blockDim.y * blockDim.z threads, each with its own threadIdx.
-// - __syncthreads() is an OpenMP barrier: every thread of the block must reach it, as on a GPU.
-// - __shared__ arrays are function statics: one copy, which suffices because blocks run in turn and the
-//   host device layer runs one launch at a time.
+// - A block's threads are fibers (host_launch.cpp) on one OS thread, each with its own threadIdx; a block runs
+//   its fibers in turn up to the next __syncthreads(), the barrier, which every thread of the block must
+//   reach, as on a GPU (host_launch.cpp refuses a block whose threads part at a barrier).
+// - Blocks are independent, as on a GPU: OpenMP threads run them in parallel, one block per OS thread at
+//   a time, so __shared__ arrays are thread_local statics (one copy per running block).
 // - Warp shuffles go through a per-block exchange array with barriers, so every thread of the block
 //   must call them (the kernels call them outside divergent code).
 #pragma once
@@ -20,9 +20,11 @@ struct moe_dim3 {
 };
 
 namespace moe_host {
-extern thread_local moe_dim3 thread_idx;
-extern moe_dim3 block_idx, block_dim, grid_dim;
-extern double shuffle_exchange[1024];
+extern thread_local moe_dim3 thread_idx, block_idx;
+extern moe_dim3 block_dim, grid_dim;
+extern thread_local double shuffle_exchange[1024];
+// Leaves the running fiber for the block's scheduler until every thread of the block has arrived.
+void sync_threads();
 }  // namespace moe_host
 
 #define threadIdx (moe_host::thread_idx)
@@ -39,8 +41,8 @@ extern double shuffle_exchange[1024];
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static
-#define __syncthreads() _Pragma("omp barrier")
+#define __shared__ static thread_local
+#define __syncthreads() moe_host::sync_threads()
 
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 

@@ -687,6 +687,22 @@ extern "C" __global__ void moe_from_bf16(const __nv_bfloat16* src, float* dst, l
   }
 }
 
+// F32 <-> F64, elementwise (copies between the model's F32 and the routing's F64 tensors).
+extern "C" __global__ void moe_f32_to_f64(const float* src, double* dst, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    dst[i] = src[i];
+  }
+}
+
+// Rounded to nearest, as Java's and ND4J's casts.
+extern "C" __global__ void moe_f64_to_f32(const double* src, float* dst, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    dst[i] = (float)src[i];
+  }
+}
+
 // The kernels the host library registers by name (host_launch.cpp), as cuModuleGetFunction finds them.
 #define MOE_KERNELS(X)        \
   X(moe_rmsnorm_forward)      \
@@ -721,4 +737,6 @@ extern "C" __global__ void moe_from_bf16(const __nv_bfloat16* src, float* dst, l
   X(moe_plan_dispatch)        \
   X(moe_router_backward_gates) \
   X(moe_router_backward_softmax) \
-  X(moe_fill_f64)
+  X(moe_fill_f64)             \
+  X(moe_f32_to_f64)           \
+  X(moe_f64_to_f32)

@@ -1,9 +1,16 @@
 package io.moespark.ops.backend.cuda;
 
+import static org.bytedeco.cuda.global.cudart.CUDA_ERROR_NOT_READY;
 import static org.bytedeco.cuda.global.cudart.CUDA_SUCCESS;
+import static org.bytedeco.cuda.global.cudart.CU_EVENT_DISABLE_TIMING;
 import static org.bytedeco.cuda.global.cudart.cuCtxSetCurrent;
 import static org.bytedeco.cuda.global.cudart.cuDeviceGet;
 import static org.bytedeco.cuda.global.cudart.cuDeviceGetCount;
+import static org.bytedeco.cuda.global.cudart.cuEventCreate;
+import static org.bytedeco.cuda.global.cudart.cuEventDestroy;
+import static org.bytedeco.cuda.global.cudart.cuEventQuery;
+import static org.bytedeco.cuda.global.cudart.cuEventRecord;
+import static org.bytedeco.cuda.global.cudart.cuEventSynchronize;
 import static org.bytedeco.cuda.global.cudart.cuDevicePrimaryCtxRelease;
 import static org.bytedeco.cuda.global.cudart.cuDevicePrimaryCtxRetain;
 import static org.bytedeco.cuda.global.cudart.cuGetErrorString;
@@ -11,8 +18,10 @@ import static org.bytedeco.cuda.global.cudart.cuInit;
 import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
 import static org.bytedeco.cuda.global.cudart.cuMemAlloc;
 import static org.bytedeco.cuda.global.cudart.cuMemFree;
+import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoD;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoH;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoD;
+import static org.bytedeco.cuda.global.cudart.cuMemsetD8;
 import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
 import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
 import static org.bytedeco.cuda.global.cudart.cuModuleUnload;
@@ -24,7 +33,7 @@ import static org.bytedeco.cuda.global.cublas.CUBLAS_STATUS_SUCCESS;
 import static org.bytedeco.cuda.global.cublas.cublasCreate_v2;
 import static org.bytedeco.cuda.global.cublas.cublasDestroy_v2;
 import static org.bytedeco.cuda.global.cublas.cublasSetMathMode;
-import static org.bytedeco.cuda.global.cublas.cublasSgemm_v2;
+import static org.bytedeco.cuda.global.cublas.cublasSgemmStridedBatched;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -33,6 +42,7 @@ import java.util.HashMap;
 import java.util.Map;
 import org.bytedeco.cuda.cublas.cublasContext;
 import org.bytedeco.cuda.cudart.CUctx_st;
+import org.bytedeco.cuda.cudart.CUevent_st;
 import org.bytedeco.cuda.cudart.CUfunc_st;
 import org.bytedeco.cuda.cudart.CUmod_st;
 import org.bytedeco.javacpp.BytePointer;
@@ -56,6 +66,8 @@ public final class CudaDeviceLayer implements DeviceLayer {
   private final CUmod_st module = new CUmod_st();
   private final Map<String, CUfunc_st> functions = new HashMap<>();
   private final cublasContext blas = new cublasContext();
+  private final Map<Long, CUevent_st> events = new HashMap<>();
+  private long lastEvent;
 
   private CudaDeviceLayer(int ordinal) {
     this.ordinal = ordinal;
@@ -124,6 +136,18 @@ public final class CudaDeviceLayer implements DeviceLayer {
   }
 
   @Override
+  public void zero(long address, long bytes) {
+    onOwner();
+    check(cuMemsetD8(address, (byte) 0, bytes), "cuMemsetD8 " + bytes + " bytes");
+  }
+
+  @Override
+  public void copy(long src, long dst, long bytes) {
+    onOwner();
+    check(cuMemcpyDtoD(dst, src, bytes), "cuMemcpyDtoD " + bytes + " bytes");
+  }
+
+  @Override
   public void copyToDevice(ByteBuffer src, long dst) {
     onOwner();
     int n = src.remaining();
@@ -164,11 +188,55 @@ public final class CudaDeviceLayer implements DeviceLayer {
   }
 
   @Override
-  public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
-      float beta, long c, int ldc) {
+  public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long strideA,
+      long b, int ldb, long strideB, float beta, long c, int ldc, long strideC, int batch) {
     onOwner();
-    checkBlas(cublasSgemm_v2(blas, transA ? CUBLAS_OP_T : CUBLAS_OP_N, transB ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k,
-        new FloatPointer(alpha), at(a), lda, at(b), ldb, new FloatPointer(beta), at(c), ldc), "cublasSgemm");
+    checkBlas(cublasSgemmStridedBatched(blas, transA ? CUBLAS_OP_T : CUBLAS_OP_N, transB ? CUBLAS_OP_T : CUBLAS_OP_N,
+        m, n, k, new FloatPointer(alpha), at(a), lda, strideA, at(b), ldb, strideB, new FloatPointer(beta), at(c), ldc,
+        strideC, batch), "cublasSgemmStridedBatched");
+  }
+
+  @Override
+  public long record() {
+    onOwner();
+    CUevent_st e = new CUevent_st();
+    check(cuEventCreate(e, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+    check(cuEventRecord(e, null), "cuEventRecord");
+    events.put(++lastEvent, e);
+    return lastEvent;
+  }
+
+  @Override
+  public boolean isDone(long event) {
+    int rc = cuEventQuery(event(event));
+    if (rc == CUDA_ERROR_NOT_READY) {
+      return false;
+    }
+    check(rc, "cuEventQuery");
+    return true;
+  }
+
+  @Override
+  public void synchronize(long event) {
+    check(cuEventSynchronize(event(event)), "cuEventSynchronize");
+  }
+
+  @Override
+  public void release(long event) {
+    onOwner();
+    CUevent_st e = events.remove(event);
+    if (e != null) {
+      check(cuEventDestroy(e), "cuEventDestroy");
+    }
+  }
+
+  private CUevent_st event(long id) {
+    onOwner();
+    CUevent_st e = events.get(id);
+    if (e == null) {
+      throw new IllegalArgumentException("event " + id + " of " + name() + " was released");
+    }
+    return e;
   }
 
   /** A device address as the pointer type JavaCPP's cuBLAS signatures take (never dereferenced on the host). */
@@ -196,6 +264,10 @@ public final class CudaDeviceLayer implements DeviceLayer {
   @Override
   public void close() {
     onOwner();
+    for (CUevent_st e : events.values()) {
+      cuEventDestroy(e);
+    }
+    events.clear();
     checkBlas(cublasDestroy_v2(blas), "cublasDestroy");
     check(cuModuleUnload(module), "cuModuleUnload");
     check(cuDevicePrimaryCtxRelease(ordinal), "cuDevicePrimaryCtxRelease " + ordinal);

@@ -75,15 +75,22 @@ public final class CudaKernels {
    */
   public void gemm(long a, int aRows, int aCols, long b, int bRows, int bCols, long c, boolean transA, boolean transB,
       double beta) {
+    gemmBatched(a, aRows, aCols, b, bRows, bCols, c, transA, transB, beta, 1);
+  }
+
+  /** {@link #gemm} over {@code batch} consecutive matrices of each operand (attention's heads), in one launch. */
+  public void gemmBatched(long a, int aRows, int aCols, long b, int bRows, int bCols, long c, boolean transA,
+      boolean transB, double beta, int batch) {
     int m = transA ? aCols : aRows, k = transA ? aRows : aCols, n = transB ? bRows : bCols;
     if ((transB ? bCols : bRows) != k) {
       throw new IllegalArgumentException("GEMM of op(A) " + m + "x" + k + " and op(B) with " + (transB ? bCols : bRows)
           + " rows");
     }
-    if ((long) m * n == 0) {
+    if ((long) m * n * batch == 0) {
       return;
     }
-    device.sgemm(transB, transA, n, m, k, 1f, b, Math.max(1, bCols), a, Math.max(1, aCols), (float) beta, c, n);
+    device.sgemm(transB, transA, n, m, k, 1f, b, Math.max(1, bCols), (long) bRows * bCols, a, Math.max(1, aCols),
+        (long) aRows * aCols, (float) beta, c, n, (long) m * n, batch);
   }
 
   /** a = gelu(h1), tanh approximation. */
@@ -98,6 +105,10 @@ public final class CudaKernels {
 
   public void fill(long t, float value, long n) {
     overElements("moe_fill", n, KernelArgs.of().ptr(t).f32(value).i64(n));
+  }
+
+  public void fillF64(long t, double value, long n) {
+    overElements("moe_fill_f64", n, KernelArgs.of().ptr(t).f64(value).i64(n));
   }
 
   /** y += x. */
@@ -247,7 +258,7 @@ public final class CudaKernels {
     if ((long) t * e == 0) {
       return;
     }
-    device.launch("moe_fill_f64", blocks((long) t * e), BLOCK, KernelArgs.of().ptr(dp).f64(0).i64((long) t * e));
+    fillF64(dp, 0, (long) t * e);
     int threads = normalizedTopK > 0 ? t : a;
     if (threads > 0) {
       device.launch("moe_router_backward_gates", blocks(threads), BLOCK, KernelArgs.of().ptr(token).ptr(expert)
@@ -265,6 +276,16 @@ public final class CudaKernels {
   /** dst (F32) = src (bf16), exactly. */
   public void fromBf16(long src, long dst, long n) {
     overElements("moe_from_bf16", n, KernelArgs.of().ptr(src).ptr(dst).i64(n));
+  }
+
+  /** dst (F64) = src (F32), exactly. */
+  public void f32ToF64(long src, long dst, long n) {
+    overElements("moe_f32_to_f64", n, KernelArgs.of().ptr(src).ptr(dst).i64(n));
+  }
+
+  /** dst (F32) = src (F64) rounded to nearest. */
+  public void f64ToF32(long src, long dst, long n) {
+    overElements("moe_f64_to_f32", n, KernelArgs.of().ptr(src).ptr(dst).i64(n));
   }
 
   /** A kernel of one thread per element over n elements (no launch for none). */

@@ -6,7 +6,7 @@ import java.nio.ByteBuffer;
  * What the CUDA backend asks of a device: memory, copies, and launches of the kernels of
  * {@code src/main/cuda/moe_kernels.cu} by name. On a GPU it is the CUDA driver API (one context per rank
  * thread); in the tests it is a host implementation that runs the same kernel sources compiled for the CPU
- * (a barrier per {@code __syncthreads}, blocks in turn), so everything above this interface (addresses,
+ * (a block's threads as fibers that meet at each {@code __syncthreads}), so everything above this interface (addresses,
  * argument order and types, grid sizes) is checked without a GPU. One stream: operations run in the order
  * they are issued, and a copy to the host returns once the data is there.
  */
@@ -14,10 +14,16 @@ public interface DeviceLayer extends AutoCloseable {
   /** A short name for messages ("host", "cuda:0"). */
   String name();
 
-  /** {@code bytes} of device memory (its address; 0 bytes gives a valid address that must not be read). */
+  /** {@code bytes} of device memory (its address; 0 bytes gives a valid address that must not be read). Not zeroed. */
   long alloc(long bytes);
 
   void free(long address);
+
+  /** Sets {@code bytes} bytes from {@code address} on to 0. */
+  void zero(long address, long bytes);
+
+  /** Copies {@code bytes} bytes between device addresses (the ranges do not overlap). */
+  void copy(long src, long dst, long bytes);
 
   /** Copies {@code src}'s remaining bytes to {@code dst}. */
   void copyToDevice(ByteBuffer src, long dst);
@@ -29,11 +35,23 @@ public interface DeviceLayer extends AutoCloseable {
   void launch(String kernel, int blocks, int threads, KernelArgs args);
 
   /**
-   * cuBLAS's {@code cublasSgemm}: C = alpha op(A) op(B) + beta C on column-major matrices, op(A) m x k,
-   * op(B) k x n, C m x n, with leading dimensions lda, ldb, ldc (C is not read when beta is 0).
+   * cuBLAS's {@code cublasSgemmStridedBatched}: for i in [0, batch), C_i = alpha op(A_i) op(B_i) + beta C_i
+   * on column-major matrices, op(A) m x k, op(B) k x n, C m x n, with leading dimensions lda, ldb, ldc and
+   * X_i at X + i strideX elements (C is not read when beta is 0).
    */
-  void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
-      float beta, long c, int ldc);
+  void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long strideA, long b,
+      int ldb, long strideB, float beta, long c, int ldc, long strideC, int batch);
+
+  /** Marks the work issued so far; the handle is released by {@link #release}. */
+  long record();
+
+  /** Whether the work before {@code event} is done. */
+  boolean isDone(long event);
+
+  /** Blocks until the work before {@code event} is done. */
+  void synchronize(long event);
+
+  void release(long event);
 
   @Override
   void close();

@@ -165,6 +165,7 @@ class CudaKernelsTest {
     // scatter: the gathered rows to their own slots (each destination once), scaled, and unscaled.
     Tensor scattered = cpu.zeros(DType.F32, count, d);
     long scatteredd = device.alloc(4L * count * d);
+    device.zero(scatteredd, 4L * count * d); // rows no index names keep what was there
     cpu.scatter(gathered, permT, gT, permT, count, scattered);
     kernels.scatter(gatheredd, permd, gd, permd, count, d, scatteredd);
     assertUlps("scatter", cpu.toDoubles(scattered), download(scatteredd, DType.F32, count * d), 0);
@@ -212,6 +213,7 @@ class CudaKernelsTest {
     }
     Tensor out = cpu.zeros(DType.F64, 2);
     long outd = device.alloc(16), partialsd = device.alloc(8L * partials);
+    device.zero(outd, 16);
     cpu.sumSquares(parts, out, 1);
     kernels.sumSquares(addresses, lengths, partialsd, outd, 1);
     double exact = 0;
@@ -454,9 +456,9 @@ class CudaKernelsTest {
   void aWrongLeadingDimensionIsRefusedAsCublasWould() {
     long a = device.alloc(4 * 12), b = device.alloc(4 * 12), c = device.alloc(4 * 9);
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-        () -> device.sgemm(false, false, 3, 3, 4, 1f, a, 2, b, 4, 0f, c, 3));
+        () -> device.sgemm(false, false, 3, 3, 4, 1f, a, 2, 0, b, 4, 0, 0f, c, 3, 0, 1));
     assertTrue(e.getMessage().contains("parameter 8"), e.getMessage()); // lda < m, as the reference BLAS numbers it
-    assertThrows(IllegalArgumentException.class, () -> device.sgemm(false, false, 3, 3, 4, 1f, a, 3, b, 5, 0f, c, 3),
+    assertThrows(IllegalArgumentException.class, () -> device.sgemm(false, false, 3, 3, 4, 1f, a, 3, 0, b, 5, 0, 0f, c, 3, 0, 1),
         "ldb 5 reads past B");
   }
 

@@ -13,9 +13,11 @@ import java.util.TreeMap;
  * moe_kernels.cu compiled for the CPU (target/kernels-host/libmoe_kernels_host.so, built by
  * src/main/cuda/build-kernels.sh; the build passes its path as {@code moe.kernels.host}). Like a GPU it
  * refuses what would fault there: a copy outside a live allocation, a pointer argument (other than null)
- * that points into no live allocation (a freed or never allocated buffer), an unknown kernel.
+ * that points into no live allocation (a freed or never allocated buffer), an unknown kernel. New memory
+ * is filled with 0xff bytes (NaN in every floating type, -1 as an int), as device memory holds whatever
+ * was there: a value read before it is written shows in the results instead of passing as a zero.
  */
-final class HostDeviceLayer implements DeviceLayer {
+public final class HostDeviceLayer implements DeviceLayer {
   /** The host library's one entry point (host_launch.cpp). */
   interface Kernels extends Library {
     int moe_host_launch(String name, int gx, int gy, int gz, int bx, int by, int bz, Pointer args);
@@ -28,6 +30,7 @@ final class HostDeviceLayer implements DeviceLayer {
 
   private final TreeMap<Long, Memory> live = new TreeMap<>();
   private int launches;
+  private long events;
 
   private static String library() {
     String path = System.getProperty("moe.kernels.host");
@@ -46,7 +49,7 @@ final class HostDeviceLayer implements DeviceLayer {
   @Override
   public long alloc(long bytes) {
     Memory m = new Memory(Math.max(1, bytes));
-    m.clear();
+    m.setMemory(0, m.size(), (byte) 0xff);
     live.put(Pointer.nativeValue(m), m);
     return Pointer.nativeValue(m);
   }
@@ -58,6 +61,22 @@ final class HostDeviceLayer implements DeviceLayer {
       throw new IllegalArgumentException("free of " + Long.toHexString(address) + ": not an allocation's start");
     }
     m.close();
+  }
+
+  @Override
+  public void zero(long address, long bytes) {
+    check(address, bytes, "zero");
+    new Pointer(address).setMemory(0, bytes, (byte) 0);
+  }
+
+  @Override
+  public void copy(long src, long dst, long bytes) {
+    check(src, bytes, "copy from");
+    check(dst, bytes, "copy to");
+    if (src < dst + bytes && dst < src + bytes && bytes > 0) {
+      throw new IllegalArgumentException("copy of " + bytes + " bytes between overlapping ranges");
+    }
+    new Pointer(dst).write(0, new Pointer(src).getByteArray(0, (int) bytes), 0, (int) bytes);
   }
 
   @Override
@@ -91,7 +110,7 @@ final class HostDeviceLayer implements DeviceLayer {
       throw new IllegalStateException(kernel + " on the host: " + switch (rc) {
         case 1 -> "no such kernel";
         case 2 -> "a block of " + threads + " threads";
-        case 3 -> "OpenMP gave a team of another size than the block";
+        case 4 -> "part of a block ended while the rest waited at __syncthreads";
         default -> "error " + rc;
       });
     }
@@ -99,19 +118,42 @@ final class HostDeviceLayer implements DeviceLayer {
   }
 
   @Override
-  public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
-      float beta, long c, int ldc) {
-    // Every element the product reads or writes lies in live memory (a wrong leading dimension reads past it).
-    check(a, extent(transA ? m : k, lda, transA ? k : m), "sgemm A");
-    check(b, extent(transB ? k : n, ldb, transB ? n : k), "sgemm B");
-    check(c, extent(n, ldc, m), "sgemm C");
-    int rc = KERNELS.moe_host_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, new Pointer(a), lda, new Pointer(b),
-        ldb, beta, new Pointer(c), ldc);
-    if (rc != 0) {
-      throw new IllegalArgumentException("sgemm: parameter " + rc + " is invalid (m=" + m + " n=" + n + " k=" + k
-          + " lda=" + lda + " ldb=" + ldb + " ldc=" + ldc + ")");
+  public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long strideA,
+      long b, int ldb, long strideB, float beta, long c, int ldc, long strideC, int batch) {
+    if (batch < 0) {
+      throw new IllegalArgumentException("sgemm: batch " + batch);
+    }
+    for (int i = 0; i < batch; i++) {
+      long ai = a + 4 * i * strideA, bi = b + 4 * i * strideB, ci = c + 4 * i * strideC;
+      // Every element the product reads or writes lies in live memory (a wrong leading dimension reads past it).
+      check(ai, extent(transA ? m : k, lda, transA ? k : m), "sgemm A[" + i + "]");
+      check(bi, extent(transB ? k : n, ldb, transB ? n : k), "sgemm B[" + i + "]");
+      check(ci, extent(n, ldc, m), "sgemm C[" + i + "]");
+      int rc = KERNELS.moe_host_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, new Pointer(ai), lda,
+          new Pointer(bi), ldb, beta, new Pointer(ci), ldc);
+      if (rc != 0) {
+        throw new IllegalArgumentException("sgemm: parameter " + rc + " is invalid (m=" + m + " n=" + n + " k=" + k
+            + " lda=" + lda + " ldb=" + ldb + " ldc=" + ldc + ")");
+      }
     }
   }
+
+  /** Work runs as it is issued here: every event is done when recorded. */
+  @Override
+  public long record() {
+    return ++events;
+  }
+
+  @Override
+  public boolean isDone(long event) {
+    return true;
+  }
+
+  @Override
+  public void synchronize(long event) {}
+
+  @Override
+  public void release(long event) {}
 
   /** Bytes a column-major F32 matrix of {@code cols} columns of {@code rows} rows spans with leading dimension ld. */
   private static long extent(int cols, int ld, int rows) {
