@@ -1,6 +1,10 @@
 package io.moespark.job;
 
+import io.moespark.job.net.Collectives;
 import io.moespark.job.shuffle.PinnedShuffledRDD;
+import io.moespark.ops.backend.Backends;
+import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.RunConfig;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -52,9 +56,30 @@ final class RankStages {
       return;
     }
     if (slots < ranks) {
-      throw new io.moespark.ops.config.ConfigException("parallel.ranks = " + ranks + " needs " + ranks
+      throw new ConfigException("parallel.ranks = " + ranks + " needs " + ranks
           + " task slots at once; master " + master + " has " + slots
           + " (lower parallel.ranks or give the master more cores)");
+    }
+  }
+
+  /**
+   * What the device and transport need, before anything is written: {@code parallel.device: cuda} and
+   * {@code parallel.transport: nccl} a build with the {@code cuda} profile, and on a cluster a GPU for each
+   * rank's task (local mode assigns none: its ranks share GPU 0).
+   */
+  static void checkBuild(org.apache.spark.SparkConf conf, RunConfig.Parallel p) {
+    if (p.dispatch() == RunConfig.Dispatch.DIRECT && p.transport() == RunConfig.Transport.NCCL) {
+      Collectives.requireNcclBuild();
+    }
+    if (p.device() != RunConfig.Device.CUDA) {
+      return;
+    }
+    Backends.requireCudaBuild();
+    String master = conf.get("spark.master", "local[*]");
+    if (!LOCAL.matcher(master).matches() && conf.getDouble("spark.task.resource.gpu.amount", 0) <= 0) {
+      throw new ConfigException("parallel.device: cuda on master " + master + " needs a GPU for each rank's "
+          + "task: set spark.task.resource.gpu.amount=1, spark.executor.resource.gpu.amount and "
+          + "spark.executor.resource.gpu.discoveryScript");
     }
   }
 
@@ -78,8 +103,36 @@ final class RankStages {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("interrupted while waiting for " + description, e);
     } catch (ExecutionException e) {
+      // A rank that found bad input (a GPU it cannot use, data it cannot read) failed for a reason that
+      // reopening the ranks does not change: the driver reports it as bad input, without restarting.
+      String bad = inputProblem(e);
+      if (bad != null) {
+        throw new ConfigException(bad, e);
+      }
       throw new IllegalStateException(description + " failed: " + rootMessage(e), e);
     }
+  }
+
+  /**
+   * The message of a {@link ConfigException} a rank threw, or null. A barrier stage's failure reaches the
+   * driver as text (Spark's failure reason: the task's exception as {@code class: message} and its trace),
+   * so the exception is found by its class name there; the message is the rest of that line.
+   */
+  static String inputProblem(Throwable e) {
+    String marker = ConfigException.class.getName() + ": ";
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t instanceof ConfigException c) {
+        return c.getMessage();
+      }
+      String m = t.getMessage();
+      int at = m == null ? -1 : m.indexOf(marker);
+      if (at >= 0) {
+        String rest = m.substring(at + marker.length());
+        int end = rest.indexOf('\n');
+        return end < 0 ? rest : rest.substring(0, end);
+      }
+    }
+    return null;
   }
 
   /** The most specific "run …" message in a failure's causes (the rank's own words), else its message. */

@@ -9,6 +9,7 @@ import io.moespark.job.net.Collectives;
 import io.moespark.ops.backend.Backend;
 import io.moespark.ops.backend.Backends;
 import io.moespark.ops.collective.Collective;
+import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.io.Checkpoint;
@@ -127,12 +128,30 @@ final class RankTasks {
         }
       }
       return RankReply.gathered(r, params);
+    } catch (ConfigException e) {
+      // Bad input this rank found (a GPU it cannot use, too little GPU memory): the driver reports it as
+      // such (RankStages.inputProblem), with where and when.
+      ConfigException c = new ConfigException("rank " + r + " on executor " + executor + ", " + phase(op) + ": "
+          + e.getMessage(), e);
+      throw new IllegalStateException("run " + runId + " rank " + r + " on executor " + executor + ": " + c, c);
     } catch (RuntimeException e) {
       throw e.getMessage() != null && e.getMessage().startsWith("run ") ? e
           : new IllegalStateException("run " + runId + " rank " + r + " on executor " + executor + ": " + e, e);
     } catch (Exception e) {
       throw new IllegalStateException("run " + runId + " rank " + r + " on executor " + executor + ": " + e, e);
     }
+  }
+
+  /** What a rank was doing, for messages. */
+  private static String phase(Op op) {
+    if (op instanceof Open o) {
+      return o.from() != null ? "loading the checkpoint" : "creating the model";
+    }
+    if (op instanceof Steps s) {
+      return "steps " + (s.from() + 1) + "-" + (s.from() + s.count());
+    }
+    return op instanceof Evaluate ? "validation" : op instanceof Save ? "writing a checkpoint"
+        : op instanceof Gather ? "gathering the model" : "closing";
   }
 
   /** A float32 tensor's values on the host (for the export, gathered on the driver). */
@@ -153,7 +172,12 @@ final class RankTasks {
     RankState.releaseLineage(runId);
     SparkEnv env = SparkEnv.get();
     RunConfig cfg = ConfigLoader.fromTree(JSON.readTree(o.cfgJson()), "run config");
-    Backend backend = Backends.forRank(cfg.parallel().device());
+    // The GPU Spark assigned to this task (spark.task.resource.gpu.amount); local mode assigns none and its
+    // ranks share GPU 0.
+    var gpu = task.resourcesJMap().get("gpu");
+    String gpuId = gpu == null || gpu.addresses().length == 0 ? null : String.join(",", gpu.addresses());
+    boolean local = env.executorId().equals("driver");
+    Backend backend = Backends.forRank(cfg.parallel().device(), gpuId == null && local ? "0" : gpuId);
     backend.setThreads(task.cpus());
     Configuration conf = RunFiles.hadoopConf(env.conf());
     RunData data = RunData.load(cfg, conf);
@@ -185,11 +209,8 @@ final class RankTasks {
     progress.doing("idle");
     RankState.register(runId, r, state);
     // The form Spark's scheduler reads as "this executor" (ExecutorCacheTaskLocation); none in local mode.
-    String location = env.executorId().equals("driver") ? null : "executor_" + host + "_" + env.executorId();
+    String location = local ? null : "executor_" + host + "_" + env.executorId();
     String address = cfg.parallel().dispatch() == RunConfig.Dispatch.DIRECT ? state.collective.endpoint() : null;
-    // The GPU Spark assigned to this task (spark.task.resource.gpu.amount), shown in the MoE tab's placement.
-    var gpu = task.resourcesJMap().get("gpu");
-    String gpuId = gpu == null || gpu.addresses().length == 0 ? null : String.join(",", gpu.addresses());
     // The rank's arena once its parameters and optimizer state exist (activations join at the first step).
     String arena = backend.name() + " " + backend.footprint();
     return RankReply.opened(r, env.executorId(), location, address, gpuId, arena, data.val().length);

@@ -114,6 +114,14 @@ public final class TrainJob {
     return run(sc, cfg, runDir, resume, stopAt, null, console);
   }
 
+  /**
+   * Refuses, before anything starts or is written, a device or transport that this build or this Spark
+   * configuration cannot give the ranks (the cuda profile's classes, a GPU per task on a cluster).
+   */
+  public static void checkBuild(org.apache.spark.SparkConf conf, RunConfig cfg) {
+    RankStages.checkBuild(conf, cfg.parallel());
+  }
+
   /** As above; a new run starts from the Hugging Face model directory {@code initFrom} when it is set. */
   public static Outcome run(JavaSparkContext sc, RunConfig cfg, String runDir, boolean resume, int stopAt,
       String initFrom, PrintStream console) throws IOException {
@@ -122,6 +130,7 @@ public final class TrainJob {
       throw new ConfigException("--init-from starts a new run; --resume continues one from its checkpoint "
           + "(which already holds the imported weights)");
     }
+    checkBuild(sc.getConf(), cfg);
     RunData.check(RunData.withAbsolutePath(cfg), conf);
     HfInit init = initFrom == null ? null : HfInit.open(initFrom, cfg, conf);
     Path dir = new Path(runDir);

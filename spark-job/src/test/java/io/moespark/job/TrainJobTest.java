@@ -162,4 +162,48 @@ class TrainJobTest extends OnTwoExecutors {
     }
     return out;
   }
+
+  /**
+   * A rank that meets bad input on its executor (a GPU it cannot use, a build without a device's layer)
+   * fails the run as bad input (exit 2), without the restarts meant for lost executors; any other failure
+   * of a rank stays a failure the driver may restart from.
+   */
+  @Test
+  void aRanksBadInputIsReportedAsBadInputAndOtherFailuresAreNot() {
+    ConfigException bad = assertThrows(ConfigException.class,
+        () -> RankStages.byRank(failingBarrierStage(true), job -> {}, r -> r, "open 2 ranks"));
+    assertEquals("parallel.device: cuda: no GPU", bad.getMessage());
+    IllegalStateException other = assertThrows(IllegalStateException.class,
+        () -> RankStages.byRank(failingBarrierStage(false), job -> {}, r -> r, "open 2 ranks"));
+    assertTrue(other.getMessage().contains("out of disk"), other.getMessage());
+  }
+
+  /** A barrier stage of two tasks whose task 1 fails as RankTasks wraps a failure: with a ConfigException, or not. */
+  private static org.apache.spark.api.java.JavaFutureAction<List<Integer>> failingBarrierStage(boolean badInput) {
+    scala.reflect.ClassTag<Integer> tag = scala.reflect.ClassTag$.MODULE$.apply(Integer.class);
+    scala.Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<Integer>> body =
+        (scala.Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<Integer>> & java.io.Serializable)
+            it -> {
+              if (org.apache.spark.TaskContext.getPartitionId() == 1) {
+                RuntimeException cause = badInput ? new ConfigException("parallel.device: cuda: no GPU")
+                    : new java.io.UncheckedIOException(new IOException("out of disk"));
+                throw new IllegalStateException("run x rank 1 on executor 1: " + cause, cause);
+              }
+              return scala.jdk.javaapi.CollectionConverters.asScala(List.of(0).iterator());
+            };
+    return org.apache.spark.api.java.JavaRDD.fromRDD(
+        sc.parallelize(List.of(0, 1), 2).rdd().barrier().mapPartitions(body, false, tag), tag).collectAsync();
+  }
+
+  @Test
+  void theDeviceAndTransportAreCheckedBeforeAnythingIsWritten(@TempDir Path tmp) {
+    Path run = tmp.resolve("run");
+    ConfigException cuda = assertThrows(ConfigException.class,
+        () -> TrainJob.run(sc, cfg(2, "parallel.device=cuda"), run.toString(), false, 0, QUIET));
+    assertTrue(cuda.getMessage().contains("-Pcuda"), cuda.getMessage()); // this build has no GPU layer
+    ConfigException nccl = assertThrows(ConfigException.class,
+        () -> TrainJob.run(sc, cfg(2, "parallel.transport=nccl"), run.toString(), false, 0, QUIET));
+    assertTrue(nccl.getMessage().startsWith("parallel.transport: nccl"), nccl.getMessage());
+    assertFalse(Files.exists(run), "nothing written");
+  }
 }

@@ -117,7 +117,7 @@ public final class ConfigLoader {
     nullEnum(c.moe().dropPolicy(), "moe.drop_policy", "position, gate");
     nullEnum(c.parallel().dispatch(), "parallel.dispatch", "direct, shuffle");
     nullEnum(c.parallel().transport(), "parallel.transport", "socket, nccl");
-    nullEnum(c.parallel().device(), "parallel.device", "cpu");
+    nullEnum(c.parallel().device(), "parallel.device", "cpu, cuda");
     try {
       return c.validate();
     } catch (ConfigException e) {

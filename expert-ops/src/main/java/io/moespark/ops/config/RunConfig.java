@@ -47,7 +47,12 @@ public record RunConfig(
   /** {@code parallel.device}: where each rank computes (its {@code Backend}). */
   public enum Device {
     /** The executor's CPU cores: ND4J GEMMs and the project's fused loops. */
-    CPU;
+    CPU,
+    /**
+     * The GPU Spark assigned to the rank's task (its {@code gpu} resource): cuBLAS and the project's
+     * kernels, in a build with the {@code cuda} profile.
+     */
+    CUDA;
 
     /** The spelling in config files. */
     public String key() {

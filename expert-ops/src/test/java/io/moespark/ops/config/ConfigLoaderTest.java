@@ -54,7 +54,7 @@ class ConfigLoaderTest {
       "moe.router=mystery|moe.router: expected one of topk, expert_choice, hash",
       "moe.expertz=3|unknown key 'moe.expertz'",
       "parallel.dispatch=carrier-pigeon|parallel.dispatch: expected one of direct, shuffle",
-      "parallel.device=cuda|parallel.device: expected one of cpu",
+      "parallel.device=tpu|parallel.device: expected one of cpu, cuda",
       "train.steps|--set train.steps: expected key=value"})
   void badValuesNameTheKey(String override, String message) {
     ConfigException e = assertThrows(ConfigException.class, () -> ConfigLoader.load(null, List.of(override)));

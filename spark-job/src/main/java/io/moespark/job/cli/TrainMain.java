@@ -58,6 +58,7 @@ public final class TrainMain {
       RunConfig cfg = config != null ? ConfigLoader.load(java.nio.file.Path.of(config), a.all("--set"))
           : ConfigLoader.fromTree(readRunConfig(runDir, hadoop), runDir + "/" + TrainJob.CONFIG, a.all("--set"));
       RunData.check(RunData.withAbsolutePath(cfg), hadoop);
+      TrainJob.checkBuild(conf, cfg);
       String eventLog = eventLogByDefault(conf, runDir);
       JavaSparkContext sc = new JavaSparkContext(conf);
       sc.setLogLevel("WARN");

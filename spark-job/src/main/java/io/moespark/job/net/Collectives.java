@@ -9,6 +9,8 @@ import org.apache.spark.BarrierTaskContext;
 
 /** The direct path's collective of a barrier task, as {@code parallel.transport} names it. */
 public final class Collectives {
+  private static final String NCCL = "io.moespark.job.net.NcclCollective";
+
   private Collectives() {}
 
   /**
@@ -21,13 +23,26 @@ public final class Collectives {
       return new RankOrderedCollective(SocketTransport.forBarrierTask(task, timeoutMs));
     }
     try {
-      return (Collective) Class.forName("io.moespark.job.net.NcclCollective")
-          .getMethod("forBarrierTask", BarrierTaskContext.class, long.class).invoke(null, task, timeoutMs);
+      return (Collective) Class.forName(NCCL).getMethod("forBarrierTask", BarrierTaskContext.class, long.class)
+          .invoke(null, task, timeoutMs);
     } catch (ClassNotFoundException e) {
-      throw new ConfigException("parallel.transport: nccl needs the job built with the cuda profile "
-          + "(mvn -B -Pcuda -DskipTests package)");
+      throw noNccl();
     } catch (InvocationTargetException e) {
       throw e.getCause() instanceof Exception x ? x : e;
     }
+  }
+
+  /** Refuses {@code parallel.transport: nccl} in a build without the {@code cuda} profile's collective. */
+  public static void requireNcclBuild() {
+    try {
+      Class.forName(NCCL, false, Collectives.class.getClassLoader());
+    } catch (ClassNotFoundException e) {
+      throw noNccl();
+    }
+  }
+
+  private static ConfigException noNccl() {
+    return new ConfigException("parallel.transport: nccl needs the job built with the cuda profile "
+        + "(mvn -B -Pcuda -DskipTests package)");
   }
 }

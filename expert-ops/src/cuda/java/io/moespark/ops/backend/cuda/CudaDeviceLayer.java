@@ -1,6 +1,7 @@
 package io.moespark.ops.backend.cuda;
 
 import static org.bytedeco.cuda.global.cudart.CUDA_ERROR_NOT_READY;
+import static org.bytedeco.cuda.global.cudart.CUDA_ERROR_OUT_OF_MEMORY;
 import static org.bytedeco.cuda.global.cudart.CUDA_SUCCESS;
 import static org.bytedeco.cuda.global.cudart.CU_EVENT_DISABLE_TIMING;
 import static org.bytedeco.cuda.global.cudart.cuCtxSetCurrent;
@@ -52,8 +53,8 @@ import org.bytedeco.javacpp.PointerPointer;
 
 /**
  * The device layer on a GPU, through the CUDA driver API of JavaCPP's presets (the {@code cuda} profile):
- * the primary context of one device, current on the thread that opened it (a rank's thread: every call
- * must come from it), the kernels from the fatbin the jar carries ({@code moe_kernels.fatbin}, built by
+ * the primary context of one device, made current on whichever thread calls (a rank's steps run as
+ * successive Spark tasks, on different threads; one thread at a time), the kernels from the fatbin the jar carries ({@code moe_kernels.fatbin}, built by
  * {@code src/main/cuda/build-kernels.sh} where nvcc exists), the default stream. Compiled in CI; not yet
  * run on a GPU (README, "What has not run on a GPU").
  */
@@ -61,7 +62,8 @@ public final class CudaDeviceLayer implements DeviceLayer {
   static final String FATBIN = "moe_kernels.fatbin";
 
   private final int ordinal;
-  private final Thread owner = Thread.currentThread();
+  /** The layer whose context is current on each thread (cuCtxSetCurrent only when it changes). */
+  private static final ThreadLocal<CudaDeviceLayer> BOUND = new ThreadLocal<>();
   private final CUctx_st context = new CUctx_st();
   private final CUmod_st module = new CUmod_st();
   private final Map<String, CUfunc_st> functions = new HashMap<>();
@@ -94,7 +96,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
     int[] device = new int[1];
     check(cuDeviceGet(device, ordinal), "cuDeviceGet " + ordinal);
     check(cuDevicePrimaryCtxRetain(d.context, device[0]), "cuDevicePrimaryCtxRetain " + ordinal);
-    check(cuCtxSetCurrent(d.context), "cuCtxSetCurrent " + ordinal);
+    d.bind();
     byte[] image = fatbin();
     BytePointer bytes = new BytePointer(image.length);
     bytes.put(image);
@@ -123,33 +125,37 @@ public final class CudaDeviceLayer implements DeviceLayer {
 
   @Override
   public long alloc(long bytes) {
-    onOwner();
+    bind();
     long[] address = new long[1];
-    check(cuMemAlloc(address, Math.max(1, bytes)), "cuMemAlloc " + bytes + " bytes on " + name());
+    int rc = cuMemAlloc(address, Math.max(1, bytes));
+    if (rc == CUDA_ERROR_OUT_OF_MEMORY) {
+      throw new OutOfMemory(name() + " has not " + bytes + " bytes free");
+    }
+    check(rc, "cuMemAlloc " + bytes + " bytes on " + name());
     return address[0];
   }
 
   @Override
   public void free(long address) {
-    onOwner();
+    bind();
     check(cuMemFree(address), "cuMemFree");
   }
 
   @Override
   public void zero(long address, long bytes) {
-    onOwner();
+    bind();
     check(cuMemsetD8(address, (byte) 0, bytes), "cuMemsetD8 " + bytes + " bytes");
   }
 
   @Override
   public void copy(long src, long dst, long bytes) {
-    onOwner();
+    bind();
     check(cuMemcpyDtoD(dst, src, bytes), "cuMemcpyDtoD " + bytes + " bytes");
   }
 
   @Override
   public void copyToDevice(ByteBuffer src, long dst) {
-    onOwner();
+    bind();
     int n = src.remaining();
     byte[] b = new byte[n];
     src.duplicate().get(b);
@@ -160,7 +166,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
 
   @Override
   public void copyToHost(long src, ByteBuffer dst) {
-    onOwner();
+    bind();
     int n = dst.remaining();
     BytePointer staging = new BytePointer(n);
     check(cuMemcpyDtoH(staging, src, n), "cuMemcpyDtoH " + n + " bytes");
@@ -171,7 +177,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
 
   @Override
   public void launch(String kernel, int blocks, int threads, KernelArgs args) {
-    onOwner();
+    bind();
     CUfunc_st f = functions.computeIfAbsent(kernel, k -> {
       CUfunc_st fn = new CUfunc_st();
       check(cuModuleGetFunction(fn, module, k), "cuModuleGetFunction " + k);
@@ -190,7 +196,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
   @Override
   public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long strideA,
       long b, int ldb, long strideB, float beta, long c, int ldc, long strideC, int batch) {
-    onOwner();
+    bind();
     checkBlas(cublasSgemmStridedBatched(blas, transA ? CUBLAS_OP_T : CUBLAS_OP_N, transB ? CUBLAS_OP_T : CUBLAS_OP_N,
         m, n, k, new FloatPointer(alpha), at(a), lda, strideA, at(b), ldb, strideB, new FloatPointer(beta), at(c), ldc,
         strideC, batch), "cublasSgemmStridedBatched");
@@ -198,7 +204,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
 
   @Override
   public long record() {
-    onOwner();
+    bind();
     CUevent_st e = new CUevent_st();
     check(cuEventCreate(e, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
     check(cuEventRecord(e, null), "cuEventRecord");
@@ -223,7 +229,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
 
   @Override
   public void release(long event) {
-    onOwner();
+    bind();
     CUevent_st e = events.remove(event);
     if (e != null) {
       check(cuEventDestroy(e), "cuEventDestroy");
@@ -231,7 +237,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
   }
 
   private CUevent_st event(long id) {
-    onOwner();
+    bind();
     CUevent_st e = events.get(id);
     if (e == null) {
       throw new IllegalArgumentException("event " + id + " of " + name() + " was released");
@@ -254,16 +260,16 @@ public final class CudaDeviceLayer implements DeviceLayer {
     }
   }
 
-  private void onOwner() {
-    if (Thread.currentThread() != owner) {
-      throw new IllegalStateException(name() + " was opened on thread " + owner.getName() + ", used from "
-          + Thread.currentThread().getName() + ": one context per rank thread");
+  private void bind() {
+    if (BOUND.get() != this) {
+      check(cuCtxSetCurrent(context), "cuCtxSetCurrent " + ordinal);
+      BOUND.set(this);
     }
   }
 
   @Override
   public void close() {
-    onOwner();
+    bind();
     for (CUevent_st e : events.values()) {
       cuEventDestroy(e);
     }
@@ -271,6 +277,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
     checkBlas(cublasDestroy_v2(blas), "cublasDestroy");
     check(cuModuleUnload(module), "cuModuleUnload");
     check(cuDevicePrimaryCtxRelease(ordinal), "cuDevicePrimaryCtxRelease " + ordinal);
+    BOUND.remove();
   }
 
   private static void check(int rc, String what) {

@@ -3,10 +3,12 @@ package io.moespark.ops.backend.cuda;
 import io.moespark.ops.backend.Backend;
 import io.moespark.ops.backend.Footprint;
 import io.moespark.ops.backend.HostTransfers;
+import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.Locale;
 
 /**
  * The CUDA backend: a rank's tensors live in device memory, GEMMs go to cuBLAS and every other op to the
@@ -72,7 +74,15 @@ public final class CudaBackend implements Backend {
 
   @Override
   public Tensor empty(DType type, long... shape) {
-    long n = bytes(type, shape), address = device.alloc(n);
+    long n = bytes(type, shape), address;
+    try {
+      address = device.alloc(n);
+    } catch (DeviceLayer.OutOfMemory e) {
+      throw new ConfigException(String.format(Locale.ROOT, "out of GPU memory on %s: %.1f MiB more, with %s held by "
+          + "this rank; shrink train.batch_size or model.seq_len (activations), model.d_model, model.d_ff, "
+          + "moe.d_expert or moe.experts (parameters and optimizer state), or raise parallel.ranks (fewer experts "
+          + "per GPU)", name(), n / 1048576.0, footprint()), e);
+    }
     live += n;
     peak = Math.max(peak, live);
     allocations++;

@@ -11,10 +11,22 @@ import java.nio.ByteBuffer;
  * they are issued, and a copy to the host returns once the data is there.
  */
 public interface DeviceLayer extends AutoCloseable {
+  /** {@link #alloc}'s failure when the device has not that much memory free. */
+  final class OutOfMemory extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
+    public OutOfMemory(String message) {
+      super(message);
+    }
+  }
+
   /** A short name for messages ("host", "cuda:0"). */
   String name();
 
-  /** {@code bytes} of device memory (its address; 0 bytes gives a valid address that must not be read). Not zeroed. */
+  /**
+   * {@code bytes} of device memory (its address; 0 bytes gives a valid address that must not be read). Not
+   * zeroed. Throws {@link OutOfMemory} when the device has not that much free.
+   */
   long alloc(long bytes);
 
   void free(long address);

@@ -2,9 +2,11 @@ package io.moespark.ops.backend.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.tensor.DType;
@@ -14,6 +16,7 @@ import io.moespark.ops.train.Trainer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -85,6 +88,18 @@ class CudaTrainerStepTest {
     assertArrayEquals(cuda.losses, again.losses, name + ": losses of two runs on the CUDA backend");
     for (int p = 0; p < cuda.params.size(); p++) {
       assertArrayEquals(cuda.params.get(p), again.params.get(p), name + ": parameter " + p + " of two runs");
+    }
+  }
+
+  @Test
+  void runningOutOfGpuMemoryIsBadInputNamingTheKeysThatShrinkIt() {
+    RunConfig c = ConfigLoader.load(ROOT.resolve("conf/tiny.yaml"), List.of("data.path=" + CORPUS));
+    int[] tokens = TokenData.split(TokenData.load(CORPUS, "auto", "corpus"), c.data().valFraction()).train();
+    try (HostDeviceLayer device = new HostDeviceLayer(1 << 20)) { // 1 MiB: less than the model's parameters
+      ConfigException e = assertThrows(ConfigException.class,
+          () -> Trainer.singleProcess(c, tokens, new CudaBackend(device), DType.F32));
+      assertTrue(e.getMessage().startsWith("out of GPU memory on host: ") && e.getMessage().contains("train.batch_size")
+          && e.getMessage().contains("parallel.ranks"), e.getMessage());
     }
   }
 }

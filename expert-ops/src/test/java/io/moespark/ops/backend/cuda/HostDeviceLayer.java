@@ -29,8 +29,21 @@ public final class HostDeviceLayer implements DeviceLayer {
   private static final Kernels KERNELS = Native.load(library(), Kernels.class);
 
   private final TreeMap<Long, Memory> live = new TreeMap<>();
+  private final Map<Long, Long> requested = new java.util.HashMap<>();
+  private final long capacity;
+  private long held;
   private int launches;
   private long events;
+
+  /** A device with as much memory as the host gives. */
+  public HostDeviceLayer() {
+    this(Long.MAX_VALUE);
+  }
+
+  /** A device of {@code capacity} bytes: an allocation past it fails as a full GPU's does. */
+  public HostDeviceLayer(long capacity) {
+    this.capacity = capacity;
+  }
 
   private static String library() {
     String path = System.getProperty("moe.kernels.host");
@@ -48,9 +61,14 @@ public final class HostDeviceLayer implements DeviceLayer {
 
   @Override
   public long alloc(long bytes) {
+    if (bytes > capacity - held) {
+      throw new OutOfMemory(name() + " has not " + bytes + " bytes free (" + held + " of " + capacity + " held)");
+    }
+    held += bytes;
     Memory m = new Memory(Math.max(1, bytes));
     m.setMemory(0, m.size(), (byte) 0xff);
     live.put(Pointer.nativeValue(m), m);
+    requested.put(Pointer.nativeValue(m), bytes);
     return Pointer.nativeValue(m);
   }
 
@@ -60,6 +78,7 @@ public final class HostDeviceLayer implements DeviceLayer {
     if (m == null) {
       throw new IllegalArgumentException("free of " + Long.toHexString(address) + ": not an allocation's start");
     }
+    held -= requested.remove(address);
     m.close();
   }
 
@@ -182,5 +201,7 @@ public final class HostDeviceLayer implements DeviceLayer {
   public void close() {
     live.values().forEach(Memory::close);
     live.clear();
+    requested.clear();
+    held = 0;
   }
 }
