@@ -197,13 +197,34 @@ extern "C" int moe_host_launch(const char* name, unsigned gx, unsigned gy, unsig
   return rc;
 }
 
-// cuBLAS's cublasSgemm on the host, with its exact argument semantics (column-major, op, leading
-// dimensions) and the reference BLAS's argument checks, so that the CUDA backend's GEMM calls (the
-// row-major to column-major mapping, the leading dimensions) are checked without a GPU. Returns 0, or the
-// position of the first bad argument as the reference BLAS's xerbla numbers it (m = 3 ... ldc = 13).
-// Sums in double in k order: one rounding per element of C.
-extern "C" int moe_host_sgemm(int transa, int transb, int m, int n, int k, float alpha, const float* a, int lda,
-                              const float* b, int ldb, float beta, float* c, int ldc) {
+// cuBLAS's GEMM on the host, with its exact argument semantics (column-major, op, leading dimensions) and
+// the reference BLAS's argument checks, so that the CUDA backend's GEMM calls (the row-major to
+// column-major mapping, the leading dimensions) are checked without a GPU. Returns 0, or the position of
+// the first bad argument as the reference BLAS's xerbla numbers it (m = 3 ... ldc = 13). Sums in double in
+// k order: one rounding per element of C. The operands: inputs 0, F32 (cublasSgemm, TF32 off); 1, F32
+// rounded to TF32 (10-bit mantissa, to nearest even) as tensor cores take them; 2, bf16 (a and b point to
+// bf16 values, cublasGemmEx with CUDA_R_16BF inputs); C is F32 in all three.
+namespace {
+double operand(const void* m, long i, int inputs) {
+  if (inputs == 2) {
+    std::uint32_t bits = (std::uint32_t) static_cast<const std::uint16_t*>(m)[i] << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  }
+  float f = static_cast<const float*>(m)[i];
+  if (inputs == 1 && std::isfinite(f)) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    bits = (bits + 0xfffu + ((bits >> 13) & 1u)) & ~0x1fffu;
+    std::memcpy(&f, &bits, 4);
+  }
+  return f;
+}
+}  // namespace
+
+extern "C" int moe_host_gemm(int inputs, int transa, int transb, int m, int n, int k, float alpha, const void* a,
+                             int lda, const void* b, int ldb, float beta, float* c, int ldc) {
   int rowsA = transa ? k : m, rowsB = transb ? n : k;
   if (m < 0) return 3;
   if (n < 0) return 4;
@@ -215,8 +236,8 @@ extern "C" int moe_host_sgemm(int transa, int transb, int m, int n, int k, float
     for (int i = 0; i < m; i++) {
       double acc = 0;
       for (int l = 0; l < k; l++) {
-        double x = transa ? a[l + (long)i * lda] : a[i + (long)l * lda];
-        double y = transb ? b[j + (long)l * ldb] : b[l + (long)j * ldb];
+        double x = operand(a, transa ? l + (long)i * lda : i + (long)l * lda, inputs);
+        double y = operand(b, transb ? j + (long)l * ldb : l + (long)j * ldb, inputs);
         acc += x * y;
       }
       float* out = c + i + (long)j * ldc;

@@ -177,7 +177,7 @@ final class RankTasks {
     var gpu = task.resourcesJMap().get("gpu");
     String gpuId = gpu == null || gpu.addresses().length == 0 ? null : String.join(",", gpu.addresses());
     boolean local = env.executorId().equals("driver");
-    Backend backend = Backends.forRank(cfg.parallel().device(), gpuId == null && local ? "0" : gpuId);
+    Backend backend = Backends.forRank(cfg.parallel(), gpuId == null && local ? "0" : gpuId);
     backend.setThreads(task.cpus());
     Configuration conf = RunFiles.hadoopConf(env.conf());
     RunData data = RunData.load(cfg, conf);

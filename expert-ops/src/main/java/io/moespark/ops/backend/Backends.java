@@ -15,14 +15,15 @@ public final class Backends {
   private Backends() {}
 
   /**
-   * A fresh backend instance for one rank (its arena) on the configured device; {@code gpu} is the
-   * address of the GPU Spark assigned to the rank's task (its {@code gpu} resource), or null when none was.
-   * A device that cannot be used is a {@link ConfigException} naming what is missing and the setting.
+   * A fresh backend instance for one rank (its arena) on {@code parallel.device}, in {@code
+   * parallel.precision}; {@code gpu} is the address of the GPU Spark assigned to the rank's task (its
+   * {@code gpu} resource), or null when none was. A device that cannot be used is a {@link
+   * ConfigException} naming what is missing and the setting.
    */
-  public static Backend forRank(RunConfig.Device device, String gpu) {
-    return switch (device) {
+  public static Backend forRank(RunConfig.Parallel parallel, String gpu) {
+    return switch (parallel.device()) {
       case CPU -> CpuBackend.create();
-      case CUDA -> new CudaBackend(openGpu(gpu));
+      case CUDA -> new CudaBackend(openGpu(gpu), parallel.precision());
     };
   }
 

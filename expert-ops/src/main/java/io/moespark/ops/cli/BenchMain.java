@@ -126,7 +126,7 @@ public final class BenchMain {
     int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format(), "data.path");
     TokenData.checkVocab(tokens, cfg.model().vocabSize(), "data.path " + cfg.data().path());
     Trainer trainer = Trainer.singleProcess(cfg, TokenData.split(tokens, cfg.data().valFraction()).train(),
-        Backends.forRank(cfg.parallel().device(), "0"), DType.F32);
+        Backends.forRank(cfg.parallel(), "0"), DType.F32);
     trainer.step(); // warm-up: first-touch allocation and JIT
     double seconds = 0;
     long count = 0;
@@ -149,7 +149,7 @@ public final class BenchMain {
     int steps = a.integer("--steps", 5);
     int[] tokens = TokenData.load(Path.of(cfg.data().path()), cfg.data().format(), "data.path");
     TokenData.Split split = TokenData.split(tokens, cfg.data().valFraction());
-    Trainer trainer = Trainer.singleProcess(cfg, split.train(), Backends.forRank(cfg.parallel().device(), "0"), DType.F32);
+    Trainer trainer = Trainer.singleProcess(cfg, split.train(), Backends.forRank(cfg.parallel(), "0"), DType.F32);
     for (int s = 0; s < steps; s++) {
       StepReport r = trainer.step();
       System.out.printf(Locale.ROOT, "step %d loss %s ce %s aux %s z %s norm %s%n", s, bits(r.loss().total()),

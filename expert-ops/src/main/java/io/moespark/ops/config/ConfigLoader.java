@@ -118,6 +118,7 @@ public final class ConfigLoader {
     nullEnum(c.parallel().dispatch(), "parallel.dispatch", "direct, shuffle");
     nullEnum(c.parallel().transport(), "parallel.transport", "socket, nccl");
     nullEnum(c.parallel().device(), "parallel.device", "cpu, cuda");
+    nullEnum(c.parallel().precision(), "parallel.precision", "fp32, tf32, bf16");
     try {
       return c.validate();
     } catch (ConfigException e) {

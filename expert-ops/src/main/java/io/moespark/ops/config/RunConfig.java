@@ -40,9 +40,28 @@ public record RunConfig(
    * @param transport the direct path's collective
    * @param maxRestarts how often a run reopens its ranks from the last checkpoint after a failure
    * @param device the compute backend of every rank
+   * @param precision the arithmetic of the GEMMs on a GPU
    */
   public record Parallel(int ranks, Dispatch dispatch, int stepsPerStage, int timeoutS, Transport transport,
-      int maxRestarts, Device device) {}
+      int maxRestarts, Device device, Precision precision) {}
+
+  /**
+   * {@code parallel.precision}: what the GEMMs multiply on a GPU. Parameters, gradients, AdamW moments,
+   * activations and every reduction stay F32 (or F64) in all three.
+   */
+  public enum Precision {
+    /** F32 products (TF32 off): the parity mode, within F32 rounding of the CPU backend. */
+    FP32,
+    /** F32 operands rounded to TF32 (10-bit mantissa) on tensor cores, F32 accumulation. */
+    TF32,
+    /** Operands rounded to bf16 (8-bit mantissa), F32 accumulation: PyTorch's bf16 autocast for GEMMs. */
+    BF16;
+
+    /** The spelling in config files. */
+    public String key() {
+      return name().toLowerCase(java.util.Locale.ROOT);
+    }
+  }
 
   /** {@code parallel.device}: where each rank computes (its {@code Backend}). */
   public enum Device {
@@ -135,6 +154,9 @@ public record RunConfig(
     positive("parallel.steps_per_stage", parallel.stepsPerStage());
     positive("parallel.timeout_s", parallel.timeoutS());
     check(parallel.maxRestarts() >= 0, "parallel.max_restarts", parallel.maxRestarts(), ">= 0 (0: a failure ends the run)");
+    check(parallel.precision() == Precision.FP32 || parallel.device() == Device.CUDA, "parallel.precision",
+        parallel.precision().key(), "fp32 with parallel.device: " + parallel.device().key()
+        + " (tf32 and bf16 are GPU modes: parallel.device: cuda)");
     check(checkpoint.every() >= 0, "checkpoint.every", checkpoint.every(), ">= 0 (0: only at the end)");
     positive("checkpoint.keep", checkpoint.keep());
     return this;

@@ -55,6 +55,8 @@ class ConfigLoaderTest {
       "moe.expertz=3|unknown key 'moe.expertz'",
       "parallel.dispatch=carrier-pigeon|parallel.dispatch: expected one of direct, shuffle",
       "parallel.device=tpu|parallel.device: expected one of cpu, cuda",
+      "parallel.precision=fp16|parallel.precision: expected one of fp32, tf32, bf16",
+      "parallel.precision=bf16|parallel.precision: expected fp32 with parallel.device: cpu",
       "train.steps|--set train.steps: expected key=value"})
   void badValuesNameTheKey(String override, String message) {
     ConfigException e = assertThrows(ConfigException.class, () -> ConfigLoader.load(null, List.of(override)));

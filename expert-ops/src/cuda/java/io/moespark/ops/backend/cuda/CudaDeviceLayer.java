@@ -27,6 +27,10 @@ import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
 import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
 import static org.bytedeco.cuda.global.cudart.cuModuleUnload;
 
+import static org.bytedeco.cuda.global.cublas.CUBLAS_COMPUTE_32F;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_COMPUTE_32F_FAST_TF32;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_DEFAULT_MATH;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_GEMM_DEFAULT;
 import static org.bytedeco.cuda.global.cublas.CUBLAS_OP_N;
 import static org.bytedeco.cuda.global.cublas.CUBLAS_OP_T;
 import static org.bytedeco.cuda.global.cublas.CUBLAS_PEDANTIC_MATH;
@@ -34,8 +38,12 @@ import static org.bytedeco.cuda.global.cublas.CUBLAS_STATUS_SUCCESS;
 import static org.bytedeco.cuda.global.cublas.cublasCreate_v2;
 import static org.bytedeco.cuda.global.cublas.cublasDestroy_v2;
 import static org.bytedeco.cuda.global.cublas.cublasSetMathMode;
+import static org.bytedeco.cuda.global.cublas.cublasGemmStridedBatchedEx;
 import static org.bytedeco.cuda.global.cublas.cublasSgemmStridedBatched;
+import static org.bytedeco.cuda.global.cudart.CUDA_R_16BF;
+import static org.bytedeco.cuda.global.cudart.CUDA_R_32F;
 
+import io.moespark.ops.config.RunConfig;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
@@ -69,6 +77,7 @@ public final class CudaDeviceLayer implements DeviceLayer {
   private final Map<String, CUfunc_st> functions = new HashMap<>();
   private final cublasContext blas = new cublasContext();
   private final Map<Long, CUevent_st> events = new HashMap<>();
+  private int math = -1;
   private long lastEvent;
 
   private CudaDeviceLayer(int ordinal) {
@@ -102,8 +111,6 @@ public final class CudaDeviceLayer implements DeviceLayer {
     bytes.put(image);
     check(cuModuleLoadData(d.module, bytes), "cuModuleLoadData " + FATBIN);
     checkBlas(cublasCreate_v2(d.blas), "cublasCreate (libcublas.so.13)");
-    // fp32 as the parity mode: no TF32 tensor-op rounding of the inputs.
-    checkBlas(cublasSetMathMode(d.blas, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
     return d;
   }
 
@@ -193,13 +200,35 @@ public final class CudaDeviceLayer implements DeviceLayer {
     check(cuLaunchKernel(f, blocks, 1, 1, threads, 1, 1, 0, null, params, null), kernel + " on " + name());
   }
 
+  /**
+   * FP32: cublasSgemmStridedBatched in pedantic math (no TF32, the parity mode). TF32 and BF16:
+   * cublasGemmStridedBatchedEx in default math on tensor cores, F32 accumulation (compute 32F_FAST_TF32 on
+   * F32 operands; compute 32F on bf16 operands).
+   */
   @Override
-  public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long strideA,
-      long b, int ldb, long strideB, float beta, long c, int ldc, long strideC, int batch) {
+  public void gemm(RunConfig.Precision precision, boolean transA, boolean transB, int m, int n, int k, float alpha,
+      long a, int lda, long strideA, long b, int ldb, long strideB, float beta, long c, int ldc, long strideC,
+      int batch) {
     bind();
-    checkBlas(cublasSgemmStridedBatched(blas, transA ? CUBLAS_OP_T : CUBLAS_OP_N, transB ? CUBLAS_OP_T : CUBLAS_OP_N,
-        m, n, k, new FloatPointer(alpha), at(a), lda, strideA, at(b), ldb, strideB, new FloatPointer(beta), at(c), ldc,
-        strideC, batch), "cublasSgemmStridedBatched");
+    int opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    mathMode(precision == RunConfig.Precision.FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
+    if (precision == RunConfig.Precision.FP32) {
+      checkBlas(cublasSgemmStridedBatched(blas, opA, opB, m, n, k, new FloatPointer(alpha), at(a), lda, strideA, at(b),
+          ldb, strideB, new FloatPointer(beta), at(c), ldc, strideC, batch), "cublasSgemmStridedBatched");
+      return;
+    }
+    int inputs = precision == RunConfig.Precision.BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    int compute = precision == RunConfig.Precision.BF16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+    checkBlas(cublasGemmStridedBatchedEx(blas, opA, opB, m, n, k, new FloatPointer(alpha), at(a), inputs, lda, strideA,
+        at(b), inputs, ldb, strideB, new FloatPointer(beta), at(c), CUDA_R_32F, ldc, strideC, batch, compute,
+        CUBLAS_GEMM_DEFAULT), "cublasGemmStridedBatchedEx " + precision.key());
+  }
+
+  private void mathMode(int mode) {
+    if (mode != math) {
+      checkBlas(cublasSetMathMode(blas, mode), "cublasSetMathMode");
+      math = mode;
+    }
   }
 
   @Override

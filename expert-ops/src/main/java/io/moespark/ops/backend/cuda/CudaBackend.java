@@ -4,6 +4,7 @@ import io.moespark.ops.backend.Backend;
 import io.moespark.ops.backend.Footprint;
 import io.moespark.ops.backend.HostTransfers;
 import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
 import java.nio.ByteBuffer;
@@ -31,15 +32,23 @@ public final class CudaBackend implements Backend {
   record Memory(long address, long allocation) {}
 
   private final DeviceLayer device;
+  private final RunConfig.Precision precision;
   private final CudaKernels kernels;
   private final HostTransfers transfers = new HostTransfers();
   private long live, peak, allocations;
 
   // Scratch of the ops, grown on demand (each an allocation of this arena).
-  private Tensor rowLoss, partials, chosen, order, work, dProbs, staging;
+  private Tensor rowLoss, partials, chosen, order, work, dProbs, staging, aBf16, bBf16;
 
+  /** The parity mode: F32 GEMMs. */
   public CudaBackend(DeviceLayer device) {
+    this(device, RunConfig.Precision.FP32);
+  }
+
+  /** GEMMs in {@code precision} ({@code parallel.precision}); everything else F32 or F64 as in FP32. */
+  public CudaBackend(DeviceLayer device, RunConfig.Precision precision) {
     this.device = device;
+    this.precision = precision;
     this.kernels = new CudaKernels(device);
   }
 
@@ -394,8 +403,27 @@ public final class CudaBackend implements Backend {
       throw new IllegalArgumentException("GEMM of " + a + (transA ? "^T" : "") + " and " + b + (transB ? "^T" : "")
           + " into " + c);
     }
-    kernels.gemm(f32(a), (int) a.size(0), (int) a.size(1), f32(b), (int) b.size(0), (int) b.size(1), f32(c), transA,
-        transB, beta);
+    gemm(f32(a), (int) a.size(0), (int) a.size(1), f32(b), (int) b.size(0), (int) b.size(1), f32(c), transA, transB,
+        beta, 1);
+  }
+
+  /**
+   * The one way to a GEMM on F32 operands, in this backend's precision: with BF16 both operands are first
+   * rounded to bf16 (scratch that grows once), as PyTorch's autocast does for a matrix product.
+   */
+  private void gemm(long a, int aRows, int aCols, long b, int bRows, int bCols, long c, boolean transA,
+      boolean transB, double beta, int batch) {
+    if (precision != RunConfig.Precision.BF16) {
+      kernels.gemm(precision, a, aRows, aCols, b, bRows, bCols, c, transA, transB, beta, batch);
+      return;
+    }
+    long na = (long) aRows * aCols * batch, nb = (long) bRows * bCols * batch;
+    aBf16 = scratch(aBf16, DType.BF16, na);
+    bBf16 = scratch(bBf16, DType.BF16, nb);
+    kernels.toBf16(a, address(aBf16), na);
+    kernels.toBf16(b, address(bBf16), nb);
+    kernels.gemm(precision, address(aBf16), aRows, aCols, address(bBf16), bRows, bCols, c, transA, transB, beta,
+        batch);
   }
 
   /** One GEMM per group, in group order (so groups that share a C accumulate in that order). */
@@ -438,9 +466,9 @@ public final class CudaBackend implements Backend {
   public void attentionForward(Tensor q, Tensor k, Tensor v, Tensor out, Tensor state, double scale) {
     int bh = (int) q.size(0), t = (int) q.size(1), hd = (int) q.size(2);
     long probs = f32(state);
-    kernels.gemmBatched(f32(q), t, hd, f32(k), t, hd, probs, false, true, 0, bh);
+    gemm(f32(q), t, hd, f32(k), t, hd, probs, false, true, 0, bh);
     kernels.causalSoftmaxForward(probs, bh, t, scale);
-    kernels.gemmBatched(probs, t, t, f32(v), t, hd, f32(out), false, false, 0, bh);
+    gemm(probs, t, t, f32(v), t, hd, f32(out), false, false, 0, bh);
   }
 
   @Override
@@ -448,11 +476,11 @@ public final class CudaBackend implements Backend {
       Tensor dv, double scale) {
     int bh = (int) q.size(0), t = (int) q.size(1), hd = (int) q.size(2);
     long probs = f32(state), dp = probs + 4L * bh * t * t, dCtx = f32(dOut);
-    kernels.gemmBatched(dCtx, t, hd, f32(v), t, hd, dp, false, true, 0, bh);
-    kernels.gemmBatched(probs, t, t, dCtx, t, hd, f32(dv), true, false, 0, bh);
+    gemm(dCtx, t, hd, f32(v), t, hd, dp, false, true, 0, bh);
+    gemm(probs, t, t, dCtx, t, hd, f32(dv), true, false, 0, bh);
     kernels.causalSoftmaxBackward(probs, dp, bh, t, scale);
-    kernels.gemmBatched(dp, t, t, f32(k), t, hd, f32(dq), false, false, 0, bh);
-    kernels.gemmBatched(dp, t, t, f32(q), t, hd, f32(dk), true, false, 0, bh);
+    gemm(dp, t, t, f32(k), t, hd, f32(dq), false, false, 0, bh);
+    gemm(dp, t, t, f32(q), t, hd, f32(dk), true, false, 0, bh);
   }
 
   @Override

@@ -1,5 +1,7 @@
 package io.moespark.ops.backend.cuda;
 
+import io.moespark.ops.config.RunConfig;
+
 /**
  * The launches of the project's kernels ({@code src/main/cuda/moe_kernels.cu}) on a {@link DeviceLayer}:
  * for each operation, the kernels, their grids and their arguments in the kernels' parameter order, on
@@ -69,18 +71,13 @@ public final class CudaKernels {
   }
 
   /**
-   * C [m, n] = op(A) op(B) + beta C on row-major matrices: A stored [aRows, aCols], B [bRows, bCols]. A
-   * row-major matrix is its transpose in column-major order, so this is the column-major product C^T =
-   * op(B)^T op(A)^T: B first, each operand's leading dimension its row length.
+   * C [m, n] = op(A) op(B) + beta C on row-major matrices: A stored [aRows, aCols], B [bRows, bCols], over
+   * {@code batch} consecutive matrices of each operand (attention's heads) in one launch; A and B F32 (or
+   * bf16 with precision BF16), C F32. A row-major matrix is its transpose in column-major order, so this is
+   * the column-major product C^T = op(B)^T op(A)^T: B first, each operand's leading dimension its row length.
    */
-  public void gemm(long a, int aRows, int aCols, long b, int bRows, int bCols, long c, boolean transA, boolean transB,
-      double beta) {
-    gemmBatched(a, aRows, aCols, b, bRows, bCols, c, transA, transB, beta, 1);
-  }
-
-  /** {@link #gemm} over {@code batch} consecutive matrices of each operand (attention's heads), in one launch. */
-  public void gemmBatched(long a, int aRows, int aCols, long b, int bRows, int bCols, long c, boolean transA,
-      boolean transB, double beta, int batch) {
+  public void gemm(RunConfig.Precision precision, long a, int aRows, int aCols, long b, int bRows, int bCols, long c,
+      boolean transA, boolean transB, double beta, int batch) {
     int m = transA ? aCols : aRows, k = transA ? aRows : aCols, n = transB ? bRows : bCols;
     if ((transB ? bCols : bRows) != k) {
       throw new IllegalArgumentException("GEMM of op(A) " + m + "x" + k + " and op(B) with " + (transB ? bCols : bRows)
@@ -89,8 +86,8 @@ public final class CudaKernels {
     if ((long) m * n * batch == 0) {
       return;
     }
-    device.sgemm(transB, transA, n, m, k, 1f, b, Math.max(1, bCols), (long) bRows * bCols, a, Math.max(1, aCols),
-        (long) aRows * aCols, (float) beta, c, n, (long) m * n, batch);
+    device.gemm(precision, transB, transA, n, m, k, 1f, b, Math.max(1, bCols), (long) bRows * bCols, a,
+        Math.max(1, aCols), (long) aRows * aCols, (float) beta, c, n, (long) m * n, batch);
   }
 
   /** a = gelu(h1), tanh approximation. */

@@ -1,5 +1,6 @@
 package io.moespark.ops.backend.cuda;
 
+import io.moespark.ops.config.RunConfig;
 import java.nio.ByteBuffer;
 
 /**
@@ -7,7 +8,7 @@ import java.nio.ByteBuffer;
  * {@code src/main/cuda/moe_kernels.cu} by name. On a GPU it is the CUDA driver API (one context per rank
  * thread); in the tests it is a host implementation that runs the same kernel sources compiled for the CPU
  * (a block's threads as fibers that meet at each {@code __syncthreads}), so everything above this interface (addresses,
- * argument order and types, grid sizes) is checked without a GPU. One stream: operations run in the order
+ * argument order and types, grid sizes, GEMM arguments) is checked without a GPU. One stream: operations run in the order
  * they are issued, and a copy to the host returns once the data is there.
  */
 public interface DeviceLayer extends AutoCloseable {
@@ -47,12 +48,14 @@ public interface DeviceLayer extends AutoCloseable {
   void launch(String kernel, int blocks, int threads, KernelArgs args);
 
   /**
-   * cuBLAS's {@code cublasSgemmStridedBatched}: for i in [0, batch), C_i = alpha op(A_i) op(B_i) + beta C_i
-   * on column-major matrices, op(A) m x k, op(B) k x n, C m x n, with leading dimensions lda, ldb, ldc and
-   * X_i at X + i strideX elements (C is not read when beta is 0).
+   * cuBLAS's strided batched GEMM: for i in [0, batch), C_i = alpha op(A_i) op(B_i) + beta C_i on
+   * column-major matrices, op(A) m x k, op(B) k x n, C m x n, with leading dimensions lda, ldb, ldc and X_i
+   * at X + i strideX elements (C is not read when beta is 0). C is F32; A and B are F32 multiplied as
+   * {@code precision} says (FP32: as they are; TF32: rounded to TF32 by the tensor cores), or bf16 values
+   * (BF16). Sums accumulate in F32 or wider.
    */
-  void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long strideA, long b,
-      int ldb, long strideB, float beta, long c, int ldc, long strideC, int batch);
+  void gemm(RunConfig.Precision precision, boolean transA, boolean transB, int m, int n, int k, float alpha, long a,
+      int lda, long strideA, long b, int ldb, long strideB, float beta, long c, int ldc, long strideC, int batch);
 
   /** Marks the work issued so far; the handle is released by {@link #release}. */
   long record();

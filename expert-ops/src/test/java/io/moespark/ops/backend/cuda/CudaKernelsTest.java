@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moespark.ops.backend.Backend;
 import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
 import java.nio.ByteBuffer;
@@ -436,7 +437,8 @@ class CudaKernelsTest {
     long ad = upload(a), bd = upload(b), cd = upload(c);
     double[] c0 = cpu.toDoubles(c), av = cpu.toDoubles(a), bv = cpu.toDoubles(b);
     cpu.gemm(a, b, c, transA, transB, beta);
-    kernels.gemm(ad, (int) a.size(0), (int) a.size(1), bd, (int) b.size(0), (int) b.size(1), cd, transA, transB, beta);
+    kernels.gemm(RunConfig.Precision.FP32, ad, (int) a.size(0), (int) a.size(1), bd, (int) b.size(0), (int) b.size(1), cd,
+        transA, transB, beta, 1);
     double[] expected = cpu.toDoubles(c), actual = download(cd, DType.F32, m * n);
     // F32 products summed in some order (OpenBLAS) against double sums: within k 2^-24 of sum |a b| + |beta c|.
     for (int i = 0; i < m; i++) {
@@ -452,13 +454,77 @@ class CudaKernelsTest {
     }
   }
 
+  /**
+   * TF32 and bf16 GEMMs multiply the operands rounded to their formats (to nearest even) and accumulate
+   * in F32 or wider: they equal the CPU backend's F32 GEMM of the rounded operands within its summation
+   * bound, and differ from the unrounded product by more than that somewhere (the mode takes effect).
+   */
+  @ParameterizedTest(name = "{0} transA={1}")
+  @CsvSource({"TF32,false", "TF32,true", "BF16,false", "BF16,true"})
+  void reducedPrecisionGemmsMultiplyTheRoundedOperands(RunConfig.Precision precision, boolean transA) {
+    int m = 17, n = 9, k = 33;
+    Tensor a = transA ? gaussian(k, m) : gaussian(m, k), b = gaussian(k, n);
+    Tensor ar = rounded(a, precision), br = rounded(b, precision), c = cpu.zeros(DType.F32, m, n);
+    Tensor exact = cpu.zeros(DType.F32, m, n);
+    cpu.gemm(ar, br, c, transA, false, 0);
+    cpu.gemm(a, b, exact, transA, false, 0);
+    long ad, bd;
+    if (precision == RunConfig.Precision.BF16) { // the operands travel as bf16 values
+      ad = upload(converted(a, DType.BF16));
+      bd = upload(converted(b, DType.BF16));
+    } else {
+      ad = upload(a);
+      bd = upload(b);
+    }
+    long cd = device.alloc(4L * m * n);
+    kernels.gemm(precision, ad, (int) a.size(0), (int) a.size(1), bd, k, n, cd, transA, false, 0, 1);
+    double[] expected = cpu.toDoubles(c), unrounded = cpu.toDoubles(exact), actual = download(cd, DType.F32, m * n);
+    double[] av = cpu.toDoubles(ar), bv = cpu.toDoubles(br);
+    boolean differs = false;
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < n; j++) {
+        double bound = 0;
+        for (int l = 0; l < k; l++) {
+          bound += Math.abs((transA ? av[l * m + i] : av[i * k + l]) * bv[l * n + j]);
+        }
+        int e = i * n + j;
+        double tol = (k + 2) * 0x1p-24 * bound;
+        assertTrue(Math.abs(expected[e] - actual[e]) <= tol, "C[" + i + "," + j + "]: " + expected[e] + " vs " + actual[e]);
+        differs |= Math.abs(unrounded[e] - actual[e]) > tol;
+      }
+    }
+    assertTrue(differs, precision + ": no element differs from the F32 product of the unrounded operands");
+  }
+
+  /** t's values in another type (the CPU backend's conversion: round to nearest even). */
+  private Tensor converted(Tensor t, DType type) {
+    Tensor r = cpu.empty(type, t.shape());
+    cpu.copy(t, r);
+    return r;
+  }
+
+  /** t's values rounded to TF32 (10 mantissa bits, to nearest even) or bf16 (the CPU backend's conversion), as F32. */
+  private Tensor rounded(Tensor t, RunConfig.Precision precision) {
+    if (precision == RunConfig.Precision.BF16) {
+      return converted(converted(t, DType.BF16), DType.F32);
+    }
+    double[] v = cpu.toDoubles(t);
+    for (int i = 0; i < v.length; i++) {
+      int bits = Float.floatToRawIntBits((float) v[i]);
+      v[i] = Float.intBitsToFloat((bits + 0xfff + ((bits >>> 13) & 1)) & ~0x1fff);
+    }
+    Tensor r = cpu.empty(DType.F32, t.shape());
+    cpu.fromDoubles(v, r);
+    return r;
+  }
+
   @Test
   void aWrongLeadingDimensionIsRefusedAsCublasWould() {
     long a = device.alloc(4 * 12), b = device.alloc(4 * 12), c = device.alloc(4 * 9);
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-        () -> device.sgemm(false, false, 3, 3, 4, 1f, a, 2, 0, b, 4, 0, 0f, c, 3, 0, 1));
+        () -> device.gemm(RunConfig.Precision.FP32, false, false, 3, 3, 4, 1f, a, 2, 0, b, 4, 0, 0f, c, 3, 0, 1));
     assertTrue(e.getMessage().contains("parameter 8"), e.getMessage()); // lda < m, as the reference BLAS numbers it
-    assertThrows(IllegalArgumentException.class, () -> device.sgemm(false, false, 3, 3, 4, 1f, a, 3, 0, b, 5, 0, 0f, c, 3, 0, 1),
+    assertThrows(IllegalArgumentException.class, () -> device.gemm(RunConfig.Precision.FP32, false, false, 3, 3, 4, 1f, a, 3, 0, b, 5, 0, 0f, c, 3, 0, 1),
         "ldb 5 reads past B");
   }
 

@@ -102,4 +102,30 @@ class CudaTrainerStepTest {
           && e.getMessage().contains("parallel.ranks"), e.getMessage());
     }
   }
+
+  /**
+   * tf32 and bf16 steps against fp32 on the same backend: within what the rounding of the GEMMs' operands
+   * allows (unit roundoff 2^-11 for TF32, 2^-9 for bf16; a product of two rounded operands is within twice
+   * that, and the first steps' losses, dominated by near-uniform logits, move less than the products:
+   * 2^-10 and 2^-8 relative per step), and not equal to it (the mode takes effect).
+   */
+  @ParameterizedTest(name = "{0}")
+  @CsvSource({"TF32, 0x1p-10", "BF16, 0x1p-8"})
+  void reducedPrecisionStepsStayWithinTheirRoundingOfFp32(RunConfig.Precision precision, double tol) {
+    RunConfig c = ConfigLoader.load(ROOT.resolve("conf/tiny.yaml"), List.of("data.path=" + CORPUS,
+        "train.batch_size=2", "model.seq_len=32"));
+    int[] tokens = TokenData.split(TokenData.load(CORPUS, "auto", "corpus"), c.data().valFraction()).train();
+    Run fp32, reduced;
+    try (HostDeviceLayer device = new HostDeviceLayer()) {
+      fp32 = run(Trainer.singleProcess(c, tokens, new CudaBackend(device), DType.F32));
+    }
+    try (HostDeviceLayer device = new HostDeviceLayer()) {
+      reduced = run(Trainer.singleProcess(c, tokens, new CudaBackend(device, precision), DType.F32));
+    }
+    for (int i = 0; i < STEPS; i++) {
+      double rel = Math.abs(reduced.losses[i] - fp32.losses[i]) / fp32.losses[i];
+      assertTrue(rel <= tol && rel > 0, precision + ", step " + (i + 1) + ": " + reduced.losses[i] + " vs fp32 "
+          + fp32.losses[i] + " (relative " + rel + ")");
+    }
+  }
 }

@@ -4,6 +4,7 @@ import com.sun.jna.Library;
 import com.sun.jna.Memory;
 import com.sun.jna.Native;
 import com.sun.jna.Pointer;
+import io.moespark.ops.config.RunConfig;
 import java.nio.ByteBuffer;
 import java.util.Map;
 import java.util.TreeMap;
@@ -22,8 +23,8 @@ public final class HostDeviceLayer implements DeviceLayer {
   interface Kernels extends Library {
     int moe_host_launch(String name, int gx, int gy, int gz, int bx, int by, int bz, Pointer args);
 
-    int moe_host_sgemm(int transa, int transb, int m, int n, int k, float alpha, Pointer a, int lda, Pointer b, int ldb,
-        float beta, Pointer c, int ldc);
+    int moe_host_gemm(int inputs, int transa, int transb, int m, int n, int k, float alpha, Pointer a, int lda,
+        Pointer b, int ldb, float beta, Pointer c, int ldc);
   }
 
   private static final Kernels KERNELS = Native.load(library(), Kernels.class);
@@ -137,21 +138,23 @@ public final class HostDeviceLayer implements DeviceLayer {
   }
 
   @Override
-  public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long strideA,
-      long b, int ldb, long strideB, float beta, long c, int ldc, long strideC, int batch) {
+  public void gemm(RunConfig.Precision precision, boolean transA, boolean transB, int m, int n, int k, float alpha,
+      long a, int lda, long strideA, long b, int ldb, long strideB, float beta, long c, int ldc, long strideC,
+      int batch) {
     if (batch < 0) {
-      throw new IllegalArgumentException("sgemm: batch " + batch);
+      throw new IllegalArgumentException("gemm: batch " + batch);
     }
+    int width = precision == RunConfig.Precision.BF16 ? 2 : 4;
     for (int i = 0; i < batch; i++) {
-      long ai = a + 4 * i * strideA, bi = b + 4 * i * strideB, ci = c + 4 * i * strideC;
+      long ai = a + width * i * strideA, bi = b + width * i * strideB, ci = c + 4L * i * strideC;
       // Every element the product reads or writes lies in live memory (a wrong leading dimension reads past it).
-      check(ai, extent(transA ? m : k, lda, transA ? k : m), "sgemm A[" + i + "]");
-      check(bi, extent(transB ? k : n, ldb, transB ? n : k), "sgemm B[" + i + "]");
-      check(ci, extent(n, ldc, m), "sgemm C[" + i + "]");
-      int rc = KERNELS.moe_host_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, new Pointer(ai), lda,
-          new Pointer(bi), ldb, beta, new Pointer(ci), ldc);
+      check(ai, extent(transA ? m : k, lda, transA ? k : m, width), "gemm A[" + i + "]");
+      check(bi, extent(transB ? k : n, ldb, transB ? n : k, width), "gemm B[" + i + "]");
+      check(ci, extent(n, ldc, m, 4), "gemm C[" + i + "]");
+      int rc = KERNELS.moe_host_gemm(precision.ordinal(), transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha,
+          new Pointer(ai), lda, new Pointer(bi), ldb, beta, new Pointer(ci), ldc);
       if (rc != 0) {
-        throw new IllegalArgumentException("sgemm: parameter " + rc + " is invalid (m=" + m + " n=" + n + " k=" + k
+        throw new IllegalArgumentException("gemm: parameter " + rc + " is invalid (m=" + m + " n=" + n + " k=" + k
             + " lda=" + lda + " ldb=" + ldb + " ldc=" + ldc + ")");
       }
     }
@@ -174,9 +177,9 @@ public final class HostDeviceLayer implements DeviceLayer {
   @Override
   public void release(long event) {}
 
-  /** Bytes a column-major F32 matrix of {@code cols} columns of {@code rows} rows spans with leading dimension ld. */
-  private static long extent(int cols, int ld, int rows) {
-    return cols == 0 || rows == 0 ? 0 : 4L * ((long) (cols - 1) * ld + rows);
+  /** Bytes a column-major matrix of {@code cols} columns of {@code rows} rows spans with leading dimension ld. */
+  private static long extent(int cols, int ld, int rows, int width) {
+    return cols == 0 || rows == 0 ? 0 : width * ((long) (cols - 1) * ld + rows);
   }
 
   /** Launches so far. */
