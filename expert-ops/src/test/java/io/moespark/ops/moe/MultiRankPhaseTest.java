@@ -2,6 +2,7 @@ package io.moespark.ops.moe;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moespark.ops.collective.InProcessGroup;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.model.LossTerms;
@@ -49,7 +50,7 @@ class MultiRankPhaseTest {
     LossTerms ref = one.forward(all.inputs(), all.targets(), global, global, Exchange.LOCAL, Reducer.LOCAL);
     one.backward(Exchange.LOCAL);
 
-    InMemoryGroup group = new InMemoryGroup(ranks);
+    InProcessGroup group = new InProcessGroup(ranks);
     List<TransformerLM> models = new ArrayList<>();
     ExecutorService pool = Executors.newFixedThreadPool(ranks);
     try {

@@ -3,10 +3,10 @@ package io.moespark.ops.train;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moespark.ops.collective.InProcessGroup;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.moe.Exchange;
-import io.moespark.ops.moe.InMemoryGroup;
 import io.moespark.ops.moe.Reducer;
 import io.moespark.ops.moe.ShardLayout;
 import java.nio.file.Path;
@@ -40,7 +40,7 @@ class StepProgramTest {
         "moe.capacity_factor=" + cf, "train.batch_size=6", "train.eval_batches=2"));
     int[] tokens = TokenData.load(CORPUS, "auto", "corpus");
     int[] val = java.util.Arrays.copyOf(tokens, 9 * 14 + 3);
-    InMemoryGroup group = new InMemoryGroup(ranks);
+    InProcessGroup group = new InProcessGroup(ranks);
     List<List<StepProgram.Call>> steps = new ArrayList<>(), evals = new ArrayList<>();
     ExecutorService pool = Executors.newFixedThreadPool(ranks);
     List<Future<?>> done = new ArrayList<>();

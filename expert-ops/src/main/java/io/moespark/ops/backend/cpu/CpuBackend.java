@@ -328,15 +328,16 @@ public final class CpuBackend implements Backend {
 
   // ---- reductions ----
 
+  /** In double, element by element in order (ND4J's norm accumulates F32 in its own order). */
   @Override
   public void sumSquares(Tensor[] parts, Tensor out, int index) {
     double sum = 0;
     for (Tensor p : parts) {
-      if (p.isEmpty()) {
-        continue; // ND4J refuses the norm of an empty array; its sum of squares is 0
+      Raw r = Raw.of(array(p));
+      for (int i = 0, n = (int) p.length(); i < n; i++) {
+        double v = r.get(i);
+        sum += v * v;
       }
-      double n = array(p).norm2Number().doubleValue();
-      sum += n * n;
     }
     array(out).putScalar(index, sum);
   }

@@ -1,7 +1,7 @@
-package io.moespark.ops.moe;
+package io.moespark.ops.collective;
 
-import io.moespark.ops.collective.BlockTransport;
-import io.moespark.ops.collective.RankOrderedCollective;
+import io.moespark.ops.moe.Exchange;
+import io.moespark.ops.moe.Reducer;
 import java.util.concurrent.BrokenBarrierException;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.TimeUnit;
@@ -10,15 +10,16 @@ import java.util.concurrent.TimeoutException;
 /**
  * R ranks as threads of one process: each rank's {@link Exchange} and {@link Reducer} is the project's
  * {@link RankOrderedCollective} over an in-memory {@link BlockTransport} (shared mailboxes), so the
- * semantics are those of the Spark paths. For tests of the phase API with more than one rank.
+ * semantics are those of the Spark paths. For the tests of the phase API with more than one rank, and
+ * the GPU check's ranks sharing one GPU.
  */
-public final class InMemoryGroup {
+public final class InProcessGroup {
   private final int ranks;
   private final CyclicBarrier barrier;
   private final byte[][][] mail;
   private final RankOrderedCollective[] collectives;
 
-  public InMemoryGroup(int ranks) {
+  public InProcessGroup(int ranks) {
     this.ranks = ranks;
     this.barrier = new CyclicBarrier(ranks);
     this.mail = new byte[ranks][ranks][];
@@ -83,7 +84,8 @@ public final class InMemoryGroup {
     try {
       barrier.await(60, TimeUnit.SECONDS);
     } catch (InterruptedException | BrokenBarrierException | TimeoutException e) {
-      throw new IllegalStateException("rank group broke", e);
+      throw new IllegalStateException("the in-process group of " + ranks + " ranks: waited up to 60 s for every "
+          + "rank to reach the exchange, " + barrier.getNumberWaiting() + " had: " + e, e);
     }
   }
 }
