@@ -34,6 +34,7 @@ import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.IntPointer;
 import org.bytedeco.javacpp.Pointer;
 import io.moespark.ops.backend.Backend;
+import io.moespark.ops.backend.cuda.CudaBackend;
 import io.moespark.ops.collective.Collective;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Tensor;
@@ -47,9 +48,10 @@ import java.nio.ByteOrder;
  * communicator per run, its unique id created by rank 0 and shared with {@code BarrierTaskContext.allGather};
  * the rank's device is the GPU Spark assigned to the task ({@code spark.task.resource.gpu.amount=1}).
  * An all-to-all is two NCCL groups of one send and one receive per peer: the block shapes, then the
- * blocks, each block contiguous. expert-ops computes on the host today (ND4J's CPU backend), so blocks
- * are staged through one device buffer that grows as needed; with device-resident activations the
- * copies go and the NCCL calls stay.
+ * blocks, each block contiguous. With the CUDA backend ({@code parallel.device: cuda}) NCCL sends from
+ * and receives into the backend's own device tensors; with the CPU backend blocks are staged through one
+ * device buffer that grows as needed. NCCL's stream is a blocking stream: it waits for the backend's work
+ * on the default stream, and the backend's later work waits for it.
  */
 public final class NcclCollective implements Collective {
   private final int rank;
@@ -104,6 +106,9 @@ public final class NcclCollective implements Collective {
   public Tensor[] allToAll(Tensor[] send) {
     long t0 = System.nanoTime();
     try {
+      if (send[rank].backend() instanceof CudaBackend) {
+        return allToAllOnDevice(send);
+      }
       int[][] shapes = new int[ranks][];
       Pointer[] sendHost = new Pointer[ranks];
       long[] sendCount = new long[ranks], recvCount = new long[ranks];
@@ -133,6 +138,41 @@ public final class NcclCollective implements Collective {
     } finally {
       busyNanos += System.nanoTime() - t0;
     }
+  }
+
+  /** The all-to-all on device tensors: NCCL reads the send blocks and writes the received ones in place. */
+  private Tensor[] allToAllOnDevice(Tensor[] send) {
+    int[][] shapes = new int[ranks][];
+    for (int d = 0; d < ranks; d++) {
+      shapes[d] = new int[] {(int) send[d].size(0), (int) send[d].size(1)};
+    }
+    int[][] recvShapes = exchangeFixed(shapes, 2);
+    DType type = send[rank].dtype();
+    int ncclType = type == DType.F64 ? ncclDouble : ncclFloat;
+    Backend backend = send[rank].backend();
+    Tensor[] recv = new Tensor[ranks];
+    for (int s = 0; s < ranks; s++) {
+      recv[s] = backend.empty(type, recvShapes[s][0], recvShapes[s][1]);
+    }
+    nccl(ncclGroupStart(), "ncclGroupStart");
+    for (int p = 0; p < ranks; p++) {
+      nccl(ncclSend(device(send[p]), send[p].length(), ncclType, p, comm, stream), "ncclSend");
+      nccl(ncclRecv(device(recv[p]), recv[p].length(), ncclType, p, comm, stream), "ncclRecv");
+      bytesSent += p == rank ? 0 : send[p].length() * type.width();
+    }
+    nccl(ncclGroupEnd(), "ncclGroupEnd");
+    cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    return recv;
+  }
+
+  /** A device tensor's memory as the pointer NCCL takes (never dereferenced on the host). */
+  private static Pointer device(Tensor t) {
+    long address = CudaBackend.deviceAddress(t);
+    return new Pointer() {
+      {
+        this.address = address;
+      }
+    };
   }
 
   /**
@@ -212,12 +252,17 @@ public final class NcclCollective implements Collective {
   public void sum(Tensor values) {
     long t0 = System.nanoTime();
     try {
-      ByteBuffer b = host(values);
+      int type = values.dtype() == DType.F64 ? ncclDouble : ncclFloat;
       long bytes = values.length() * values.dtype().width();
+      if (values.backend() instanceof CudaBackend) { // in place, in the backend's memory
+        allReduce(device(values), values.length(), type, bytes);
+        return;
+      }
+      ByteBuffer b = host(values);
       Pointer dev = scratch(bytes);
       Pointer h = new Pointer(b);
       copy(dev, h, bytes, cudaMemcpyHostToDevice);
-      allReduce(dev, values.length(), values.dtype() == DType.F64 ? ncclDouble : ncclFloat, bytes);
+      allReduce(dev, values.length(), type, bytes);
       copy(h, dev, bytes, cudaMemcpyDeviceToHost);
       values.backend().fromHost(b, values);
     } finally {
@@ -309,11 +354,7 @@ public final class NcclCollective implements Collective {
     return scratch;
   }
 
-  /**
-   * A tensor's values in a direct host buffer. The project's backends compute on the host today, so
-   * blocks are staged host -> device -> NCCL; a device backend hands NCCL its buffers instead (the issue
-   * "CUDA backend").
-   */
+  /** A CPU backend tensor's values in a direct host buffer, to be staged through the device for NCCL. */
   private static ByteBuffer host(Tensor t) {
     ByteBuffer b = ByteBuffer.allocateDirect((int) t.length() * t.dtype().width()).order(ByteOrder.LITTLE_ENDIAN);
     t.backend().toHost(t, b);

@@ -18,7 +18,9 @@ import static org.bytedeco.cuda.global.cudart.cuGetErrorString;
 import static org.bytedeco.cuda.global.cudart.cuInit;
 import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
 import static org.bytedeco.cuda.global.cudart.cuMemAlloc;
+import static org.bytedeco.cuda.global.cudart.cuMemAllocHost;
 import static org.bytedeco.cuda.global.cudart.cuMemFree;
+import static org.bytedeco.cuda.global.cudart.cuMemFreeHost;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoD;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoH;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoD;
@@ -57,6 +59,7 @@ import org.bytedeco.cuda.cudart.CUmod_st;
 import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.LongPointer;
+import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.javacpp.PointerPointer;
 
 /**
@@ -78,6 +81,8 @@ public final class CudaDeviceLayer implements DeviceLayer {
   private final cublasContext blas = new cublasContext();
   private final Map<Long, CUevent_st> events = new HashMap<>();
   private int math = -1;
+  private BytePointer pinned;
+  private long pinnedBytes;
   private long lastEvent;
 
   private CudaDeviceLayer(int ordinal) {
@@ -160,26 +165,38 @@ public final class CudaDeviceLayer implements DeviceLayer {
     check(cuMemcpyDtoD(dst, src, bytes), "cuMemcpyDtoD " + bytes + " bytes");
   }
 
+  /** Through the pinned staging buffer: one DMA at full speed, and the caller's buffer may be any buffer. */
   @Override
   public void copyToDevice(ByteBuffer src, long dst) {
     bind();
     int n = src.remaining();
-    byte[] b = new byte[n];
-    src.duplicate().get(b);
-    BytePointer staging = new BytePointer(n);
-    staging.put(b);
-    check(cuMemcpyHtoD(dst, staging, n), "cuMemcpyHtoD " + n + " bytes");
+    BytePointer p = pinned(n);
+    p.asBuffer().put(src.duplicate());
+    check(cuMemcpyHtoD(dst, p, n), "cuMemcpyHtoD " + n + " bytes");
   }
 
   @Override
   public void copyToHost(long src, ByteBuffer dst) {
     bind();
     int n = dst.remaining();
-    BytePointer staging = new BytePointer(n);
-    check(cuMemcpyDtoH(staging, src, n), "cuMemcpyDtoH " + n + " bytes");
-    byte[] b = new byte[n];
-    staging.get(b);
-    dst.put(b);
+    BytePointer p = pinned(n);
+    check(cuMemcpyDtoH(p, src, n), "cuMemcpyDtoH " + n + " bytes");
+    dst.put(p.asBuffer());
+  }
+
+  /** The pinned (page-locked) host buffer every copy goes through, its first {@code bytes} bytes; grows by doubling. */
+  private BytePointer pinned(long bytes) {
+    if (bytes > pinnedBytes) {
+      if (pinnedBytes > 0) {
+        check(cuMemFreeHost(pinned), "cuMemFreeHost");
+      }
+      long size = Math.max(bytes, 2 * pinnedBytes);
+      PointerPointer<Pointer> at = new PointerPointer<>(1);
+      check(cuMemAllocHost(at, size), "cuMemAllocHost " + size + " bytes (pinned staging)");
+      pinned = new BytePointer(at.get(0)).capacity(size);
+      pinnedBytes = size;
+    }
+    return pinned.position(0).limit(bytes);
   }
 
   @Override
@@ -303,6 +320,9 @@ public final class CudaDeviceLayer implements DeviceLayer {
       cuEventDestroy(e);
     }
     events.clear();
+    if (pinnedBytes > 0) {
+      check(cuMemFreeHost(pinned), "cuMemFreeHost");
+    }
     checkBlas(cublasDestroy_v2(blas), "cublasDestroy");
     check(cuModuleUnload(module), "cuModuleUnload");
     check(cuDevicePrimaryCtxRelease(ordinal), "cuDevicePrimaryCtxRelease " + ordinal);

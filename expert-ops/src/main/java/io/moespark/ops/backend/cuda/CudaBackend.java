@@ -129,6 +129,18 @@ public final class CudaBackend implements Backend {
     return memory(t).address();
   }
 
+  /**
+   * The device address of a tensor of a CUDA backend, for a collective that hands device memory to NCCL
+   * (the direct path's NcclCollective); work issued on the backend before the call is ordered before work
+   * on any blocking stream of the same device.
+   */
+  public static long deviceAddress(Tensor t) {
+    if (!(t.backend() instanceof CudaBackend be)) {
+      throw new IllegalArgumentException("tensor " + t + " is not in a CUDA backend's memory");
+    }
+    return be.address(t);
+  }
+
   /** The address of a tensor that must have this type. */
   private long of(Tensor t, DType type) {
     if (t.dtype() != type) {
