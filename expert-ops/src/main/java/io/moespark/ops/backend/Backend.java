@@ -143,7 +143,15 @@ public interface Backend {
    * groups may accumulate into one C (beta 1, the weight gradient of an expert over its segments); they
    * do so in group order. Empty groups are allowed.
    */
-  void gemmGrouped(Tensor[] a, Tensor[] b, Tensor[] c, boolean transA, boolean transB, double beta);
+  default void gemmGrouped(Tensor[] a, Tensor[] b, Tensor[] c, boolean transA, boolean transB, double beta) {
+    if (a.length != b.length || a.length != c.length) {
+      throw new IllegalArgumentException("grouped GEMM of " + a.length + ", " + b.length + " and " + c.length
+          + " operands");
+    }
+    for (int g = 0; g < a.length; g++) { // one GEMM per group, in order: a backend with a grouped kernel overrides
+      gemm(a[g], b[g], c[g], transA, transB, beta);
+    }
+  }
 
   // ---- fused ops of nn/ ----
 

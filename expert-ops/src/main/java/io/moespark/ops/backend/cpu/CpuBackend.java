@@ -362,17 +362,6 @@ public final class CpuBackend implements Backend {
     Nd4j.gemm(a, b, c, transA, transB, 1.0, beta);
   }
 
-  @Override
-  public void gemmGrouped(Tensor[] a, Tensor[] b, Tensor[] c, boolean transA, boolean transB, double beta) {
-    if (a.length != b.length || a.length != c.length) {
-      throw new IllegalArgumentException("grouped GEMM of " + a.length + ", " + b.length + " and " + c.length
-          + " operands");
-    }
-    for (int g = 0; g < a.length; g++) {
-      gemm(array(a[g]), array(b[g]), array(c[g]), transA, transB, beta);
-    }
-  }
-
   /** C[i] = op(A[i]) op(B[i]) + beta C[i] over the leading dimension (attention's per-head products). */
   private static void gemmBatched(INDArray x, INDArray y, INDArray z, boolean transA, boolean transB, double beta) {
     for (long i = 0; i < z.size(0); i++) {

@@ -438,18 +438,6 @@ public final class CudaBackend implements Backend {
         batch);
   }
 
-  /** One GEMM per group, in group order (so groups that share a C accumulate in that order). */
-  @Override
-  public void gemmGrouped(Tensor[] a, Tensor[] b, Tensor[] c, boolean transA, boolean transB, double beta) {
-    if (a.length != b.length || a.length != c.length) {
-      throw new IllegalArgumentException("grouped GEMM of " + a.length + ", " + b.length + " and " + c.length
-          + " operands");
-    }
-    for (int g = 0; g < a.length; g++) {
-      gemm(a[g], b[g], c[g], transA, transB, beta);
-    }
-  }
-
   // ---- fused ops ----
 
   @Override
