@@ -29,7 +29,8 @@ public final class ExportMain {
         throw new ConfigException("--out " + out + " already exists; pass --overwrite to replace it");
       }
       Files.createDirectories(out.getParent());
-      Path tmp = Files.createTempDirectory(out.getParent(), "." + out.getFileName() + ".tmp-");
+      // Not createTempDirectory: its 0700 would become the export's permissions; this gets the umask's.
+      Path tmp = Files.createDirectory(out.resolveSibling("." + out.getFileName() + ".tmp-" + System.nanoTime()));
       try {
         HuggingFace.exportMixtral(model, tmp);
         Path old = Files.exists(out) ? out.resolveSibling("." + out.getFileName() + ".old-" + System.nanoTime()) : null;

@@ -17,10 +17,12 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Locale;
+import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -203,8 +205,10 @@ public final class HuggingFace {
    * math must agree; the message names the key in both files. Upcycling needs the run's experts (and
    * dense FFNs) to be the size of the source's FFN.
    */
-  public static void checkCompatible(JsonNode hf, RunConfig cfg, String file) {
-    Source source = source(hf, file);
+  public static void checkCompatible(JsonNode given, RunConfig cfg, String file) {
+    Source source = source(given, file);
+    Set<String> absent = new HashSet<>();
+    JsonNode hf = withTransformersDefaults(given, source, absent);
     RunConfig.Model m = cfg.model();
     RunConfig.Moe e = cfg.moe();
     if (source == Source.MIXTRAL) {
@@ -219,6 +223,12 @@ public final class HuggingFace {
     }
     List<String> bad = new ArrayList<>();
     same(bad, hf, "vocab_size", m.vocabSize(), "model.vocab_size");
+    JsonNode window = hf.get("sliding_window");
+    if (window != null && window.canConvertToLong() && window.asLong() < m.seqLen()) {
+      bad.add("sliding_window = " + window + " is shorter than the run's model.seq_len = " + m.seqLen() + ": the model"
+          + " attends only to the last " + window + " positions, which this model does not do (set model.seq_len <= "
+          + window + ")");
+    }
     same(bad, hf, "hidden_size", m.dModel(), "model.d_model");
     same(bad, hf, "num_hidden_layers", m.nLayers(), "model.n_layers");
     same(bad, hf, "num_attention_heads", m.nHeads(), "model.n_heads");
@@ -249,8 +259,53 @@ public final class HuggingFace {
       bad.add("rope_scaling is set; this model uses plain RoPE");
     }
     if (!bad.isEmpty()) {
-      throw new ConfigException(file + " does not match the run's config: " + String.join("; ", bad));
+      List<String> named = bad.stream().map(b -> absent.contains(b.substring(0, Math.max(0, b.indexOf(' '))))
+          ? b + " (absent from the file: transformers' default)" : b).toList();
+      throw new ConfigException(file + " does not match the run's config: " + String.join("; ", named));
     }
+  }
+
+  /**
+   * The config as {@code transformers} reads it: a key the file leaves out (or sets to null where null
+   * means "the default") takes {@code MixtralConfig}'s or {@code LlamaConfig}'s default, not the
+   * project's (a Mixtral file without rope_theta is RoPE base 1e6); {@code absent} receives those keys.
+   */
+  static JsonNode withTransformersDefaults(JsonNode given, Source source, Set<String> absent) {
+    ObjectNode hf = given.deepCopy();
+    Map<String, Object> defaults = new LinkedHashMap<>();
+    defaults.put("vocab_size", 32000);
+    defaults.put("hidden_size", 4096);
+    defaults.put("num_hidden_layers", 32);
+    defaults.put("num_attention_heads", 32);
+    defaults.put("hidden_act", "silu");
+    defaults.put("tie_word_embeddings", false);
+    if (source == Source.MIXTRAL) {
+      defaults.put("intermediate_size", 14336);
+      defaults.put("num_key_value_heads", 8);
+      defaults.put("rms_norm_eps", 1e-5);
+      defaults.put("rope_theta", 1e6);
+      defaults.put("num_local_experts", 8);
+      defaults.put("num_experts_per_tok", 2);
+    } else {
+      defaults.put("intermediate_size", 11008);
+      defaults.put("rms_norm_eps", 1e-6);
+      defaults.put("rope_theta", 10000.0);
+    }
+    JsonNode ropeParameters = given.path("rope_parameters").path("rope_theta"); // transformers 5's spelling
+    if (!given.has("rope_theta") && ropeParameters.isNumber()) {
+      hf.set("rope_theta", ropeParameters);
+    }
+    for (Map.Entry<String, Object> d : defaults.entrySet()) {
+      if (!hf.has(d.getKey()) || hf.get(d.getKey()).isNull()) {
+        absent.add(d.getKey());
+        hf.set(d.getKey(), ModelFiles.JSON.valueToTree(d.getValue()));
+      }
+    }
+    // LlamaConfig: num_key_value_heads None means one per attention head.
+    if (!hf.has("num_key_value_heads") || hf.get("num_key_value_heads").isNull()) {
+      hf.set("num_key_value_heads", hf.get("num_attention_heads"));
+    }
+    return hf;
   }
 
   /** Opens a file of a model directory by its name (local files here, Hadoop paths in the Spark job). */

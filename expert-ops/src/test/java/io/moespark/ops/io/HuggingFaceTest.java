@@ -233,4 +233,49 @@ class HuggingFaceTest {
     assertTrue(r.getMessage().contains("config.json"), r.getMessage());
     assertTrue(HuggingFace.mixtralRefusal(gelu.model(), gelu.moe()).contains("SwiGLU"));
   }
+
+  /**
+   * A key a config.json leaves out means what transformers makes of it (MixtralConfig's rope_theta is
+   * 1e6, LlamaConfig's rms_norm_eps 1e-6), and a sliding window shorter than the run's sequences is
+   * refused: either would otherwise import a model that computes something else.
+   */
+  @Test
+  void absentKeysMeanTransformersDefaultsAndAShortSlidingWindowIsRefused() {
+    RunConfig c = config(MIXTRAL);
+    ObjectNode cfg = HuggingFace.mixtralConfig(c.model(), c.moe(), 0);
+    cfg.remove("rope_theta");
+    ConfigException e = assertThrows(ConfigException.class, () -> HuggingFace.checkCompatible(cfg, c, "m/config.json"));
+    assertTrue(e.getMessage().contains("rope_theta = 1000000.0, the run's model.rope_theta = 10000.0 (absent from the "
+        + "file: transformers' default)"), e.getMessage());
+    HuggingFace.checkCompatible(cfg, config(MIXTRAL, "model.rope_theta=1e6"), "m/config.json");
+    cfg.remove("rms_norm_eps"); // MixtralConfig's 1e-5 is the run's too
+    HuggingFace.checkCompatible(cfg, config(MIXTRAL, "model.rope_theta=1e6"), "m/config.json");
+
+    ObjectNode llama = cfg.deepCopy();
+    llama.put("model_type", "llama");
+    llama.put("rope_theta", 10000.0);
+    ConfigException eps = assertThrows(ConfigException.class, () -> HuggingFace.checkCompatible(llama, c, "l/config.json"));
+    assertTrue(eps.getMessage().contains("rms_norm_eps = 1.0E-6") && eps.getMessage().contains("absent from the file"),
+        eps.getMessage());
+
+    cfg.put("rope_theta", 10000.0);
+    cfg.put("sliding_window", 4); // the run's sequences are 8 long
+    ConfigException w = assertThrows(ConfigException.class, () -> HuggingFace.checkCompatible(cfg, c, "m/config.json"));
+    assertTrue(w.getMessage().contains("sliding_window = 4 is shorter than the run's model.seq_len = 8"), w.getMessage());
+    cfg.put("sliding_window", 8); // a window as long as the sequences changes nothing
+    HuggingFace.checkCompatible(cfg, c, "m/config.json");
+  }
+
+  @Test
+  void anExportedDirectoryHasTheUsualPermissions(@TempDir Path tmp) throws IOException {
+    TransformerLM m = TransformerLM.singleRank(config(MIXTRAL).model(), config(MIXTRAL).moe(), CPU, DType.F32);
+    m.init(3);
+    Path model = exportProject(m, tmp.resolve("model")), out = tmp.resolve("hf");
+    io.moespark.ops.cli.ExportMain.main(new String[] {"--model", model.toString(), "--out", out.toString()});
+    Path usual = Files.createDirectory(tmp.resolve("usual")); // what this process's umask gives a directory
+    assertEquals(Files.getPosixFilePermissions(usual), Files.getPosixFilePermissions(out));
+    try (var files = Files.list(out)) {
+      assertTrue(files.noneMatch(f -> f.getFileName().toString().startsWith(".")), "no temporary left");
+    }
+  }
 }
