@@ -62,6 +62,26 @@ class HfInitTest extends OnTwoExecutors {
     }
   }
 
+  /**
+   * Weights cut short after their header (the driver reads only the config and the header): the ranks
+   * find it, and the run ends at once as bad input naming the file, without the restarts meant for lost
+   * executors.
+   */
+  @Test
+  void aTruncatedWeightsFileIsBadInputNamingItNotALostExecutor(@TempDir Path tmp) throws IOException {
+    TrainJob.run(sc, cfg(), tmp.resolve("a").toString(), false, 0, new PrintStream(new ByteArrayOutputStream()));
+    Path hf = Files.createDirectories(tmp.resolve("hf"));
+    HuggingFace.exportMixtral(tmp.resolve("a/model"), hf);
+    Path weights = hf.resolve(ModelFiles.WEIGHTS);
+    byte[] all = Files.readAllBytes(weights);
+    Files.write(weights, java.util.Arrays.copyOf(all, all.length * 9 / 10));
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    ConfigException e = assertThrows(ConfigException.class, () -> TrainJob.run(sc, cfg(), tmp.resolve("b").toString(),
+        false, 0, hf.toString(), new PrintStream(out)));
+    assertTrue(e.getMessage().contains(hf + "/" + ModelFiles.WEIGHTS + ": truncated"), e.getMessage());
+    assertTrue(!out.toString().contains("restart"), "no restart: " + out);
+  }
+
   @Test
   void aDirectoryThatDoesNotFitTheRunIsRefusedBeforeAnyExecutorWork(@TempDir Path tmp) throws IOException {
     PrintStream quiet = new PrintStream(new ByteArrayOutputStream());

@@ -114,6 +114,22 @@ public final class SafeTensors {
     }
   }
 
+  /**
+   * A file that breaks the format (truncated, a bad header, offsets that do not tile the data): bad input,
+   * which reading again does not change; other IOExceptions are the storage's.
+   */
+  public static final class Malformed extends IOException {
+    private static final long serialVersionUID = 1L;
+
+    Malformed(String message) {
+      super(message);
+    }
+
+    Malformed(String message, Throwable cause) {
+      super(message, cause);
+    }
+  }
+
   /** Reads every tensor onto {@code backend}; {@code source} names the file in error messages. */
   public static Map<String, Tensor> read(InputStream in, String source, Backend backend) throws IOException {
     return read(in, source, backend, name -> true);
@@ -150,12 +166,12 @@ public final class SafeTensors {
   }
 
   private static IOException truncated(String source, EOFException e) {
-    return new IOException(source + ": truncated safetensors file (a tensor's data_offsets point past its end)", e);
+    return new Malformed(source + ": truncated safetensors file (a tensor's data_offsets point past its end)", e);
   }
 
   private static void requireEnd(DataInputStream data, long pos, String source) throws IOException {
     if (data.read() != -1) {
-      throw new IOException(source + ": bytes after the last tensor (ends at byte " + pos
+      throw new Malformed(source + ": bytes after the last tensor (ends at byte " + pos
           + " of the data); the format allows none");
     }
   }
@@ -170,7 +186,7 @@ public final class SafeTensors {
       data.readFully(lenBytes);
       long len = ByteBuffer.wrap(lenBytes).order(ByteOrder.LITTLE_ENDIAN).getLong();
       if (len <= 0 || len > MAX_HEADER) {
-        throw new IOException(source + ": not a safetensors file (header length " + len + ")");
+        throw new Malformed(source + ": not a safetensors file (header length " + len + ")");
       }
       byte[] h = new byte[(int) len];
       data.readFully(h);
@@ -178,10 +194,10 @@ public final class SafeTensors {
       try {
         header = JSON.readTree(new String(h, StandardCharsets.UTF_8));
       } catch (JsonProcessingException e) {
-        throw new IOException(source + ": the safetensors header is not valid JSON: " + e.getOriginalMessage(), e);
+        throw new Malformed(source + ": the safetensors header is not valid JSON: " + e.getOriginalMessage(), e);
       }
       if (header == null || !header.isObject()) {
-        throw new IOException(source + ": the safetensors header is not a JSON object");
+        throw new Malformed(source + ": the safetensors header is not a JSON object");
       }
       // Offsets are relative to the end of the header; reading in offset order is one pass over the
       // stream whatever order the writer used for the header.
@@ -202,28 +218,28 @@ public final class SafeTensors {
         long begin = offset(e, 0, source), end = offset(e, 1, source);
         JsonNode dims = n.get("shape");
         if (dims == null || !dims.isArray()) {
-          throw new IOException(source + ": tensor '" + e.getKey() + "' has no shape array");
+          throw new Malformed(source + ": tensor '" + e.getKey() + "' has no shape array");
         }
         long[] shape = new long[dims.size()];
         long count = 1;
         for (int i = 0; i < shape.length; i++) {
           shape[i] = dims.get(i).asLong(-1);
           if (!dims.get(i).canConvertToLong() || shape[i] < 0) {
-            throw new IOException(source + ": tensor '" + e.getKey() + "' has shape " + dims
+            throw new Malformed(source + ": tensor '" + e.getKey() + "' has shape " + dims
                 + "; expected non-negative integers");
           }
           count = Math.multiplyExact(count, shape[i]);
         }
         if (begin != pos) {
-          throw new IOException(source + ": tensor '" + e.getKey() + "' starts at byte " + begin + " of the data, "
+          throw new Malformed(source + ": tensor '" + e.getKey() + "' starts at byte " + begin + " of the data, "
               + (begin < pos ? "overlapping" : "leaving a gap after") + " the previous tensor, which ends at " + pos);
         }
         if (end - begin != count * type.width()) {
-          throw new IOException(source + ": tensor '" + e.getKey() + "' has data_offsets [" + begin + ", " + end
+          throw new Malformed(source + ": tensor '" + e.getKey() + "' has data_offsets [" + begin + ", " + end
               + "] for " + count + " values of " + type.width() + " bytes; expected " + count * type.width() + " bytes");
         }
         if (count > Integer.MAX_VALUE / type.width()) {
-          throw new IOException(source + ": tensor '" + e.getKey() + "' has " + count + " values; at most "
+          throw new Malformed(source + ": tensor '" + e.getKey() + "' has " + count + " values; at most "
               + Integer.MAX_VALUE / type.width() + " are supported per tensor");
         }
         entries.add(new Entry(e.getKey(), type, shape, begin, end));
@@ -240,7 +256,7 @@ public final class SafeTensors {
     JsonNode o = e.getValue().get("data_offsets");
     if (o == null || !o.isArray() || o.size() != 2 || !o.get(0).canConvertToLong() || !o.get(1).canConvertToLong()
         || o.get(0).asLong() < 0 || o.get(1).asLong() < o.get(0).asLong()) {
-      throw new UncheckedIOException(new IOException(source + ": tensor '" + e.getKey() + "' has data_offsets "
+      throw new UncheckedIOException(new Malformed(source + ": tensor '" + e.getKey() + "' has data_offsets "
           + o + "; expected [begin, end] with 0 <= begin <= end"));
     }
     return o.get(which).asLong();
@@ -250,7 +266,7 @@ public final class SafeTensors {
     return switch (code) {
       case "F32" -> DType.F32;
       case "F64" -> DType.F64;
-      default -> throw new IOException(source + ": tensor '" + name + "' has dtype " + code + "; expected F32 or F64");
+      default -> throw new Malformed(source + ": tensor '" + name + "' has dtype " + code + "; expected F32 or F64");
     };
   }
 }

@@ -7,6 +7,7 @@ import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.io.HuggingFace;
 import io.moespark.ops.io.ModelFiles;
+import io.moespark.ops.io.SafeTensors;
 import io.moespark.ops.model.TransformerLM;
 import java.io.IOException;
 import java.io.InputStream;
@@ -76,8 +77,13 @@ public record HfInit(String dir, HuggingFace.Source source, String indexJson, St
     Path root = new Path(dir);
     FileSystem fs = root.getFileSystem(conf);
     JsonNode index = indexJson == null ? null : JSON.readTree(indexJson);
-    HuggingFace.load(model, source, index, name -> fs.open(new Path(root, name)), dir, cfg.train().upcycleNoise(),
-        cfg.train().seed());
+    try {
+      HuggingFace.load(model, source, index, name -> fs.open(new Path(root, name)), dir, cfg.train().upcycleNoise(),
+          cfg.train().seed());
+    } catch (SafeTensors.Malformed e) {
+      // A truncated or corrupt weights file: bad input, which reopening the ranks would only read again.
+      throw new ConfigException("--init-from " + dir + ": " + e.getMessage(), e);
+    }
   }
 
   /** What the console says when the run starts. */
