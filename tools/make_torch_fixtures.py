@@ -6,9 +6,13 @@ A 2-layer model (layer 0 dense SwiGLU, layer 1 MoE with E=4, k=2, one shared exp
   - loss terms and every parameter gradient for batch 0,
   - loss terms per step and the parameters after three AdamW steps (clipping at 1.0) on batches 0, 1, 2.
 
-Run with Debian's python3-torch:  /usr/bin/python3 tools/make_torch_fixtures.py
-Writes expert-ops/src/test/resources/fixtures/torch_moe/. CI reads the committed files and needs no Python.
+Cases (--case): "mha" (the above, fixtures/torch_moe/) and "gqa" (the same with 4 query heads sharing 2
+key/value heads, as transformers' repeat_kv: fixtures/torch_moe_gqa/).
+
+Run with Debian's python3-torch:  /usr/bin/python3 tools/make_torch_fixtures.py [--case mha|gqa]
+Writes expert-ops/src/test/resources/fixtures/<case dir>/. CI reads the committed files and needs no Python.
 """
+import argparse
 import json
 import math
 import os
@@ -16,7 +20,8 @@ import struct
 
 import torch
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "expert-ops", "src", "test", "resources", "fixtures", "torch_moe")
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "expert-ops", "src", "test", "resources", "fixtures")
+CASES = {"mha": ("torch_moe", {}), "gqa": ("torch_moe_gqa", dict(n_heads=4, n_kv_heads=2))}
 CFG = dict(vocab_size=32, d_model=16, n_layers=2, n_heads=2, d_ff=24, moe_every=2, n_experts=4, top_k=2,
            d_expert=12, n_shared_experts=1, activation="swiglu", router="topk", norm_topk=True,
            capacity_factor=0.0, rope_theta=10000.0, norm_eps=1e-5, seq_len=8)
@@ -32,8 +37,9 @@ def names():
     for i in range(c["n_layers"]):
         p = f"layers.{i}."
         shapes[p + "attn_norm.weight"] = (d,)
+        kv = c.get("n_kv_heads", c["n_heads"]) * (d // c["n_heads"])
         for w in ("wq", "wk", "wv", "wo"):
-            shapes[p + f"attn.{w}.weight"] = (d, d)
+            shapes[p + f"attn.{w}.weight"] = (kv, d) if w in ("wk", "wv") else (d, d)
         shapes[p + "ffn_norm.weight"] = (d,)
         if (i + 1) % c["moe_every"] == 0:
             shapes[p + "moe.router.weight"] = (c["n_experts"], d)
@@ -81,9 +87,13 @@ def forward(P, inputs, targets):
     for i in range(c["n_layers"]):
         p = f"layers.{i}."
         n1 = rmsnorm(x, P[p + "attn_norm.weight"])
+        kvh = c.get("n_kv_heads", h)
         q, k, v = (n1 @ P[p + f"attn.{w}.weight"].T for w in ("wq", "wk", "wv"))
-        q, k, v = (m.reshape(b, t, h, hd).transpose(1, 2) for m in (q, k, v))
+        q = q.reshape(b, t, h, hd).transpose(1, 2)
+        k, v = (m.reshape(b, t, kvh, hd).transpose(1, 2) for m in (k, v))
         q, k = rope(q), rope(k)
+        # transformers' repeat_kv: query head i reads key/value head i // (h // kvh)
+        k, v = (m.repeat_interleave(h // kvh, dim=1) for m in (k, v))
         s = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
         s = s.masked_fill(mask, float("-inf"))
         o = (s.softmax(-1) @ v).transpose(1, 2).reshape(b * t, d)
@@ -134,6 +144,11 @@ def write_safetensors(path, tensors, dtype):
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--case", choices=sorted(CASES), default="mha")
+    out_dir, overrides = CASES[ap.parse_args().case]
+    CFG.update(overrides)
+    OUT = os.path.join(FIXTURES, out_dir)
     os.makedirs(OUT, exist_ok=True)
     g = torch.Generator().manual_seed(20261123)
     P = {}

@@ -13,8 +13,14 @@ import io.moespark.ops.nn.Activation;
 public record RunConfig(
     Model model, Moe moe, Train train, Data data, Parallel parallel, Checkpoint checkpoint) {
 
+  /** @param nKvHeads key/value heads (grouped-query attention); 0 means one per head ({@link #kvHeads}) */
   public record Model(int vocabSize, int dModel, int nLayers, int nHeads, int dFf, int seqLen, double ropeTheta,
-      double normEps) {}
+      double normEps, int nKvHeads) {
+    /** The key/value heads: n_kv_heads, or n_heads when it is 0 (multi-head attention). */
+    public int kvHeads() {
+      return nKvHeads == 0 ? nHeads : nKvHeads;
+    }
+  }
 
   public record Moe(int every, int experts, int topK, int dExpert, int sharedExperts, Activation activation,
       RouterKind router, boolean normTopk, double capacityFactor, double evalCapacityFactor, DropPolicy dropPolicy,
@@ -117,6 +123,9 @@ public record RunConfig(
     positive("model.seq_len", model.seqLen());
     check(model.dModel() % model.nHeads() == 0, "model.d_model", model.dModel(),
         "a multiple of model.n_heads (" + model.nHeads() + ")");
+    check(model.nKvHeads() >= 0 && model.nKvHeads() <= model.nHeads()
+        && model.nHeads() % Math.max(1, model.nKvHeads()) == 0, "model.n_kv_heads", model.nKvHeads(),
+        "a divisor of model.n_heads (" + model.nHeads() + "), or 0 for one per head");
     check((model.dModel() / model.nHeads()) % 2 == 0, "model.d_model", model.dModel(),
         "a head dimension d_model / n_heads that is even (RoPE rotates halves)");
     check(model.ropeTheta() > 0, "model.rope_theta", model.ropeTheta(), "> 0");

@@ -84,7 +84,7 @@ public final class HuggingFace {
     n.put("intermediate_size", e.dExpert());
     n.put("num_hidden_layers", m.nLayers());
     n.put("num_attention_heads", m.nHeads());
-    n.put("num_key_value_heads", m.nHeads());
+    n.put("num_key_value_heads", m.kvHeads());
     n.put("head_dim", m.dModel() / m.nHeads());
     n.put("hidden_act", "silu");
     n.put("max_position_embeddings", m.seqLen());
@@ -232,7 +232,7 @@ public final class HuggingFace {
     same(bad, hf, "hidden_size", m.dModel(), "model.d_model");
     same(bad, hf, "num_hidden_layers", m.nLayers(), "model.n_layers");
     same(bad, hf, "num_attention_heads", m.nHeads(), "model.n_heads");
-    same(bad, hf, "num_key_value_heads", m.nHeads(), "model.n_heads (grouped-query attention is not supported)");
+    same(bad, hf, "num_key_value_heads", m.kvHeads(), "model.n_kv_heads (key/value heads)");
     if (hf.has("head_dim") && !hf.get("head_dim").isNull()) {
       same(bad, hf, "head_dim", m.dModel() / m.nHeads(), "model.d_model / model.n_heads");
     }

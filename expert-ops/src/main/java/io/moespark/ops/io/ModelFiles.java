@@ -120,6 +120,7 @@ public final class ModelFiles {
     n.put("d_model", m.dModel());
     n.put("n_layers", m.nLayers());
     n.put("n_heads", m.nHeads());
+    n.put("n_kv_heads", m.kvHeads());
     n.put("d_ff", m.dFf());
     n.put("moe_every", e.every());
     n.put("n_experts", e.experts());
@@ -160,6 +161,9 @@ public final class ModelFiles {
         throw new ConfigException(file + ": missing key '" + k[0] + "'");
       }
       sets.add(k[1] + "=" + v.asText());
+    }
+    if (n.has("n_kv_heads")) { // models exported before grouped-query attention have one per head
+      sets.add("model.n_kv_heads=" + n.get("n_kv_heads").asText());
     }
     try {
       return ConfigLoader.load(null, sets);

@@ -92,11 +92,12 @@ public final class TransformerLM {
       String p = "layers." + i + ".";
       b.attnNorm = params.add(p + "attn_norm.weight", -1, d);
       b.wq = params.add(p + "attn.wq.weight", -1, d, d);
-      b.wk = params.add(p + "attn.wk.weight", -1, d, d);
-      b.wv = params.add(p + "attn.wv.weight", -1, d, d);
+      long kv = cfg.kvHeads() * (d / cfg.nHeads()); // grouped-query attention: fewer key/value heads
+      b.wk = params.add(p + "attn.wk.weight", -1, kv, d);
+      b.wv = params.add(p + "attn.wv.weight", -1, kv, d);
       b.wo = params.add(p + "attn.wo.weight", -1, d, d);
       b.ffnNorm = params.add(p + "ffn_norm.weight", -1, d);
-      b.attention = new Attention(cfg.nHeads(), cfg.ropeTheta());
+      b.attention = new Attention(cfg.nHeads(), cfg.kvHeads(), cfg.ropeTheta());
       if (moe[i]) {
         b.moe = new MoeLayer(i, d, moeCfg.spec(), layouts.apply(i), params);
         moeLayers.add(b.moe);

@@ -6,13 +6,18 @@ import io.moespark.ops.tensor.Tensor;
 
 /**
  * Causal multi-head self-attention with RoPE on q and k: y = Wo · concat_h softmax(q_h k_h^T / sqrt(hd)
- * + mask) v_h. Rows of x are B sequences of T positions, [B*T, D]. The projections and the head layout
- * are here; the attention itself is the backend's ({@link Backend#attentionForward}: the CPU materialises
- * the probabilities, a device may run a fused kernel). One instance per layer holds the activations of
- * the step in flight for its backward, in buffers reused from step to step.
+ * + mask) v_{kv(h)}. Rows of x are B sequences of T positions, [B*T, D]. With grouped-query attention
+ * (KV key/value heads, KV dividing H; 1: multi-query) Wk and Wv are [KV*hd, D] and query head h reads
+ * key/value head kv(h) = h / (H / KV), as transformers' repeat_kv does: the KV heads are gathered to H
+ * before the backend's attention and the gradients of each group summed back (a scatter-add, in order).
+ * The projections and the head layout are here; the attention itself is the backend's ({@link
+ * Backend#attentionForward}: the CPU materialises the probabilities, a device may run a fused kernel). One
+ * instance per layer holds the activations of the step in flight for its backward, in buffers reused from
+ * step to step.
  */
 public final class Attention {
   private final int heads;
+  private final int kvHeads;
   private final Rope rope;
   private final Rope layout = Rope.layoutOnly();
   private int batch;
@@ -35,10 +40,23 @@ public final class Attention {
   private Tensor dkh;
   private Tensor dvh;
   private Tensor dRows;
+  // Grouped-query attention: the KV heads as computed, the KV head of each (sequence, query head), the
+  // gradients of the KV heads.
+  private Tensor kvK;
+  private Tensor kvV;
+  private Tensor kvOf;
+  private Tensor dkvK;
+  private Tensor dkvV;
+  private Tensor dkvRows;
 
-  public Attention(int heads, double ropeTheta) {
+  public Attention(int heads, int kvHeads, double ropeTheta) {
     this.heads = heads;
+    this.kvHeads = kvHeads;
     this.rope = new Rope(ropeTheta);
+  }
+
+  private boolean grouped() {
+    return kvHeads != heads;
   }
 
   /** y[B*T, D] = attention(x); W* are [D, D]. */
@@ -48,10 +66,10 @@ public final class Attention {
     this.seq = seq;
     Backend be = x.backend();
     DType type = x.dtype();
-    long n = x.size(0), d = x.size(1), hd = d / heads, bh = (long) batch * heads;
+    long n = x.size(0), d = x.size(1), hd = d / heads, bh = (long) batch * heads, dkv = kvHeads * hd;
     q = be.ensure(q, type, n, d);
-    k = be.ensure(k, type, n, d);
-    v = be.ensure(v, type, n, d);
+    k = be.ensure(k, type, n, dkv);
+    v = be.ensure(v, type, n, dkv);
     merged = be.ensure(merged, type, n, d);
     qh = be.ensure(qh, type, bh, seq, hd);
     kh = be.ensure(kh, type, bh, seq, hd);
@@ -62,8 +80,26 @@ public final class Attention {
     Linear.forward(x, wk, k);
     Linear.forward(x, wv, v);
     rope.forward(q, batch, heads, qh);
-    rope.forward(k, batch, heads, kh);
-    layout.forward(v, batch, heads, vh);
+    if (grouped()) {
+      long bkv = (long) batch * kvHeads;
+      kvK = be.ensure(kvK, type, bkv, seq, hd);
+      kvV = be.ensure(kvV, type, bkv, seq, hd);
+      rope.forward(k, batch, kvHeads, kvK);
+      layout.forward(v, batch, kvHeads, kvV);
+      if (kvOf == null || kvOf.length() != bh) { // once per batch shape: not a per-step host copy
+        int[] of = new int[(int) bh]; // (b, h) reads KV head b * KV + h / (H / KV)
+        for (int i = 0; i < of.length; i++) {
+          of[i] = (i / heads) * kvHeads + (i % heads) / (heads / kvHeads);
+        }
+        kvOf = be.ensure(kvOf, DType.I32, bh);
+        be.fromInts(of, kvOf);
+      }
+      be.gather(rowsOf(kvK), kvOf, (int) bh, rowsOf(kh));
+      be.gather(rowsOf(kvV), kvOf, (int) bh, rowsOf(vh));
+    } else {
+      rope.forward(k, batch, heads, kh);
+      layout.forward(v, batch, heads, vh);
+    }
     be.attentionForward(qh, kh, vh, ctx, state, 1.0 / Math.sqrt(hd));
     layout.backward(ctx, batch, heads, merged);
     Linear.forward(merged, wo, y);
@@ -73,7 +109,7 @@ public final class Attention {
   public void backward(Tensor dy, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
       Tensor dx, Tensor dwq, Tensor dwk, Tensor dwv, Tensor dwo) {
     Backend be = x.backend();
-    long n = x.size(0), d = x.size(1), hd = d / heads, bh = (long) batch * heads;
+    long n = x.size(0), d = x.size(1), hd = d / heads, bh = (long) batch * heads, dkv = kvHeads * hd;
     DType type = x.dtype();
     dMerged = be.ensure(dMerged, type, n, d);
     dRows = be.ensure(dRows, type, n, d);
@@ -86,9 +122,29 @@ public final class Attention {
     be.attentionBackward(qh, kh, vh, state, dCtx, dqh, dkh, dvh, 1.0 / Math.sqrt(hd));
     rope.backward(dqh, batch, heads, dRows);
     Linear.backward(x, wq, dRows, dx, dwq, true);
-    rope.backward(dkh, batch, heads, dRows);
-    Linear.backward(x, wk, dRows, dx, dwk, true);
-    layout.backward(dvh, batch, heads, dRows);
-    Linear.backward(x, wv, dRows, dx, dwv, true);
+    if (grouped()) {
+      long bkv = (long) batch * kvHeads;
+      dkvK = be.ensure(dkvK, type, bkv, seq, hd);
+      dkvV = be.ensure(dkvV, type, bkv, seq, hd);
+      dkvRows = be.ensure(dkvRows, type, n, dkv);
+      dkvK.fill(0);
+      dkvV.fill(0);
+      be.scatterAdd(rowsOf(dkh), null, null, kvOf, (int) bh, rowsOf(dkvK)); // each group's sum, in head order
+      be.scatterAdd(rowsOf(dvh), null, null, kvOf, (int) bh, rowsOf(dkvV));
+      rope.backward(dkvK, batch, kvHeads, dkvRows);
+      Linear.backward(x, wk, dkvRows, dx, dwk, true);
+      layout.backward(dkvV, batch, kvHeads, dkvRows);
+      Linear.backward(x, wv, dkvRows, dx, dwv, true);
+    } else {
+      rope.backward(dkh, batch, heads, dRows);
+      Linear.backward(x, wk, dRows, dx, dwk, true);
+      layout.backward(dvh, batch, heads, dRows);
+      Linear.backward(x, wv, dRows, dx, dwv, true);
+    }
+  }
+
+  /** Heads [B*H, T, hd] as a matrix of one row per (sequence, head), for the row gathers. */
+  private static Tensor rowsOf(Tensor heads) {
+    return heads.backend().view(heads, 0, heads.size(0), heads.size(1) * heads.size(2));
   }
 }

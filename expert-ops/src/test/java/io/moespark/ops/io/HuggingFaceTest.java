@@ -33,6 +33,8 @@ import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /** Hugging Face directories: Mixtral export and import round trips, upcycling a dense Llama model, refusals. */
 class HuggingFaceTest {
@@ -80,9 +82,10 @@ class HuggingFaceTest {
     }
   }
 
-  @Test
-  void mixtralExportThenImportIsBitIdenticalWithTheSameLoss(@TempDir Path tmp) throws IOException {
-    RunConfig c = config(MIXTRAL);
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"model.n_kv_heads=0", "model.n_heads=4,model.n_kv_heads=2", "model.n_kv_heads=1"})
+  void mixtralExportThenImportIsBitIdenticalWithTheSameLoss(String heads, @TempDir Path tmp) throws IOException {
+    RunConfig c = config(MIXTRAL, heads.split(","));
     TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32);
     m.init(7);
     Path hf = Files.createDirectories(tmp.resolve("hf"));
@@ -94,7 +97,8 @@ class HuggingFaceTest {
     assertEquals(12, cfg.get("intermediate_size").asInt());
     assertEquals(4, cfg.get("num_local_experts").asInt());
     assertEquals(2, cfg.get("num_experts_per_tok").asInt());
-    assertEquals(2, cfg.get("num_key_value_heads").asInt());
+    assertEquals(c.model().kvHeads(), cfg.get("num_key_value_heads").asInt());
+    assertEquals(c.model().nHeads(), cfg.get("num_attention_heads").asInt());
     assertEquals(0, cfg.get("eos_token_id").asInt());
     assertEquals("<|endoftext|>", ModelFiles.JSON.readTree(hf.resolve("tokenizer_config.json").toFile())
         .get("eos_token").asText());
@@ -113,6 +117,10 @@ class HuggingFaceTest {
           TestTensors.nd(back.params().get(p.name()).value()).dup().data().asFloat(), 0f, p.name());
     }
     assertEquals(loss(m), loss(back), 0.0);
+    // Imported, then exported again: the same weights file, byte for byte.
+    Path again = Files.createDirectories(tmp.resolve("hf2"));
+    HuggingFace.exportMixtral(exportProject(back, tmp.resolve("model2")), again);
+    assertArrayEquals(Files.readAllBytes(hf.resolve(ModelFiles.WEIGHTS)), Files.readAllBytes(again.resolve(ModelFiles.WEIGHTS)));
   }
 
   @Test
@@ -150,10 +158,13 @@ class HuggingFaceTest {
     }
   }
 
-  @Test
-  void upcycledModelComputesWhatTheDenseModelComputes(@TempDir Path tmp) throws IOException {
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"model.n_kv_heads=0", "model.n_heads=4,model.n_kv_heads=2"})
+  void upcycledModelComputesWhatTheDenseModelComputes(String heads, @TempDir Path tmp) throws IOException {
     // A dense Llama-layout model (no MoE layer: every > n_layers), in float64 so equality is tight.
-    RunConfig dense = config(MIXTRAL, "moe.every=3", "model.d_ff=12");
+    List<String> base = new ArrayList<>(MIXTRAL);
+    base.addAll(List.of(heads.split(",")));
+    RunConfig dense = config(base, "moe.every=3", "model.d_ff=12");
     TransformerLM d = TransformerLM.singleRank(dense.model(), dense.moe(), CPU, DType.F64);
     d.init(11);
     Path llama = Files.createDirectories(tmp.resolve("llama"));
@@ -172,7 +183,7 @@ class HuggingFaceTest {
     cfg.remove(List.of("num_local_experts", "num_experts_per_tok"));
 
     // Upcycled: every layer MoE, 4 experts of the dense FFN's size, top-2 with renormalised gates.
-    RunConfig moe = config(MIXTRAL);
+    RunConfig moe = config(base);
     HuggingFace.checkCompatible(cfg, moe, "llama/config.json");
     TransformerLM up = TransformerLM.singleRank(moe.model(), moe.moe(), CPU, DType.F64);
     up.init(5);
@@ -224,7 +235,8 @@ class HuggingFaceTest {
     cfg.put("num_key_value_heads", 1);
     ConfigException e = assertThrows(ConfigException.class, () -> HuggingFace.checkCompatible(cfg, c, "x/config.json"));
     assertTrue(e.getMessage().contains("x/config.json") && e.getMessage().contains("hidden_size = 32")
-        && e.getMessage().contains("model.d_model = 16") && e.getMessage().contains("grouped-query"), e.getMessage());
+        && e.getMessage().contains("model.d_model = 16") && e.getMessage().contains("num_key_value_heads = 1, the run's "
+        + "model.n_kv_heads (key/value heads) = 2"), e.getMessage());
     cfg.put("model_type", "gpt2");
     ConfigException t = assertThrows(ConfigException.class, () -> HuggingFace.checkCompatible(cfg, c, "x/config.json"));
     assertTrue(t.getMessage().contains("model_type 'gpt2'"), t.getMessage());

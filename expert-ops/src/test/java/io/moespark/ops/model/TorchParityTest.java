@@ -16,6 +16,7 @@ import io.moespark.ops.tensor.Param;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.params.ParameterizedTest;
 import java.util.stream.Stream;
@@ -29,23 +30,28 @@ import io.moespark.ops.tensor.Tensor;
 
 /**
  * Against fixtures from tools/make_torch_fixtures.py (PyTorch, float64): a 2-layer model with one MoE
- * layer (E=4, k=2, one shared expert). Loss terms and every gradient, then three AdamW steps with
+ * layer (E=4, k=2, one shared expert), with multi-head attention and with grouped-query attention (4 query
+ * heads on 2 key/value heads). Loss terms and every gradient, then three AdamW steps with
  * global-norm clipping. Errors are relative, per tensor: |a - b| / |b| in the L2 norm. Part of the backend
  * conformance suite: runs on every backend of {@link ConformanceBackends}.
  */
 class TorchParityTest {
   private static final ObjectMapper JSON = new ObjectMapper();
 
-  /** Every backend of the conformance suite, in F32 and F64, with the tolerance of each type. */
+  /** The fixture cases (tools/make_torch_fixtures.py --case): multi-head and grouped-query attention. */
+  private static final List<String> FIXTURES = List.of("torch_moe", "torch_moe_gqa");
+
+  /** Every fixture on every backend of the conformance suite, in F32 and F64, with the tolerance of each type. */
   static Stream<Arguments> cases() {
-    return Stream.concat(ConformanceBackends.all().map(be -> Arguments.of(be, DType.F32, 1e-4)),
-        ConformanceBackends.float64().map(be -> Arguments.of(be, DType.F64, 1e-9)));
+    return FIXTURES.stream().flatMap(f -> Stream.concat(
+        ConformanceBackends.all().map(be -> Arguments.of(f, be, DType.F32, 1e-4)),
+        ConformanceBackends.float64().map(be -> Arguments.of(f, be, DType.F64, 1e-9))));
   }
 
-  @ParameterizedTest
+  @ParameterizedTest(name = "{0} {1} {2}")
   @MethodSource("cases")
-  void lossAndGradientsMatchPyTorch(Backend backend, DType type, double tol) throws Exception {
-    Fixture f = new Fixture();
+  void lossAndGradientsMatchPyTorch(String fixture, Backend backend, DType type, double tol) throws Exception {
+    Fixture f = new Fixture(fixture);
     TransformerLM m = f.model(backend, type);
     int[][] b = f.batch(0);
     LossTerms loss = m.forward(b[0], b[1], f.batchSize, f.batchSize, Exchange.LOCAL, Reducer.LOCAL);
@@ -61,10 +67,10 @@ class TorchParityTest {
     }
   }
 
-  @ParameterizedTest
+  @ParameterizedTest(name = "{0} {1} {2}")
   @MethodSource("cases")
-  void threeAdamWStepsMatchPyTorch(Backend backend, DType type, double tol) throws Exception {
-    Fixture f = new Fixture();
+  void threeAdamWStepsMatchPyTorch(String fixture, Backend backend, DType type, double tol) throws Exception {
+    Fixture f = new Fixture(fixture);
     TransformerLM m = f.model(backend, type);
     JsonNode train = f.caseJson.get("train");
     AdamW opt = new AdamW(m.params(), train.get("beta1").asDouble(), train.get("beta2").asDouble(), train.get("eps").asDouble(),
@@ -109,8 +115,8 @@ class TorchParityTest {
     final Map<String, Tensor> expected;
     final int batchSize;
 
-    Fixture() throws Exception {
-      dir = Path.of(TorchParityTest.class.getResource("/fixtures/torch_moe").toURI());
+    Fixture(String name) throws Exception {
+      dir = Path.of(TorchParityTest.class.getResource("/fixtures/" + name).toURI());
       caseJson = JSON.readTree(dir.resolve("case.json").toFile());
       try (InputStream in = Files.newInputStream(dir.resolve("expected.safetensors"))) {
         expected = SafeTensors.read(in, "expected.safetensors", CpuBackend.INSTANCE);

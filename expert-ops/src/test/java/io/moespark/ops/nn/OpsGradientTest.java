@@ -12,6 +12,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /** Finite-difference checks (float64) of every dense op's backward. Loss = sum(out * R). */
@@ -134,18 +135,19 @@ class OpsGradientTest {
     }
   }
 
-  @Test
-  void attention() {
-    int b = 2, t = 5, d = 8, heads = 2;
-    INDArray x = randn(14, b * t, d), wq = randn(15, d, d).muli(0.5), wk = randn(16, d, d).muli(0.5);
-    INDArray wv = randn(17, d, d), wo = randn(18, d, d), r = randn(19, b * t, d);
-    Attention att = new Attention(heads, 10000);
+  @ParameterizedTest(name = "heads={0} kvHeads={1}")
+  @CsvSource({"2,2", "4,2", "4,1"})
+  void attention(int heads, int kvHeads) {
+    int b = 2, t = 5, d = 8, dkv = kvHeads * (d / heads);
+    INDArray x = randn(14, b * t, d), wq = randn(15, d, d).muli(0.5), wk = randn(16, dkv, d).muli(0.5);
+    INDArray wv = randn(17, dkv, d), wo = randn(18, d, d), r = randn(19, b * t, d);
+    Attention att = new Attention(heads, kvHeads, 10000);
     INDArray y = x.ulike();
     att.forward(w(x), b, t, w(wq), w(wk), w(wv), w(wo), w(y));
     INDArray dx = x.ulike().assign(0), dwq = wq.ulike().assign(0), dwk = wk.ulike().assign(0);
     INDArray dwv = wv.ulike().assign(0), dwo = wo.ulike().assign(0);
     att.backward(w(r), w(wq), w(wk), w(wv), w(wo), w(dx), w(dwq), w(dwk), w(dwv), w(dwo));
-    Attention fresh = new Attention(heads, 10000);
+    Attention fresh = new Attention(heads, kvHeads, 10000);
     java.util.function.DoubleSupplier loss = () -> {
       INDArray out = x.ulike();
       fresh.forward(w(x), b, t, w(wq), w(wk), w(wv), w(wo), w(out));
@@ -158,11 +160,33 @@ class OpsGradientTest {
     check("dwo", wo, dwo, loss, 64);
   }
 
+  /**
+   * Grouped-query attention is multi-head attention whose key/value weights repeat each KV head for its
+   * group of H / KV query heads, in order (transformers' repeat_kv): the same outputs, to rounding.
+   */
+  @ParameterizedTest(name = "heads={0} kvHeads={1}")
+  @CsvSource({"4,2", "4,1", "6,3"})
+  void groupedQueryAttentionIsMultiHeadWithRepeatedKeyValueHeads(int heads, int kvHeads) {
+    int b = 2, t = 5, hd = 2, d = heads * hd, g = heads / kvHeads;
+    INDArray x = randn(30, b * t, d), wq = randn(31, d, d), wk = randn(32, kvHeads * hd, d), wv = randn(33, kvHeads * hd, d);
+    INDArray wo = randn(34, d, d), wkFull = Nd4j.zeros(DataType.DOUBLE, d, d), wvFull = Nd4j.zeros(DataType.DOUBLE, d, d);
+    for (int h = 0; h < heads; h++) {
+      for (int j = 0; j < hd; j++) {
+        wkFull.putRow(h * hd + j, wk.getRow((h / g) * hd + j));
+        wvFull.putRow(h * hd + j, wv.getRow((h / g) * hd + j));
+      }
+    }
+    INDArray grouped = x.ulike(), full = x.ulike();
+    new Attention(heads, kvHeads, 10000).forward(w(x), b, t, w(wq), w(wk), w(wv), w(wo), w(grouped));
+    new Attention(heads, heads, 10000).forward(w(x), b, t, w(wq), w(wkFull), w(wvFull), w(wo), w(full));
+    assertEquals(0.0, grouped.sub(full).amaxNumber().doubleValue(), 1e-12 * full.amaxNumber().doubleValue());
+  }
+
   @Test
   void attentionIsCausal() {
     int b = 1, t = 6, d = 4;
     INDArray x = randn(20, t, d), w = randn(21, d, d);
-    Attention att = new Attention(2, 10000);
+    Attention att = new Attention(2, 2, 10000);
     INDArray y1 = x.ulike(), y2 = x.ulike();
     att.forward(w(x), b, t, w(w), w(w), w(w), w(w), w(y1));
     INDArray x2 = x.dup();
