@@ -6,8 +6,9 @@ A 2-layer model (layer 0 dense SwiGLU, layer 1 MoE with E=4, k=2, one shared exp
   - loss terms and every parameter gradient for batch 0,
   - loss terms per step and the parameters after three AdamW steps (clipping at 1.0) on batches 0, 1, 2.
 
-Cases (--case): "mha" (the above, fixtures/torch_moe/) and "gqa" (the same with 4 query heads sharing 2
-key/value heads, as transformers' repeat_kv: fixtures/torch_moe_gqa/).
+Cases (--case): "mha" (the above, fixtures/torch_moe/), "gqa" (the same with 4 query heads sharing 2
+key/value heads, as transformers' repeat_kv: fixtures/torch_moe_gqa/) and "tied" (the output layer is the
+embedding: fixtures/torch_moe_tied/).
 
 Run with Debian's python3-torch:  /usr/bin/python3 tools/make_torch_fixtures.py [--case mha|gqa]
 Writes expert-ops/src/test/resources/fixtures/<case dir>/. CI reads the committed files and needs no Python.
@@ -21,7 +22,8 @@ import struct
 import torch
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "expert-ops", "src", "test", "resources", "fixtures")
-CASES = {"mha": ("torch_moe", {}), "gqa": ("torch_moe_gqa", dict(n_heads=4, n_kv_heads=2))}
+CASES = {"mha": ("torch_moe", {}), "gqa": ("torch_moe_gqa", dict(n_heads=4, n_kv_heads=2)),
+         "tied": ("torch_moe_tied", dict(tie_embeddings=True))}
 CFG = dict(vocab_size=32, d_model=16, n_layers=2, n_heads=2, d_ff=24, moe_every=2, n_experts=4, top_k=2,
            d_expert=12, n_shared_experts=1, activation="swiglu", router="topk", norm_topk=True,
            capacity_factor=0.0, rope_theta=10000.0, norm_eps=1e-5, seq_len=8)
@@ -54,7 +56,8 @@ def names():
             shapes[p + "ffn.w3.weight"] = (f, d)
             shapes[p + "ffn.w2.weight"] = (d, f)
     shapes["norm.weight"] = (d,)
-    shapes["lm_head.weight"] = (c["vocab_size"], d)
+    if not c.get("tie_embeddings"):
+        shapes["lm_head.weight"] = (c["vocab_size"], d)
     return shapes
 
 
@@ -122,7 +125,7 @@ def forward(P, inputs, targets):
         else:
             y = swiglu(n2, P[p + "ffn.w1.weight"], P[p + "ffn.w3.weight"], P[p + "ffn.w2.weight"])
         x = x + y
-    logits = rmsnorm(x, P["norm.weight"]) @ P["lm_head.weight"].T
+    logits = rmsnorm(x, P["norm.weight"]) @ P["embed.weight" if c.get("tie_embeddings") else "lm_head.weight"].T
     ce = torch.nn.functional.cross_entropy(logits, targets.reshape(-1))
     total = ce + TRAIN["aux_loss_coef"] * aux_total + TRAIN["z_loss_coef"] * z_total
     return total, dict(total=total.item(), ce=ce.item(), aux=float(aux_total), z=float(z_total))

@@ -13,9 +13,12 @@ import io.moespark.ops.nn.Activation;
 public record RunConfig(
     Model model, Moe moe, Train train, Data data, Parallel parallel, Checkpoint checkpoint) {
 
-  /** @param nKvHeads key/value heads (grouped-query attention); 0 means one per head ({@link #kvHeads}) */
+  /**
+   * @param nKvHeads key/value heads (grouped-query attention); 0 means one per head ({@link #kvHeads})
+   * @param tieEmbeddings the output layer is the input embedding (transposed), as in many small checkpoints
+   */
   public record Model(int vocabSize, int dModel, int nLayers, int nHeads, int dFf, int seqLen, double ropeTheta,
-      double normEps, int nKvHeads) {
+      double normEps, int nKvHeads, boolean tieEmbeddings) {
     /** The key/value heads: n_kv_heads, or n_heads when it is 0 (multi-head attention). */
     public int kvHeads() {
       return nKvHeads == 0 ? nHeads : nKvHeads;

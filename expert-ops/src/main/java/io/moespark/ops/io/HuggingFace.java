@@ -97,7 +97,7 @@ public final class HuggingFace {
     n.put("output_router_logits", false);
     n.put("router_aux_loss_coef", e.auxLossCoef());
     n.put("router_jitter_noise", 0.0);
-    n.put("tie_word_embeddings", false);
+    n.put("tie_word_embeddings", m.tieEmbeddings());
     n.put("use_cache", true);
     n.put("initializer_range", 0.02);
     n.put("bos_token_id", eosId);
@@ -247,8 +247,9 @@ public final class HuggingFace {
     close(bad, hf, "rope_theta", m.ropeTheta(), "model.rope_theta");
     close(bad, hf, "rms_norm_eps", m.normEps(), "model.norm_eps");
     text(bad, hf, "hidden_act", "silu");
-    if (hf.path("tie_word_embeddings").asBoolean(false)) {
-      bad.add("tie_word_embeddings is true; this model has a separate lm_head");
+    if (hf.path("tie_word_embeddings").asBoolean(false) != m.tieEmbeddings()) {
+      bad.add("tie_word_embeddings = " + hf.path("tie_word_embeddings").asBoolean(false)
+          + ", the run's model.tie_embeddings = " + m.tieEmbeddings());
     }
     for (String flag : new String[] {"attention_bias", "mlp_bias"}) {
       if (hf.path(flag).asBoolean(false)) {

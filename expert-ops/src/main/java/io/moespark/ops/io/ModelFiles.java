@@ -120,7 +120,8 @@ public final class ModelFiles {
     n.put("d_model", m.dModel());
     n.put("n_layers", m.nLayers());
     n.put("n_heads", m.nHeads());
-    n.put("n_kv_heads", m.kvHeads());
+    n.put("n_kv_heads", m.nKvHeads()); // as configured: 0 is one per head
+    n.put("tie_embeddings", m.tieEmbeddings());
     n.put("d_ff", m.dFf());
     n.put("moe_every", e.every());
     n.put("n_experts", e.experts());
@@ -162,8 +163,11 @@ public final class ModelFiles {
       }
       sets.add(k[1] + "=" + v.asText());
     }
-    if (n.has("n_kv_heads")) { // models exported before grouped-query attention have one per head
-      sets.add("model.n_kv_heads=" + n.get("n_kv_heads").asText());
+    // Keys that models exported before them lack (their defaults are what those models are).
+    for (String[] k : new String[][] {{"n_kv_heads", "model.n_kv_heads"}, {"tie_embeddings", "model.tie_embeddings"}}) {
+      if (n.has(k[0])) {
+        sets.add(k[1] + "=" + n.get(k[0]).asText());
+      }
     }
     try {
       return ConfigLoader.load(null, sets);

@@ -109,7 +109,9 @@ public final class TransformerLM {
       blocks[i] = b;
     }
     norm = params.add("norm.weight", -1, d);
-    lmHead = params.add("lm_head.weight", -1, v, d);
+    // Tied: the output layer is the embedding itself, whose gradient then gathers both uses (the head's
+    // GEMM accumulates into it, the embedding's scatter-add after).
+    lmHead = cfg.tieEmbeddings() ? embed : params.add("lm_head.weight", -1, v, d);
     params.allocate();
   }
 

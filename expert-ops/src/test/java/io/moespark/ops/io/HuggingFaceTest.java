@@ -83,7 +83,8 @@ class HuggingFaceTest {
   }
 
   @ParameterizedTest(name = "{0}")
-  @ValueSource(strings = {"model.n_kv_heads=0", "model.n_heads=4,model.n_kv_heads=2", "model.n_kv_heads=1"})
+  @ValueSource(strings = {"model.n_kv_heads=0", "model.n_heads=4,model.n_kv_heads=2", "model.n_kv_heads=1",
+      "model.tie_embeddings=true"})
   void mixtralExportThenImportIsBitIdenticalWithTheSameLoss(String heads, @TempDir Path tmp) throws IOException {
     RunConfig c = config(MIXTRAL, heads.split(","));
     TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32);
@@ -107,6 +108,9 @@ class HuggingFaceTest {
     assertTrue(names.contains("model.layers.1.block_sparse_moe.experts.3.w2.weight"), names.toString());
     assertTrue(names.contains("model.layers.0.self_attn.q_proj.weight") && names.contains("model.embed_tokens.weight")
         && names.contains("model.layers.1.block_sparse_moe.gate.weight"), names.toString());
+    // Tied: transformers ties lm_head to the embedding itself, so the file has none.
+    assertEquals(!c.model().tieEmbeddings(), names.contains("lm_head.weight"), names.toString());
+    assertEquals(c.model().tieEmbeddings(), cfg.get("tie_word_embeddings").asBoolean());
 
     HuggingFace.checkCompatible(cfg, c, "hf/config.json");
     TransformerLM back = TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32);
@@ -159,7 +163,7 @@ class HuggingFaceTest {
   }
 
   @ParameterizedTest(name = "{0}")
-  @ValueSource(strings = {"model.n_kv_heads=0", "model.n_heads=4,model.n_kv_heads=2"})
+  @ValueSource(strings = {"model.n_kv_heads=0", "model.n_heads=4,model.n_kv_heads=2,model.tie_embeddings=true"})
   void upcycledModelComputesWhatTheDenseModelComputes(String heads, @TempDir Path tmp) throws IOException {
     // A dense Llama-layout model (no MoE layer: every > n_layers), in float64 so equality is tight.
     List<String> base = new ArrayList<>(MIXTRAL);
