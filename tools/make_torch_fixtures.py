@@ -8,7 +8,8 @@ A 2-layer model (layer 0 dense SwiGLU, layer 1 MoE with E=4, k=2, one shared exp
 
 Cases (--case): "mha" (the above, fixtures/torch_moe/), "gqa" (the same with 4 query heads sharing 2
 key/value heads, as transformers' repeat_kv: fixtures/torch_moe_gqa/) and "tied" (the output layer is the
-embedding: fixtures/torch_moe_tied/).
+embedding: fixtures/torch_moe_tied/) and "rope" (Llama 3.1's rope_scaling, as transformers computes it, with
+a short original context so that its three bands all occur: fixtures/torch_moe_rope/).
 
 Run with Debian's python3-torch:  /usr/bin/python3 tools/make_torch_fixtures.py [--case mha|gqa]
 Writes expert-ops/src/test/resources/fixtures/<case dir>/. CI reads the committed files and needs no Python.
@@ -23,7 +24,9 @@ import torch
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "expert-ops", "src", "test", "resources", "fixtures")
 CASES = {"mha": ("torch_moe", {}), "gqa": ("torch_moe_gqa", dict(n_heads=4, n_kv_heads=2)),
-         "tied": ("torch_moe_tied", dict(tie_embeddings=True))}
+         "tied": ("torch_moe_tied", dict(tie_embeddings=True)),
+         "rope": ("torch_moe_rope", dict(rope_scaling="llama3", rope_scaling_factor=8.0, rope_low_freq_factor=1.0,
+                                         rope_high_freq_factor=4.0, rope_original_max_positions=64))}
 CFG = dict(vocab_size=32, d_model=16, n_layers=2, n_heads=2, d_ff=24, moe_every=2, n_experts=4, top_k=2,
            d_expert=12, n_shared_experts=1, activation="swiglu", router="topk", norm_topk=True,
            capacity_factor=0.0, rope_theta=10000.0, norm_eps=1e-5, seq_len=8)
@@ -69,6 +72,15 @@ def rope(x):  # x: [B, H, T, hd], rotate halves
     t, hd = x.shape[2], x.shape[3]
     half = hd // 2
     freq = CFG["rope_theta"] ** (-torch.arange(half, dtype=torch.float64) / half)
+    if CFG.get("rope_scaling") == "llama3":  # transformers' _compute_llama3_parameters
+        factor, low, high = CFG["rope_scaling_factor"], CFG["rope_low_freq_factor"], CFG["rope_high_freq_factor"]
+        old = CFG["rope_original_max_positions"]
+        wavelen = 2 * math.pi / freq
+        scaled = torch.where(wavelen > old / low, freq / factor, freq)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < old / high) * ~(wavelen > old / low)
+        freq = torch.where(medium, smoothed, scaled)
     ang = torch.arange(t, dtype=torch.float64)[:, None] * freq[None, :]
     cos, sin = ang.cos(), ang.sin()
     x1, x2 = x[..., :half], x[..., half:]

@@ -112,6 +112,7 @@ public final class ConfigLoader {
     } catch (JsonProcessingException e) {
       throw new ConfigException(source + ": " + e.getOriginalMessage(), e);
     }
+    nullEnum(c.model().ropeScaling(), "model.rope_scaling", "none, linear, llama3");
     nullEnum(c.moe().activation(), "moe.activation", "swiglu, gelu");
     nullEnum(c.moe().router(), "moe.router", "topk, expert_choice, hash");
     nullEnum(c.moe().dropPolicy(), "moe.drop_policy", "position, gate");

@@ -4,6 +4,7 @@ import io.moespark.ops.moe.DropPolicy;
 import io.moespark.ops.moe.MoeSpec;
 import io.moespark.ops.moe.RouterKind;
 import io.moespark.ops.nn.Activation;
+import io.moespark.ops.nn.RopeScaling;
 
 /**
  * One run's configuration: the single typed home of every setting. Read with {@link ConfigLoader}
@@ -16,9 +17,17 @@ public record RunConfig(
   /**
    * @param nKvHeads key/value heads (grouped-query attention); 0 means one per head ({@link #kvHeads})
    * @param tieEmbeddings the output layer is the input embedding (transposed), as in many small checkpoints
+   * @param ropeScaling how RoPE's frequencies are scaled ({@link RopeScaling}), with the next four keys
    */
   public record Model(int vocabSize, int dModel, int nLayers, int nHeads, int dFf, int seqLen, double ropeTheta,
-      double normEps, int nKvHeads, boolean tieEmbeddings) {
+      double normEps, int nKvHeads, boolean tieEmbeddings, RopeScaling.Type ropeScaling, double ropeScalingFactor,
+      double ropeLowFreqFactor, double ropeHighFreqFactor, int ropeOriginalMaxPositions) {
+    /** The RoPE scaling these keys describe. */
+    public RopeScaling scaling() {
+      return new RopeScaling(ropeScaling, ropeScalingFactor, ropeLowFreqFactor, ropeHighFreqFactor,
+          ropeOriginalMaxPositions);
+    }
+
     /** The key/value heads: n_kv_heads, or n_heads when it is 0 (multi-head attention). */
     public int kvHeads() {
       return nKvHeads == 0 ? nHeads : nKvHeads;
@@ -129,6 +138,11 @@ public record RunConfig(
     check(model.nKvHeads() >= 0 && model.nKvHeads() <= model.nHeads()
         && model.nHeads() % Math.max(1, model.nKvHeads()) == 0, "model.n_kv_heads", model.nKvHeads(),
         "a divisor of model.n_heads (" + model.nHeads() + "), or 0 for one per head");
+    check(model.ropeScalingFactor() >= 1, "model.rope_scaling_factor", model.ropeScalingFactor(), ">= 1");
+    check(model.ropeHighFreqFactor() > model.ropeLowFreqFactor() && model.ropeLowFreqFactor() > 0,
+        "model.rope_high_freq_factor", model.ropeHighFreqFactor(),
+        "> model.rope_low_freq_factor (" + model.ropeLowFreqFactor() + ") > 0");
+    positive("model.rope_original_max_positions", model.ropeOriginalMaxPositions());
     check((model.dModel() / model.nHeads()) % 2 == 0, "model.d_model", model.dModel(),
         "a head dimension d_model / n_heads that is even (RoPE rotates halves)");
     check(model.ropeTheta() > 0, "model.rope_theta", model.ropeTheta(), "> 0");

@@ -9,6 +9,7 @@ import io.moespark.ops.backend.Backend;
 import io.moespark.ops.model.Init;
 import io.moespark.ops.model.TransformerLM;
 import io.moespark.ops.nn.Activation;
+import io.moespark.ops.nn.RopeScaling;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.Tensor;
@@ -90,6 +91,7 @@ public final class HuggingFace {
     n.put("max_position_embeddings", m.seqLen());
     n.put("rms_norm_eps", m.normEps());
     n.put("rope_theta", m.ropeTheta());
+    n.set("rope_scaling", ropeScalingJson(m));
     n.putNull("sliding_window");
     n.put("attention_dropout", 0.0);
     n.put("num_local_experts", e.experts());
@@ -256,9 +258,7 @@ public final class HuggingFace {
         bad.add(flag + " is true; this model has no biases");
       }
     }
-    if (hf.has("rope_scaling") && !hf.get("rope_scaling").isNull()) {
-      bad.add("rope_scaling is set; this model uses plain RoPE");
-    }
+    ropeScaling(bad, hf, m);
     if (!bad.isEmpty()) {
       List<String> named = bad.stream().map(b -> absent.contains(b.substring(0, Math.max(0, b.indexOf(' '))))
           ? b + " (absent from the file: transformers' default)" : b).toList();
@@ -421,6 +421,46 @@ public final class HuggingFace {
 
   /** The tokenizer file of a model directory (the project's and Hugging Face's name alike). */
   public static final String TOKENIZER = "tokenizer.json";
+
+  /**
+   * rope_scaling (or transformers 5's rope_parameters) against the run's model.rope_scaling keys: none,
+   * linear and llama3 are this model's; another type is refused by name.
+   */
+  private static void ropeScaling(List<String> bad, JsonNode hf, RunConfig.Model m) {
+    JsonNode r = hf.path("rope_scaling").isObject() ? hf.get("rope_scaling") : hf.path("rope_parameters");
+    String type = r.path("rope_type").asText(r.path("type").asText("default"));
+    String ours = m.ropeScaling().name().toLowerCase(Locale.ROOT);
+    if (!(type.equals("default") ? "none" : type).equals(ours)) {
+      bad.add("rope_scaling type " + type + ", the run's model.rope_scaling = " + ours
+          + (type.equals("default") || type.equals("linear") || type.equals("llama3") ? ""
+              : " (this model has none, linear and llama3)"));
+      return;
+    }
+    if (m.ropeScaling() != RopeScaling.Type.NONE) {
+      close(bad, r, "factor", m.ropeScalingFactor(), "model.rope_scaling_factor");
+    }
+    if (m.ropeScaling() == RopeScaling.Type.LLAMA3) {
+      close(bad, r, "low_freq_factor", m.ropeLowFreqFactor(), "model.rope_low_freq_factor");
+      close(bad, r, "high_freq_factor", m.ropeHighFreqFactor(), "model.rope_high_freq_factor");
+      same(bad, r, "original_max_position_embeddings", m.ropeOriginalMaxPositions(), "model.rope_original_max_positions");
+    }
+  }
+
+  /** rope_scaling as transformers writes it, or null for plain RoPE. */
+  static ObjectNode ropeScalingJson(RunConfig.Model m) {
+    if (m.ropeScaling() == RopeScaling.Type.NONE) {
+      return null;
+    }
+    ObjectNode r = ModelFiles.JSON.createObjectNode();
+    r.put("rope_type", m.ropeScaling().name().toLowerCase(Locale.ROOT));
+    r.put("factor", m.ropeScalingFactor());
+    if (m.ropeScaling() == RopeScaling.Type.LLAMA3) {
+      r.put("low_freq_factor", m.ropeLowFreqFactor());
+      r.put("high_freq_factor", m.ropeHighFreqFactor());
+      r.put("original_max_position_embeddings", m.ropeOriginalMaxPositions());
+    }
+    return r;
+  }
 
   private static void same(List<String> bad, JsonNode hf, String key, long expected, String ours) {
     JsonNode v = hf.get(key);

@@ -122,6 +122,11 @@ public final class ModelFiles {
     n.put("n_heads", m.nHeads());
     n.put("n_kv_heads", m.nKvHeads()); // as configured: 0 is one per head
     n.put("tie_embeddings", m.tieEmbeddings());
+    n.put("rope_scaling", m.ropeScaling().name().toLowerCase(Locale.ROOT));
+    n.put("rope_scaling_factor", m.ropeScalingFactor());
+    n.put("rope_low_freq_factor", m.ropeLowFreqFactor());
+    n.put("rope_high_freq_factor", m.ropeHighFreqFactor());
+    n.put("rope_original_max_positions", m.ropeOriginalMaxPositions());
     n.put("d_ff", m.dFf());
     n.put("moe_every", e.every());
     n.put("n_experts", e.experts());
@@ -164,7 +169,9 @@ public final class ModelFiles {
       sets.add(k[1] + "=" + v.asText());
     }
     // Keys that models exported before them lack (their defaults are what those models are).
-    for (String[] k : new String[][] {{"n_kv_heads", "model.n_kv_heads"}, {"tie_embeddings", "model.tie_embeddings"}}) {
+    for (String k0 : new String[] {"n_kv_heads", "tie_embeddings", "rope_scaling", "rope_scaling_factor",
+        "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_max_positions"}) {
+      String[] k = {k0, "model." + k0};
       if (n.has(k[0])) {
         sets.add(k[1] + "=" + n.get(k[0]).asText());
       }

@@ -8,6 +8,7 @@ import io.moespark.ops.moe.Reducer;
 import io.moespark.ops.moe.ShardLayout;
 import io.moespark.ops.nn.Activation;
 import io.moespark.ops.nn.Attention;
+import io.moespark.ops.nn.Rope;
 import io.moespark.ops.nn.CrossEntropy;
 import io.moespark.ops.nn.Embedding;
 import io.moespark.ops.nn.Linear;
@@ -97,7 +98,7 @@ public final class TransformerLM {
       b.wv = params.add(p + "attn.wv.weight", -1, kv, d);
       b.wo = params.add(p + "attn.wo.weight", -1, d, d);
       b.ffnNorm = params.add(p + "ffn_norm.weight", -1, d);
-      b.attention = new Attention(cfg.nHeads(), cfg.kvHeads(), cfg.ropeTheta());
+      b.attention = new Attention(cfg.nHeads(), cfg.kvHeads(), new Rope(cfg.ropeTheta(), cfg.scaling()));
       if (moe[i]) {
         b.moe = new MoeLayer(i, d, moeCfg.spec(), layouts.apply(i), params);
         moeLayers.add(b.moe);

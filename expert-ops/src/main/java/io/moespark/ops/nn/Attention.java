@@ -50,9 +50,14 @@ public final class Attention {
   private Tensor dkvRows;
 
   public Attention(int heads, int kvHeads, double ropeTheta) {
+    this(heads, kvHeads, new Rope(ropeTheta));
+  }
+
+  /** With a RoPE of its own (scaled frequencies). */
+  public Attention(int heads, int kvHeads, Rope rope) {
     this.heads = heads;
     this.kvHeads = kvHeads;
-    this.rope = new Rope(ropeTheta);
+    this.rope = rope;
   }
 
   private boolean grouped() {

@@ -8,17 +8,25 @@ import io.moespark.ops.tensor.Tensor;
  * Multi-head layout and rotary position embedding in one pass. Forward takes rows [B*T, D] (D = H * hd)
  * to heads [B*H, T, hd] and, when rotating, applies RoPE in the "rotate halves" form: with half = hd / 2
  * and freq_j = theta^(-j / half), [x1 cos - x2 sin, x1 sin + x2 cos] at position t (angle t * freq_j).
- * Backward is the transpose: heads back to rows, rotated by -angle. A Rope built with theta 0 only
+ * Backward is the transpose: heads back to rows, rotated by -angle. The frequencies may be scaled for
+ * long contexts ({@link RopeScaling}). A Rope built with theta 0 only
  * changes the layout (for v and the attention output). The angle tables are computed once per shape in
  * float64 on the host and kept on the backend.
  */
 public final class Rope {
   private final double theta;
+  private final RopeScaling scaling;
   private Tensor cos;
   private Tensor sin;
 
   public Rope(double theta) {
+    this(theta, RopeScaling.NONE);
+  }
+
+  /** RoPE with base {@code theta} and its frequencies scaled as {@code scaling} says. */
+  public Rope(double theta, RopeScaling scaling) {
     this.theta = theta;
+    this.scaling = scaling;
   }
 
   /** A layout-only transform (no rotation). */
@@ -48,10 +56,10 @@ public final class Rope {
     if (cos != null && cos.backend() == backend && cos.size(0) == seq && cos.size(1) == half) {
       return;
     }
-    double[] c = new double[seq * half], s = new double[seq * half];
+    double[] c = new double[seq * half], s = new double[seq * half], freq = scaling.inverseFrequencies(theta, half);
     for (int p = 0; p < seq; p++) {
       for (int j = 0; j < half; j++) {
-        double angle = p * Math.pow(theta, -(double) j / half);
+        double angle = p * freq[j];
         c[p * half + j] = Math.cos(angle);
         s[p * half + j] = Math.sin(angle);
       }

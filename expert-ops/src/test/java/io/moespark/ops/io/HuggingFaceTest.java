@@ -84,7 +84,8 @@ class HuggingFaceTest {
 
   @ParameterizedTest(name = "{0}")
   @ValueSource(strings = {"model.n_kv_heads=0", "model.n_heads=4,model.n_kv_heads=2", "model.n_kv_heads=1",
-      "model.tie_embeddings=true"})
+      "model.tie_embeddings=true", "model.rope_scaling=llama3,model.rope_scaling_factor=8,model.rope_original_max_positions=64",
+      "model.rope_scaling=linear,model.rope_scaling_factor=2"})
   void mixtralExportThenImportIsBitIdenticalWithTheSameLoss(String heads, @TempDir Path tmp) throws IOException {
     RunConfig c = config(MIXTRAL, heads.split(","));
     TransformerLM m = TransformerLM.singleRank(c.model(), c.moe(), CPU, DType.F32);
@@ -280,6 +281,27 @@ class HuggingFaceTest {
     assertTrue(w.getMessage().contains("sliding_window = 4 is shorter than the run's model.seq_len = 8"), w.getMessage());
     cfg.put("sliding_window", 8); // a window as long as the sequences changes nothing
     HuggingFace.checkCompatible(cfg, c, "m/config.json");
+  }
+
+  @Test
+  void ropeScalingMustBeTheRunsAndOfAKindThisModelHas() {
+    RunConfig llama3 = config(MIXTRAL, "model.rope_scaling=llama3", "model.rope_scaling_factor=8");
+    ObjectNode cfg = HuggingFace.mixtralConfig(llama3.model(), llama3.moe(), 0);
+    HuggingFace.checkCompatible(cfg, llama3, "m/config.json");
+    ConfigException plain = assertThrows(ConfigException.class, () -> HuggingFace.checkCompatible(cfg, config(MIXTRAL),
+        "m/config.json"));
+    assertTrue(plain.getMessage().contains("rope_scaling type llama3, the run's model.rope_scaling = none"),
+        plain.getMessage());
+    ((ObjectNode) cfg.get("rope_scaling")).put("factor", 32.0);
+    ConfigException factor = assertThrows(ConfigException.class, () -> HuggingFace.checkCompatible(cfg, llama3,
+        "m/config.json"));
+    assertTrue(factor.getMessage().contains("factor = 32.0, the run's model.rope_scaling_factor = 8.0"),
+        factor.getMessage());
+    ((ObjectNode) cfg.get("rope_scaling")).put("rope_type", "yarn");
+    ConfigException yarn = assertThrows(ConfigException.class, () -> HuggingFace.checkCompatible(cfg, llama3,
+        "m/config.json"));
+    assertTrue(yarn.getMessage().contains("rope_scaling type yarn") && yarn.getMessage().contains("none, linear and llama3"),
+        yarn.getMessage());
   }
 
   @Test
