@@ -9,7 +9,8 @@ A 2-layer model (layer 0 dense SwiGLU, layer 1 MoE with E=4, k=2, one shared exp
 Cases (--case): "mha" (the above, fixtures/torch_moe/), "gqa" (the same with 4 query heads sharing 2
 key/value heads, as transformers' repeat_kv: fixtures/torch_moe_gqa/) and "tied" (the output layer is the
 embedding: fixtures/torch_moe_tied/) and "rope" (Llama 3.1's rope_scaling, as transformers computes it, with
-a short original context so that its three bands all occur: fixtures/torch_moe_rope/).
+a short original context so that its three bands all occur: fixtures/torch_moe_rope/) and "qkv_bias" (Qwen2's
+attention: biases on q, k and v, with grouped-query attention: fixtures/torch_moe_qkv_bias/).
 
 Run with Debian's python3-torch:  /usr/bin/python3 tools/make_torch_fixtures.py [--case mha|gqa]
 Writes expert-ops/src/test/resources/fixtures/<case dir>/. CI reads the committed files and needs no Python.
@@ -26,7 +27,8 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "..", "expert-ops", "src", "t
 CASES = {"mha": ("torch_moe", {}), "gqa": ("torch_moe_gqa", dict(n_heads=4, n_kv_heads=2)),
          "tied": ("torch_moe_tied", dict(tie_embeddings=True)),
          "rope": ("torch_moe_rope", dict(rope_scaling="llama3", rope_scaling_factor=8.0, rope_low_freq_factor=1.0,
-                                         rope_high_freq_factor=4.0, rope_original_max_positions=64))}
+                                         rope_high_freq_factor=4.0, rope_original_max_positions=64)),
+         "qkv_bias": ("torch_moe_qkv_bias", dict(n_heads=4, n_kv_heads=2, qkv_bias=True))}
 CFG = dict(vocab_size=32, d_model=16, n_layers=2, n_heads=2, d_ff=24, moe_every=2, n_experts=4, top_k=2,
            d_expert=12, n_shared_experts=1, activation="swiglu", router="topk", norm_topk=True,
            capacity_factor=0.0, rope_theta=10000.0, norm_eps=1e-5, seq_len=8)
@@ -45,6 +47,8 @@ def names():
         kv = c.get("n_kv_heads", c["n_heads"]) * (d // c["n_heads"])
         for w in ("wq", "wk", "wv", "wo"):
             shapes[p + f"attn.{w}.weight"] = (kv, d) if w in ("wk", "wv") else (d, d)
+            if c.get("qkv_bias") and w != "wo":
+                shapes[p + f"attn.{w}.bias"] = (kv if w in ("wk", "wv") else d,)
         shapes[p + "ffn_norm.weight"] = (d,)
         if (i + 1) % c["moe_every"] == 0:
             shapes[p + "moe.router.weight"] = (c["n_experts"], d)
@@ -103,7 +107,8 @@ def forward(P, inputs, targets):
         p = f"layers.{i}."
         n1 = rmsnorm(x, P[p + "attn_norm.weight"])
         kvh = c.get("n_kv_heads", h)
-        q, k, v = (n1 @ P[p + f"attn.{w}.weight"].T for w in ("wq", "wk", "wv"))
+        q, k, v = (n1 @ P[p + f"attn.{w}.weight"].T + (P[p + f"attn.{w}.bias"] if c.get("qkv_bias") else 0)
+                   for w in ("wq", "wk", "wv"))
         q = q.reshape(b, t, h, hd).transpose(1, 2)
         k, v = (m.reshape(b, t, kvh, hd).transpose(1, 2) for m in (k, v))
         q, k = rope(q), rope(k)
@@ -179,7 +184,8 @@ def main():
 
     total, terms0 = forward(P, batches[0][:, :-1], batches[0][:, 1:])
     total.backward()
-    grads = {"grad." + n: p.grad.clone() for n, p in P.items()}
+    # An expert no token reached has no gradient in PyTorch and a zero one in the Java model.
+    grads = {"grad." + n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in P.items()}
     for p in P.values():
         p.grad = None
 
@@ -196,6 +202,9 @@ def main():
         opt.zero_grad()
         total, terms = forward(P, batches[s][:, :-1], batches[s][:, 1:])
         total.backward()
+        for p in P.values():  # an expert no token reached: a zero gradient, which AdamW still decays, as in Java
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
         terms["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(list(P.values()), TRAIN["grad_clip"]))
         opt.step()
         steps.append(terms)

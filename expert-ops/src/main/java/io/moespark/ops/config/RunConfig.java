@@ -18,10 +18,11 @@ public record RunConfig(
    * @param nKvHeads key/value heads (grouped-query attention); 0 means one per head ({@link #kvHeads})
    * @param tieEmbeddings the output layer is the input embedding (transposed), as in many small checkpoints
    * @param ropeScaling how RoPE's frequencies are scaled ({@link RopeScaling}), with the next four keys
+   * @param qkvBias the q, k and v projections have biases (Qwen2's attention)
    */
   public record Model(int vocabSize, int dModel, int nLayers, int nHeads, int dFf, int seqLen, double ropeTheta,
       double normEps, int nKvHeads, boolean tieEmbeddings, RopeScaling.Type ropeScaling, double ropeScalingFactor,
-      double ropeLowFreqFactor, double ropeHighFreqFactor, int ropeOriginalMaxPositions) {
+      double ropeLowFreqFactor, double ropeHighFreqFactor, int ropeOriginalMaxPositions, boolean qkvBias) {
     /** The RoPE scaling these keys describe. */
     public RopeScaling scaling() {
       return new RopeScaling(ropeScaling, ropeScalingFactor, ropeLowFreqFactor, ropeHighFreqFactor,

@@ -39,7 +39,14 @@ public final class HuggingFace {
   public enum Source {
     MIXTRAL,
     /** A dense Llama-layout model: imported by upcycling. */
-    LLAMA
+    LLAMA,
+    /** A dense Qwen2 model (Llama's layout with biases on q, k and v): imported by upcycling. */
+    QWEN2;
+
+    /** Whether the source is a dense model that upcycling turns into the run's MoE. */
+    public boolean dense() {
+      return this != MIXTRAL;
+    }
   }
 
   private static final Pattern LAYER = Pattern.compile("layers\\.(\\d+)\\.(.+)");
@@ -64,6 +71,9 @@ public final class HuggingFace {
     }
     if (!e.normTopk()) {
       why.add("moe.norm_topk = false: Mixtral renormalises the top-k gates to sum 1");
+    }
+    if (m.qkvBias()) {
+      why.add("model.qkv_bias = true: Mixtral's attention has no biases");
     }
     return why.isEmpty() ? null : String.join("; ", why);
   }
@@ -156,6 +166,9 @@ public final class HuggingFace {
       if (rest.startsWith("attn.w") && rest.length() == "attn.wq.weight".length()) {
         return p + "self_attn." + rest.charAt(6) + "_proj.weight";
       }
+      if (rest.matches("attn\\.w[qkv]\\.bias")) { // Qwen2's (Mixtral has none: refused before export)
+        return p + "self_attn." + rest.charAt(6) + "_proj.bias";
+      }
       if (rest.startsWith("moe.experts.")) {
         return p + "block_sparse_moe.experts." + rest.substring("moe.experts.".length());
       }
@@ -197,8 +210,9 @@ public final class HuggingFace {
     return switch (type) {
       case "mixtral" -> Source.MIXTRAL;
       case "llama" -> Source.LLAMA;
+      case "qwen2" -> Source.QWEN2;
       default -> throw new ConfigException(file + ": model_type '" + type
-          + "'; expected mixtral (continued as is) or llama (upcycled into the run's MoE)");
+          + "'; expected mixtral (continued as is), llama or qwen2 (upcycled into the run's MoE)");
     };
   }
 
@@ -225,7 +239,8 @@ public final class HuggingFace {
     }
     List<String> bad = new ArrayList<>();
     same(bad, hf, "vocab_size", m.vocabSize(), "model.vocab_size");
-    JsonNode window = hf.get("sliding_window");
+    JsonNode window = source == Source.QWEN2 && !hf.path("use_sliding_window").asBoolean(false) ? null
+        : hf.get("sliding_window"); // Qwen2 keeps a window size it uses only with use_sliding_window
     if (window != null && window.canConvertToLong() && window.asLong() < m.seqLen()) {
       bad.add("sliding_window = " + window + " is shorter than the run's model.seq_len = " + m.seqLen() + ": the model"
           + " attends only to the last " + window + " positions, which this model does not do (set model.seq_len <= "
@@ -239,7 +254,7 @@ public final class HuggingFace {
       same(bad, hf, "head_dim", m.dModel() / m.nHeads(), "model.d_model / model.n_heads");
     }
     same(bad, hf, "intermediate_size", e.dExpert(), "moe.d_expert");
-    if (source == Source.LLAMA && e.every() != 1) {
+    if (source.dense() && e.every() != 1) {
       same(bad, hf, "intermediate_size", m.dFf(), "model.d_ff (the dense layers between MoE layers)");
     }
     if (source == Source.MIXTRAL) {
@@ -255,8 +270,12 @@ public final class HuggingFace {
     }
     for (String flag : new String[] {"attention_bias", "mlp_bias"}) {
       if (hf.path(flag).asBoolean(false)) {
-        bad.add(flag + " is true; this model has no biases");
+        bad.add(flag + " is true; this model has no biases but Qwen2's on q, k and v");
       }
+    }
+    if ((source == Source.QWEN2) != m.qkvBias()) {
+      bad.add("a " + source.name().toLowerCase(Locale.ROOT) + " model " + (source == Source.QWEN2 ? "has" : "has no")
+          + " biases on q, k and v, the run's model.qkv_bias = " + m.qkvBias());
     }
     ropeScaling(bad, hf, m);
     if (!bad.isEmpty()) {
@@ -268,7 +287,7 @@ public final class HuggingFace {
 
   /**
    * The config as {@code transformers} reads it: a key the file leaves out (or sets to null where null
-   * means "the default") takes {@code MixtralConfig}'s or {@code LlamaConfig}'s default, not the
+   * means "the default") takes {@code MixtralConfig}'s, {@code LlamaConfig}'s or {@code Qwen2Config}'s default, not the
    * project's (a Mixtral file without rope_theta is RoPE base 1e6); {@code absent} receives those keys.
    */
   static JsonNode withTransformersDefaults(JsonNode given, Source source, Set<String> absent) {
@@ -287,6 +306,11 @@ public final class HuggingFace {
       defaults.put("rope_theta", 1e6);
       defaults.put("num_local_experts", 8);
       defaults.put("num_experts_per_tok", 2);
+    } else if (source == Source.QWEN2) {
+      defaults.put("vocab_size", 151936);
+      defaults.put("intermediate_size", 22016);
+      defaults.put("rms_norm_eps", 1e-6);
+      defaults.put("rope_theta", 10000.0);
     } else {
       defaults.put("intermediate_size", 11008);
       defaults.put("rms_norm_eps", 1e-6);
@@ -362,7 +386,7 @@ public final class HuggingFace {
     }
     ModelFiles.assign(values, model, dir);
     got.values().forEach(model.params().backend()::free); // copied into the parameters: back to the arena
-    if (source == Source.LLAMA && noise > 0) {
+    if (source.dense() && noise > 0) {
       Backend be = model.params().backend();
       Tensor sq = be.zeros(DType.F64, 1);
       for (Param p : model.params().all()) {

@@ -127,6 +127,7 @@ public final class ModelFiles {
     n.put("rope_low_freq_factor", m.ropeLowFreqFactor());
     n.put("rope_high_freq_factor", m.ropeHighFreqFactor());
     n.put("rope_original_max_positions", m.ropeOriginalMaxPositions());
+    n.put("qkv_bias", m.qkvBias());
     n.put("d_ff", m.dFf());
     n.put("moe_every", e.every());
     n.put("n_experts", e.experts());
@@ -170,7 +171,7 @@ public final class ModelFiles {
     }
     // Keys that models exported before them lack (their defaults are what those models are).
     for (String k0 : new String[] {"n_kv_heads", "tie_embeddings", "rope_scaling", "rope_scaling_factor",
-        "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_max_positions"}) {
+        "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_max_positions", "qkv_bias"}) {
       String[] k = {k0, "model." + k0};
       if (n.has(k[0])) {
         sets.add(k[1] + "=" + n.get(k[0]).asText());

@@ -61,6 +61,8 @@ public final class TransformerLM {
     Param wq;
     Param wk;
     Param wv;
+    /** bq, bk, bv, or null. */
+    Param[] qkvBias;
     Param wo;
     Attention attention;
     ExpertBank dense;
@@ -97,6 +99,10 @@ public final class TransformerLM {
       b.wk = params.add(p + "attn.wk.weight", -1, kv, d);
       b.wv = params.add(p + "attn.wv.weight", -1, kv, d);
       b.wo = params.add(p + "attn.wo.weight", -1, d, d);
+      if (cfg.qkvBias()) {
+        b.qkvBias = new Param[] {params.add(p + "attn.wq.bias", -1, d), params.add(p + "attn.wk.bias", -1, kv),
+            params.add(p + "attn.wv.bias", -1, kv)};
+      }
       b.ffnNorm = params.add(p + "ffn_norm.weight", -1, d);
       b.attention = new Attention(cfg.nHeads(), cfg.kvHeads(), new Rope(cfg.ropeTheta(), cfg.scaling()));
       if (moe[i]) {
@@ -149,11 +155,13 @@ public final class TransformerLM {
     return List.copyOf(moeLayers);
   }
 
-  /** Every matrix N(0, 0.02), wo and w2 also scaled by 1/sqrt(2 n_layers); norm gains 1. */
+  /** Every matrix N(0, 0.02), wo and w2 also scaled by 1/sqrt(2 n_layers); norm gains 1; biases 0. */
   public void init(long seed) {
     double residualScale = 1.0 / Math.sqrt(2.0 * cfg.nLayers());
     for (Param p : params.all()) {
-      if (p.value().rank() == 1) {
+      if (p.name().endsWith(".bias")) {
+        p.value().fill(0.0);
+      } else if (p.value().rank() == 1) {
         p.value().fill(1.0);
       } else {
         boolean residual = p.name().endsWith(".wo.weight") || p.name().endsWith(".w2.weight");
@@ -230,7 +238,9 @@ public final class TransformerLM {
       b.rstd1 = be.ensure(b.rstd1, DType.F64, n);
       b.rstd2 = be.ensure(b.rstd2, DType.F64, n);
       RmsNorm.forward(x, b.attnNorm.value(), cfg.normEps(), b.n1, b.rstd1);
-      b.attention.forward(b.n1, batch, seq, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), b.xMid);
+      b.attention.forward(b.n1, batch, seq, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(),
+          b.qkvBias == null ? null : new Tensor[] {b.qkvBias[0].value(), b.qkvBias[1].value(), b.qkvBias[2].value()},
+          b.xMid);
       b.xMid.addi(x);
       RmsNorm.forward(b.xMid, b.ffnNorm.value(), cfg.normEps(), b.n2, b.rstd2);
       if (b.moe != null) {
@@ -271,7 +281,8 @@ public final class TransformerLM {
       RmsNorm.backward(b.xMid, b.ffnNorm.value(), b.rstd2, dn, dx, b.ffnNorm.grad());
       dn.fill(0);
       b.attention.backward(dx, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), dn, b.wq.grad(),
-          b.wk.grad(), b.wv.grad(), b.wo.grad());
+          b.wk.grad(), b.wv.grad(), b.wo.grad(),
+          b.qkvBias == null ? null : new Tensor[] {b.qkvBias[0].grad(), b.qkvBias[1].grad(), b.qkvBias[2].grad()});
       RmsNorm.backward(b.xIn, b.attnNorm.value(), b.rstd1, dn, dx, b.attnNorm.grad());
     }
     Embedding.backward(ids, dx, embed.grad());

@@ -48,6 +48,8 @@ public final class Attention {
   private Tensor dkvK;
   private Tensor dkvV;
   private Tensor dkvRows;
+  /** [N, 1] of 1s: the q/k/v biases' rank-1 GEMMs. */
+  private Tensor ones;
 
   public Attention(int heads, int kvHeads, double ropeTheta) {
     this(heads, kvHeads, new Rope(ropeTheta));
@@ -64,8 +66,14 @@ public final class Attention {
     return kvHeads != heads;
   }
 
-  /** y[B*T, D] = attention(x); W* are [D, D]. */
+  /** y[B*T, D] = attention(x); Wq and Wo are [D, D], Wk and Wv [KV*hd, D]. */
   public void forward(Tensor x, int batch, int seq, Tensor wq, Tensor wk, Tensor wv, Tensor wo, Tensor y) {
+    forward(x, batch, seq, wq, wk, wv, wo, null, y);
+  }
+
+  /** As above, with the q/k/v projections' biases ({@code biases} = {bq, bk, bv}, or null: none). */
+  public void forward(Tensor x, int batch, int seq, Tensor wq, Tensor wk, Tensor wv, Tensor wo, Tensor[] biases,
+      Tensor y) {
     this.x = x;
     this.batch = batch;
     this.seq = seq;
@@ -84,6 +92,14 @@ public final class Attention {
     Linear.forward(x, wq, q);
     Linear.forward(x, wk, k);
     Linear.forward(x, wv, v);
+    if (biases != null) {
+      if (ones == null || ones.size(0) != n || ones.dtype() != type) {
+        ones = be.ensure(ones, type, n, 1).fill(1);
+      }
+      Linear.addBias(ones, biases[0], q);
+      Linear.addBias(ones, biases[1], k);
+      Linear.addBias(ones, biases[2], v);
+    }
     rope.forward(q, batch, heads, qh);
     if (grouped()) {
       long bkv = (long) batch * kvHeads;
@@ -113,6 +129,12 @@ public final class Attention {
   /** dx += gradient of the last forward's input; dW* += weight gradients. */
   public void backward(Tensor dy, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
       Tensor dx, Tensor dwq, Tensor dwk, Tensor dwv, Tensor dwo) {
+    backward(dy, wq, wk, wv, wo, dx, dwq, dwk, dwv, dwo, null);
+  }
+
+  /** As above; {@code dBiases} = {dbq, dbk, dbv} += the biases' gradients (null when the forward had none). */
+  public void backward(Tensor dy, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
+      Tensor dx, Tensor dwq, Tensor dwk, Tensor dwv, Tensor dwo, Tensor[] dBiases) {
     Backend be = x.backend();
     long n = x.size(0), d = x.size(1), hd = d / heads, bh = (long) batch * heads, dkv = kvHeads * hd;
     DType type = x.dtype();
@@ -127,6 +149,7 @@ public final class Attention {
     be.attentionBackward(qh, kh, vh, state, dCtx, dqh, dkh, dvh, 1.0 / Math.sqrt(hd));
     rope.backward(dqh, batch, heads, dRows);
     Linear.backward(x, wq, dRows, dx, dwq, true);
+    biasBackward(dBiases, 0, dRows);
     if (grouped()) {
       long bkv = (long) batch * kvHeads;
       dkvK = be.ensure(dkvK, type, bkv, seq, hd);
@@ -138,13 +161,23 @@ public final class Attention {
       be.scatterAdd(rowsOf(dvh), null, null, kvOf, (int) bh, rowsOf(dkvV));
       rope.backward(dkvK, batch, kvHeads, dkvRows);
       Linear.backward(x, wk, dkvRows, dx, dwk, true);
+      biasBackward(dBiases, 1, dkvRows);
       layout.backward(dkvV, batch, kvHeads, dkvRows);
       Linear.backward(x, wv, dkvRows, dx, dwv, true);
+      biasBackward(dBiases, 2, dkvRows);
     } else {
       rope.backward(dkh, batch, heads, dRows);
       Linear.backward(x, wk, dRows, dx, dwk, true);
+      biasBackward(dBiases, 1, dRows);
       layout.backward(dvh, batch, heads, dRows);
       Linear.backward(x, wv, dRows, dx, dwv, true);
+      biasBackward(dBiases, 2, dRows);
+    }
+  }
+
+  private void biasBackward(Tensor[] dBiases, int which, Tensor dRows) {
+    if (dBiases != null) {
+      Linear.biasBackward(ones, dRows, dBiases[which]);
     }
   }
 

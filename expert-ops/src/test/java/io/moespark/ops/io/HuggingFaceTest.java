@@ -14,6 +14,7 @@ import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.model.Init;
 import io.moespark.ops.model.TransformerLM;
 import io.moespark.ops.moe.Exchange;
 import io.moespark.ops.moe.Reducer;
@@ -164,7 +165,8 @@ class HuggingFaceTest {
   }
 
   @ParameterizedTest(name = "{0}")
-  @ValueSource(strings = {"model.n_kv_heads=0", "model.n_heads=4,model.n_kv_heads=2,model.tie_embeddings=true"})
+  @ValueSource(strings = {"model.n_kv_heads=0", "model.n_heads=4,model.n_kv_heads=2,model.tie_embeddings=true",
+      "model.n_heads=4,model.n_kv_heads=2,model.qkv_bias=true,model.tie_embeddings=true"})
   void upcycledModelComputesWhatTheDenseModelComputes(String heads, @TempDir Path tmp) throws IOException {
     // A dense Llama-layout model (no MoE layer: every > n_layers), in float64 so equality is tight.
     List<String> base = new ArrayList<>(MIXTRAL);
@@ -172,6 +174,12 @@ class HuggingFaceTest {
     RunConfig dense = config(base, "moe.every=3", "model.d_ff=12");
     TransformerLM d = TransformerLM.singleRank(dense.model(), dense.moe(), CPU, DType.F64);
     d.init(11);
+    boolean qwen2 = dense.model().qkvBias(); // Qwen2: Llama's layout with biases on q, k and v
+    for (Param p : d.params().all()) {
+      if (p.name().endsWith(".bias")) { // non-zero biases, so that loading them shows in the loss
+        Init.normal(p.value(), 4, p.name(), 0.5);
+      }
+    }
     Path llama = Files.createDirectories(tmp.resolve("llama"));
     Map<String, Tensor> named = new LinkedHashMap<>();
     for (Param p : d.params().all()) {
@@ -184,7 +192,7 @@ class HuggingFaceTest {
       SafeTensors.write(named, Map.of("format", "pt"), out);
     }
     ObjectNode cfg = HuggingFace.mixtralConfig(dense.model(), dense.moe(), 0);
-    cfg.put("model_type", "llama");
+    cfg.put("model_type", qwen2 ? "qwen2" : "llama");
     cfg.remove(List.of("num_local_experts", "num_experts_per_tok"));
 
     // Upcycled: every layer MoE, 4 experts of the dense FFN's size, top-2 with renormalised gates.
@@ -193,7 +201,9 @@ class HuggingFaceTest {
     TransformerLM up = TransformerLM.singleRank(moe.model(), moe.moe(), CPU, DType.F64);
     up.init(5);
     double[] router = TestTensors.nd(up.params().get("layers.0.moe.router.weight").value()).dup().data().asDouble();
-    HuggingFace.load(up, HuggingFace.Source.LLAMA, null, opener(llama), llama.toString(), 0, 1);
+    HuggingFace.Source source = HuggingFace.source(cfg, "config.json");
+    assertEquals(qwen2 ? HuggingFace.Source.QWEN2 : HuggingFace.Source.LLAMA, source);
+    HuggingFace.load(up, source, null, opener(llama), llama.toString(), 0, 1);
     for (int e = 0; e < 4; e++) {
       assertEquals(TestTensors.nd(d.params().get("layers.1.ffn.w2.weight").value()),
           TestTensors.nd(up.params().get("layers.1.moe.experts." + e + ".w2.weight").value()), "expert " + e);
@@ -206,7 +216,7 @@ class HuggingFaceTest {
 
     // With noise (train.upcycle_noise), the copies differ from each other by about that much, reproducibly.
     TransformerLM noisy = TransformerLM.singleRank(moe.model(), moe.moe(), CPU, DType.F64);
-    HuggingFace.load(noisy, HuggingFace.Source.LLAMA, null, opener(llama), llama.toString(), 0.01, 3);
+    HuggingFace.load(noisy, source, null, opener(llama), llama.toString(), 0.01, 3);
     var ffn = TestTensors.nd(d.params().get("layers.0.ffn.w1.weight").value());
     var e0 = TestTensors.nd(noisy.params().get("layers.0.moe.experts.0.w1.weight").value());
     var e1 = TestTensors.nd(noisy.params().get("layers.0.moe.experts.1.w1.weight").value());
@@ -214,7 +224,7 @@ class HuggingFaceTest {
     assertTrue(rel > 0.005 && rel < 0.02, "relative noise " + rel);
     assertNotEquals(e0, e1);
     TransformerLM again = TransformerLM.singleRank(moe.model(), moe.moe(), CPU, DType.F64);
-    HuggingFace.load(again, HuggingFace.Source.LLAMA, null, opener(llama), llama.toString(), 0.01, 3);
+    HuggingFace.load(again, source, null, opener(llama), llama.toString(), 0.01, 3);
     assertEquals(e0, TestTensors.nd(again.params().get("layers.0.moe.experts.0.w1.weight").value()));
   }
 
@@ -222,7 +232,8 @@ class HuggingFaceTest {
   void configsMixtralLacksAreRefusedNamingTheFeature() {
     String[][] cases = {{"moe.every=2", "moe.every = 2"}, {"moe.shared_experts=1", "shared experts"},
         {"moe.activation=gelu", "moe.activation = gelu"}, {"moe.router=expert_choice", "moe.router = expert_choice"},
-        {"moe.router=hash", "moe.router = hash"}, {"moe.norm_topk=false", "moe.norm_topk = false"}};
+        {"moe.router=hash", "moe.router = hash"}, {"moe.norm_topk=false", "moe.norm_topk = false"},
+        {"model.qkv_bias=true", "model.qkv_bias = true"}};
     for (String[] k : cases) {
       RunConfig c = config(MIXTRAL, k[0], k[0].equals("moe.router=hash") ? "moe.top_k=1" : "moe.top_k=2");
       String why = HuggingFace.mixtralRefusal(c.model(), c.moe());

@@ -31,15 +31,17 @@ import io.moespark.ops.tensor.Tensor;
 /**
  * Against fixtures from tools/make_torch_fixtures.py (PyTorch, float64): a 2-layer model with one MoE
  * layer (E=4, k=2, one shared expert), with multi-head attention, with grouped-query attention (4 query
- * heads on 2 key/value heads), with the output layer tied to the embedding, and with Llama 3.1's RoPE scaling. Loss terms and every gradient, then three AdamW steps with
+ * heads on 2 key/value heads), with the output layer tied to the embedding, with Llama 3.1's RoPE scaling, and
+ * with Qwen2's q/k/v biases. Loss terms and every gradient, then three AdamW steps with
  * global-norm clipping. Errors are relative, per tensor: |a - b| / |b| in the L2 norm. Part of the backend
  * conformance suite: runs on every backend of {@link ConformanceBackends}.
  */
 class TorchParityTest {
   private static final ObjectMapper JSON = new ObjectMapper();
 
-  /** The fixture cases (tools/make_torch_fixtures.py --case): multi-head, grouped-query, tied embeddings, llama3 RoPE. */
-  private static final List<String> FIXTURES = List.of("torch_moe", "torch_moe_gqa", "torch_moe_tied", "torch_moe_rope");
+  /** The fixtures (tools/make_torch_fixtures.py --case): multi-head, grouped-query, tied, llama3 RoPE, q/k/v biases. */
+  private static final List<String> FIXTURES = List.of("torch_moe", "torch_moe_gqa", "torch_moe_tied", "torch_moe_rope",
+      "torch_moe_qkv_bias");
 
   /** Every fixture on every backend of the conformance suite, in F32 and F64, with the tolerance of each type. */
   static Stream<Arguments> cases() {

@@ -89,6 +89,7 @@ public record HfInit(String dir, HuggingFace.Source source, String indexJson, St
   /** What the console says when the run starts. */
   public String describe() {
     return source == HuggingFace.Source.MIXTRAL ? "initialised from the Mixtral model " + dir
-        : "upcycled from the dense Llama model " + dir + " (every expert a copy of its layer's FFN)";
+        : "upcycled from the dense " + (source == HuggingFace.Source.QWEN2 ? "Qwen2" : "Llama") + " model " + dir
+            + " (every expert a copy of its layer's FFN)";
   }
 }
