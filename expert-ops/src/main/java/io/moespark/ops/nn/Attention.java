@@ -150,29 +150,26 @@ public final class Attention {
     rope.backward(dqh, batch, heads, dRows);
     Linear.backward(x, wq, dRows, dx, dwq, true);
     biasBackward(dBiases, 0, dRows);
+    // Grouped-query attention: the query heads' key/value gradients summed into their KV heads first.
+    Tensor dk = dkh, dv = dvh, rows = dRows;
+    int kvh = heads;
     if (grouped()) {
       long bkv = (long) batch * kvHeads;
-      dkvK = be.ensure(dkvK, type, bkv, seq, hd);
-      dkvV = be.ensure(dkvV, type, bkv, seq, hd);
-      dkvRows = be.ensure(dkvRows, type, n, dkv);
-      dkvK.fill(0);
-      dkvV.fill(0);
-      be.scatterAdd(rowsOf(dkh), null, null, kvOf, (int) bh, rowsOf(dkvK)); // each group's sum, in head order
-      be.scatterAdd(rowsOf(dvh), null, null, kvOf, (int) bh, rowsOf(dkvV));
-      rope.backward(dkvK, batch, kvHeads, dkvRows);
-      Linear.backward(x, wk, dkvRows, dx, dwk, true);
-      biasBackward(dBiases, 1, dkvRows);
-      layout.backward(dkvV, batch, kvHeads, dkvRows);
-      Linear.backward(x, wv, dkvRows, dx, dwv, true);
-      biasBackward(dBiases, 2, dkvRows);
-    } else {
-      rope.backward(dkh, batch, heads, dRows);
-      Linear.backward(x, wk, dRows, dx, dwk, true);
-      biasBackward(dBiases, 1, dRows);
-      layout.backward(dvh, batch, heads, dRows);
-      Linear.backward(x, wv, dRows, dx, dwv, true);
-      biasBackward(dBiases, 2, dRows);
+      dk = dkvK = be.ensure(dkvK, type, bkv, seq, hd);
+      dv = dkvV = be.ensure(dkvV, type, bkv, seq, hd);
+      rows = dkvRows = be.ensure(dkvRows, type, n, dkv);
+      kvh = kvHeads;
+      dk.fill(0);
+      dv.fill(0);
+      be.scatterAdd(rowsOf(dkh), null, null, kvOf, (int) bh, rowsOf(dk)); // each group's sum, in head order
+      be.scatterAdd(rowsOf(dvh), null, null, kvOf, (int) bh, rowsOf(dv));
     }
+    rope.backward(dk, batch, kvh, rows);
+    Linear.backward(x, wk, rows, dx, dwk, true);
+    biasBackward(dBiases, 1, rows);
+    layout.backward(dv, batch, kvh, rows);
+    Linear.backward(x, wv, rows, dx, dwv, true);
+    biasBackward(dBiases, 2, rows);
   }
 
   private void biasBackward(Tensor[] dBiases, int which, Tensor dRows) {
