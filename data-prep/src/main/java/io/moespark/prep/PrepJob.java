@@ -4,10 +4,12 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.moespark.ops.text.HfTokenizer;
 import io.moespark.prep.bpe.BpeTokenizer;
 import io.moespark.prep.bpe.BpeTrainer;
 import io.moespark.prep.stage.Clean;
 import io.moespark.prep.stage.Dedup;
+import io.moespark.prep.stage.Encoders;
 import io.moespark.prep.stage.Ingest;
 import io.moespark.prep.stage.Pack;
 import io.moespark.prep.stage.Split;
@@ -26,8 +28,9 @@ import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 
 /**
- * The preparation pipeline: ingest -> normalise -> filter -> exact dedup -> near dedup -> split -> BPE ->
- * tokenize and pack -> Parquet shards, tokenizer.json and manifest.json. Everything is written under a
+ * The preparation pipeline: ingest -> normalise -> filter -> exact dedup -> near dedup -> split -> BPE (or
+ * an existing tokenizer) -> tokenize and pack -> Parquet shards, tokenizer.json (with the tokenizer's
+ * tokenizer_config.json when it has one) and manifest.json. Everything is written under a
  * temporary sibling of the output and renamed into place at the end; an existing output is replaced only
  * with {@code overwrite}, and only after the new one is complete.
  */
@@ -90,26 +93,97 @@ public final class PrepJob {
     }
     Dataset<Row> val = stage("split_val", Split.val(docs, o.valFraction()));
     long t0 = System.nanoTime();
-    BpeTokenizer tok = BpeTrainer.train(train, o.vocabSize(), log);
-    record("bpe", tok.vocabSize(), t0);
-    String tokJson = tok.toJson();
-    writeText(fs, new Path(tmp, TOKENIZER), tokJson);
+    Tokenizing tok = o.tokenizer() == null ? trainBpe(train) : existing(o.tokenizer());
+    record(o.tokenizer() == null ? "bpe" : "tokenizer", tok.specials().vocabSize(), t0);
+    writeText(fs, new Path(tmp, TOKENIZER), tok.json());
+    if (tok.config() != null) {
+      writeText(fs, new Path(tmp, HfTokenizer.CONFIG_FILE), tok.config());
+    }
     ObjectNode splits = manifest.putObject("splits");
-    packSplit(fs, tmp, "train", train, tok, splits);
-    packSplit(fs, tmp, "val", val, tok, splits);
+    packSplit(fs, tmp, "train", train, tok.encoder(), splits);
+    packSplit(fs, tmp, "val", val, tok.encoder(), splits);
     manifest.put("format_version", 1);
-    manifest.put("vocab_size", tok.vocabSize());
+    manifest.put("vocab_size", tok.specials().vocabSize());
     manifest.put("seq_len", o.seqLen());
-    manifest.put("eod_id", BpeTokenizer.EOD_ID);
+    manifest.put("eod_id", tok.specials().eosId());
+    if (tok.specials().padId() >= 0) {
+      manifest.put("pad_id", tok.specials().padId());
+    }
     manifest.put("tokenizer", TOKENIZER);
-    manifest.put("tokenizer_sha256", sha256(tokJson));
+    manifest.put("tokenizer_sha256", sha256(tok.json()));
+    manifest.put("tokenizer_kind", tok.specials().kind());
+    manifest.put("encoder", tok.encoderName());
     manifest.put("input_bytes", inputBytes);
     manifest.set("stages", stages);
     manifest.set("options", JSON.valueToTree(o));
     writeText(fs, new Path(tmp, MANIFEST), JSON.writeValueAsString(manifest));
   }
 
-  private void packSplit(FileSystem fs, Path tmp, String split, Dataset<Row> docs, BpeTokenizer tok,
+  /**
+   * The tokenizer of the run: its files' text (written beside the data, byte for byte, so that a model with
+   * the same tokenizer.json is recognised by --init-from), what they say, and the encoder the executors run.
+   */
+  private record Tokenizing(String json, String config, HfTokenizer.Specials specials, Encoders.Encoder encoder,
+      String encoderName) {}
+
+  private Tokenizing trainBpe(Dataset<Row> train) {
+    BpeTokenizer bpe = BpeTrainer.train(train, o.vocabSize(), log);
+    String json = bpe.toJson();
+    return new Tokenizing(json, null, HfTokenizer.specials(json, null, TOKENIZER), Encoders.project(bpe),
+        "project-bpe");
+  }
+
+  /**
+   * An existing tokenizer ({@code --tokenizer}, any Hadoop path): run by Hugging Face's library on the
+   * executors, except a tokenizer this project wrote itself (its own BPE reads it back to the same bytes),
+   * which the project's encoder runs: BpeTokenizerTest shows it gives the library's ids, several times faster.
+   */
+  private Tokenizing existing(String given) throws IOException {
+    Path p = new Path(given);
+    FileSystem fs = p.getFileSystem(spark.sparkContext().hadoopConfiguration());
+    if (fs.isDirectory(p)) {
+      p = new Path(p, TOKENIZER);
+    }
+    if (!fs.exists(p)) {
+      throw new PrepException("--tokenizer " + given + ": expected a tokenizer.json or a model directory holding "
+          + "one; " + p + " does not exist");
+    }
+    String json = readText(fs, p);
+    Path c = new Path(p.getParent(), HfTokenizer.CONFIG_FILE);
+    String config = fs.exists(c) ? readText(fs, c) : null;
+    HfTokenizer.Specials specials;
+    try {
+      specials = HfTokenizer.specials(json, config, p.toString());
+      HfTokenizer.fromJson(json, config, p.toString()).close(); // refused here, not on an executor
+    } catch (io.moespark.ops.config.ConfigException e) {
+      throw new PrepException("--tokenizer: " + e.getMessage());
+    }
+    BpeTokenizer own = projectBpe(json);
+    log.accept("tokenizer    " + p + ": " + specials.kind() + ", " + specials.vocabSize() + " ids, end of text "
+        + specials.eosId() + (own != null ? " (this project's BPE: its own encoder)" : ""));
+    return own != null && specials.eosId() == BpeTokenizer.EOD_ID
+        ? new Tokenizing(json, config, specials, Encoders.project(own), "project-bpe")
+        : new Tokenizing(json, config, specials, Encoders.huggingFace(json, config, p.toString()),
+            "huggingface-tokenizers");
+  }
+
+  /** The project's BPE when {@code json} is exactly what it writes, else null. */
+  private static BpeTokenizer projectBpe(String json) {
+    try {
+      BpeTokenizer t = BpeTokenizer.fromJson(json, TOKENIZER);
+      return t.toJson().equals(json) ? t : null;
+    } catch (RuntimeException e) {
+      return null;
+    }
+  }
+
+  private static String readText(FileSystem fs, Path p) throws IOException {
+    try (java.io.InputStream in = fs.open(p)) {
+      return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+    }
+  }
+
+  private void packSplit(FileSystem fs, Path tmp, String split, Dataset<Row> docs, Encoders.Encoder tok,
       ObjectNode splits) throws IOException {
     long t0 = System.nanoTime();
     Pack.Counters c = new Pack.Counters(spark.sparkContext().longAccumulator(split + " tokens"),

@@ -7,12 +7,13 @@ import org.apache.spark.sql.SparkSession;
 import org.apache.spark.util.MutableURLClassLoader;
 
 /**
- * {@code moe-prep --input PATH... --output DIR [--vocab-size N] [--seq-len T] [--val-fraction F]
+ * {@code moe-prep --input PATH... --output DIR [--vocab-size N | --tokenizer PATH] [--seq-len T] [--val-fraction F]
  * [--format F] [--text-field NAME] [--shards N] [--overwrite] [--master URL]}. In-process on local[*]
  * unless a master is given; under spark-submit the submitted master is used.
  */
 public final class PrepMain {
-  private static final String USAGE = "moe-prep --input PATH... --output DIR [--vocab-size N] [--seq-len T] "
+  private static final String USAGE = "moe-prep --input PATH... --output DIR [--vocab-size N | --tokenizer PATH] "
+      + "[--seq-len T] "
       + "[--val-fraction F] [--format auto|text|json|csv|parquet] [--text-field NAME] [--shards N] [--overwrite] "
       + "[--master URL]";
 
@@ -59,6 +60,8 @@ public final class PrepMain {
     double val = d.valFraction();
     String format = d.format(), field = d.textField(), master = d.master();
     boolean overwrite = false;
+    String tokenizer = null;
+    boolean vocabGiven = false;
     for (int i = 0; i < a.length; i++) {
       switch (a[i]) {
         case "--input" -> {
@@ -69,7 +72,11 @@ public final class PrepMain {
           i++;
         }
         case "--output" -> output = value(a, i++);
-        case "--vocab-size" -> vocab = integer(a, i++);
+        case "--vocab-size" -> {
+          vocab = integer(a, i++);
+          vocabGiven = true;
+        }
+        case "--tokenizer" -> tokenizer = value(a, i++);
         case "--seq-len" -> seq = integer(a, i++);
         case "--shards" -> shards = integer(a, i++);
         case "--val-fraction" -> val = number(a, i++);
@@ -78,11 +85,15 @@ public final class PrepMain {
         case "--master" -> master = value(a, i++);
         case "--overwrite" -> overwrite = true;
         default -> throw new PrepException("unknown option '" + a[i] + "' (known: --input, --output, --vocab-size, "
-            + "--seq-len, --val-fraction, --format, --text-field, --shards, --overwrite, --master)");
+            + "--tokenizer, --seq-len, --val-fraction, --format, --text-field, --shards, --overwrite, --master)");
       }
     }
+    if (vocabGiven && tokenizer != null) {
+      throw new PrepException("--vocab-size: not used with --tokenizer (the tokenizer's vocabulary is used as it is)");
+    }
     return new PrepOptions(inputs, output, vocab, seq, val, format, field, d.minChars(), d.maxChars(),
-        d.minLetterFraction(), d.maxRepeatedLineRatio(), d.nearDupJaccard(), shards, overwrite, master).validate();
+        d.minLetterFraction(), d.maxRepeatedLineRatio(), d.nearDupJaccard(), shards, overwrite, master, tokenizer)
+        .validate();
   }
 
   private static String value(String[] a, int i) {

@@ -16,14 +16,16 @@ import java.util.List;
  * @param nearDupJaccard two documents whose character 5-gram sets have at least this Jaccard similarity are
  *     near-duplicates; the one with the larger content hash is dropped
  * @param shards Parquet files (and packing partitions) per split
+ * @param tokenizer an existing tokenizer (a tokenizer.json, or a model directory holding one) to encode with
+ *     instead of training a BPE; null: train one of {@code vocabSize}
  */
 public record PrepOptions(List<String> inputs, String output, int vocabSize, int seqLen, double valFraction,
     String format, String textField, int minChars, int maxChars, double minLetterFraction,
-    double maxRepeatedLineRatio, double nearDupJaccard, int shards, boolean overwrite, String master) {
+    double maxRepeatedLineRatio, double nearDupJaccard, int shards, boolean overwrite, String master, String tokenizer) {
 
   public static PrepOptions defaults(List<String> inputs, String output) {
     return new PrepOptions(inputs, output, 4096, 256, 0.05, "auto", "text", 64, 1_000_000, 0.5, 0.3, 0.8, 4, false,
-        "local[*]");
+        "local[*]", null);
   }
 
   public PrepOptions validate() {
@@ -39,6 +41,7 @@ public record PrepOptions(List<String> inputs, String output, int vocabSize, int
     check(maxRepeatedLineRatio >= 0 && maxRepeatedLineRatio <= 1, "--max-repeated-line-ratio", "in [0, 1]");
     check(nearDupJaccard > 0 && nearDupJaccard <= 1, "--near-dup-jaccard", "in (0, 1]");
     check(shards >= 1, "--shards", ">= 1");
+    check(tokenizer == null || !tokenizer.isBlank(), "--tokenizer", "a tokenizer.json or a model directory");
     return this;
   }
 

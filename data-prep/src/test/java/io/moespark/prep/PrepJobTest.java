@@ -35,9 +35,14 @@ class PrepJobTest {
   }
 
   static PrepOptions options(Path in, Path out, boolean overwrite) {
+    return options(in, out, overwrite, null);
+  }
+
+  static PrepOptions options(Path in, Path out, boolean overwrite, String tokenizer) {
     PrepOptions d = PrepOptions.defaults(List.of(in.toString()), out.toString());
     return new PrepOptions(d.inputs(), d.output(), 320, 32, 0.1, d.format(), d.textField(), d.minChars(),
-        d.maxChars(), d.minLetterFraction(), d.maxRepeatedLineRatio(), d.nearDupJaccard(), 2, overwrite, d.master());
+        d.maxChars(), d.minLetterFraction(), d.maxRepeatedLineRatio(), d.nearDupJaccard(), 2, overwrite, d.master(),
+        tokenizer);
   }
 
   @Test
@@ -150,6 +155,9 @@ class PrepJobTest {
     assertEquals("--seq-len: expected an integer, got 'ten'", e.getMessage());
     e = assertThrows(PrepException.class, () -> PrepMain.parse(new String[] {"--output", "o"}));
     assertEquals("--input: expected at least one input path", e.getMessage());
+    e = assertThrows(PrepException.class, () -> PrepMain.parse(new String[] {"--input", "a.txt", "--output", "o",
+        "--vocab-size", "1000", "--tokenizer", "t.json"}));
+    assertTrue(e.getMessage().startsWith("--vocab-size: not used with --tokenizer"), e.getMessage());
     PrepOptions o = PrepMain.parse(new String[] {"--input", "a.txt", "b/", "--output", "o", "--overwrite"});
     assertEquals(List.of("a.txt", "b/"), o.inputs());
     assertTrue(o.overwrite());

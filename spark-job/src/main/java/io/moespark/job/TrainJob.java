@@ -14,6 +14,7 @@ import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.backend.Backends;
 import io.moespark.ops.io.ModelFiles;
+import io.moespark.ops.text.HfTokenizer;
 import io.moespark.ops.model.TransformerLM;
 import io.moespark.ops.moe.MoeStats;
 import io.moespark.ops.tensor.DType;
@@ -431,13 +432,18 @@ public final class TrainJob {
       files.add(RunFiles.write(fs, new Path(tmp, ModelFiles.WEIGHTS), out -> ModelFiles.writeWeights(model, out)));
       RunFiles.write(fs, new Path(tmp, ModelFiles.CONFIG), out -> ModelFiles.writeConfig(model, out));
       if (tokenizer != null) {
+        // With its tokenizer_config.json when it has one: the end-of-text token of moe-generate and export.
         Path src = new Path(tokenizer);
         FileSystem srcFs = src.getFileSystem(fs.getConf());
-        files.add(RunFiles.write(fs, new Path(tmp, PreparedData.TOKENIZER), out -> {
-          try (InputStream in = srcFs.open(src)) {
-            in.transferTo(out);
+        for (Path f : new Path[] {src, new Path(src.getParent(), HfTokenizer.CONFIG_FILE)}) {
+          if (f == src || srcFs.exists(f)) {
+            files.add(RunFiles.write(fs, new Path(tmp, f.getName()), out -> {
+              try (InputStream in = srcFs.open(f)) {
+                in.transferTo(out);
+              }
+            }));
           }
-        }));
+        }
       }
       Map<String, String> sums = new java.util.LinkedHashMap<>();
       files.forEach(w -> sums.put(w.name(), w.sha256()));

@@ -36,7 +36,7 @@ class PreparedDataIntegrityTest {
     Files.writeString(corpus, text);
     PrepOptions d = PrepOptions.defaults(List.of(corpus.toString()), out.toString());
     PrepOptions o = new PrepOptions(d.inputs(), d.output(), 300, 32, 0.1, d.format(), d.textField(), d.minChars(),
-        d.maxChars(), d.minLetterFraction(), d.maxRepeatedLineRatio(), d.nearDupJaccard(), 2, false, d.master());
+        d.maxChars(), d.minLetterFraction(), d.maxRepeatedLineRatio(), d.nearDupJaccard(), 2, false, d.master(), null);
     SparkSession spark = SparkSession.builder().master("local[2]").appName("prepared data integrity")
         .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4").getOrCreate();
     try {

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.text.HfTokenizer;
 import io.moespark.ops.moe.RouterKind;
 import io.moespark.ops.backend.Backend;
 import io.moespark.ops.model.Init;
@@ -426,18 +427,19 @@ public final class HuggingFace {
     Path tokenizer = model.resolve(TOKENIZER);
     int eos = 0;
     if (java.nio.file.Files.exists(tokenizer)) {
-      JsonNode tok = ModelFiles.JSON.readTree(tokenizer.toFile());
-      String eosText = "<|endoftext|>";
-      for (JsonNode t : tok.path("added_tokens")) {
-        if (t.path("special").asBoolean(false)) {
-          eos = t.path("id").asInt();
-          eosText = t.path("content").asText();
-          break;
-        }
-      }
+      Path config = HfTokenizer.configBeside(tokenizer);
       java.nio.file.Files.copy(tokenizer, out.resolve(TOKENIZER));
-      ModelFiles.JSON.writeValue(out.resolve("tokenizer_config.json").toFile(),
-          tokenizerConfig(eosText, c.model().seqLen()));
+      if (config != null) { // an existing tokenizer's own config (moe-prep --tokenizer): its special tokens
+        eos = HfTokenizer.specials(java.nio.file.Files.readString(tokenizer), java.nio.file.Files.readString(config),
+            tokenizer.toString()).eosId();
+        java.nio.file.Files.copy(config, out.resolve(HfTokenizer.CONFIG_FILE));
+      } else {
+        HfTokenizer.Specials sp = HfTokenizer.specials(java.nio.file.Files.readString(tokenizer), null,
+            tokenizer.toString());
+        eos = sp.eosId();
+        ModelFiles.JSON.writeValue(out.resolve(HfTokenizer.CONFIG_FILE).toFile(),
+            tokenizerConfig(sp.eosText(), c.model().seqLen()));
+      }
     }
     ModelFiles.JSON.writeValue(out.resolve(ModelFiles.CONFIG).toFile(), mixtralConfig(c.model(), c.moe(), eos));
     ModelFiles.JSON.writeValue(out.resolve("generation_config.json").toFile(), generationConfig(eos));
