@@ -67,6 +67,30 @@ public final class Args {
     }
   }
 
+  /** A number (any finite double), or {@code dflt} when absent. */
+  public double number(String name, double dflt) {
+    String v = optional(name, null);
+    try {
+      double x = v == null ? dflt : Double.parseDouble(v);
+      if (!Double.isFinite(x)) {
+        throw new NumberFormatException();
+      }
+      return x;
+    } catch (NumberFormatException e) {
+      throw new ConfigException("option " + name + " expects a number, got '" + v + "'");
+    }
+  }
+
+  /** A whole number (any long), or {@code dflt} when absent. */
+  public long whole(String name, long dflt) {
+    String v = optional(name, null);
+    try {
+      return v == null ? dflt : Long.parseLong(v);
+    } catch (NumberFormatException e) {
+      throw new ConfigException("option " + name + " expects a whole number, got '" + v + "'");
+    }
+  }
+
   /**
    * Runs a command body. {@code --help} or {@code -h} anywhere print "usage: " and {@code usage} and exit 0
    * without running it; known failures print one line to stderr and exit 2 (usage, configuration and input

@@ -11,6 +11,7 @@ import io.moespark.ops.nn.Attention;
 import io.moespark.ops.nn.Rope;
 import io.moespark.ops.nn.CrossEntropy;
 import io.moespark.ops.nn.Embedding;
+import io.moespark.ops.nn.KvCache;
 import io.moespark.ops.nn.Linear;
 import io.moespark.ops.nn.RmsNorm;
 import io.moespark.ops.moe.ExpertBank;
@@ -257,6 +258,59 @@ public final class TransformerLM {
     logitsBuf = be.ensure(logitsBuf, type, n, cfg.vocabSize());
     Linear.forward(normFinal, lmHead.value(), logitsBuf);
     return logitsBuf;
+  }
+
+  /** A KV cache for one sequence of up to {@code capacity} positions, on this model's backend. */
+  public KvCache newKvCache(int capacity) {
+    return new KvCache(params.backend(), params.type(), blocks.length, cfg.kvHeads(), capacity,
+        cfg.dModel() / cfg.nHeads());
+  }
+
+  /**
+   * Generation: the next-token logits (V, on the host) after one sequence's {@code tokens}, which extend the
+   * positions {@code cache} holds (the prompt into an empty cache, then one token at a time) and join it.
+   * MoE layers route each position as training does over this rank's experts (every expert: a
+   * single-rank model); set them dropless first.
+   */
+  public double[] nextLogits(int[] tokens, KvCache cache) {
+    Backend be = params.backend();
+    DType type = params.type();
+    long n = tokens.length, d = cfg.dModel();
+    Embedding.checkIds(tokens, cfg.vocabSize());
+    ids = be.ensure(ids, DType.I32, n);
+    be.fromInts(tokens, ids);
+    embedded = be.ensure(embedded, type, n, d);
+    Tensor x = embedded;
+    Embedding.forward(ids, embed.value(), x);
+    for (int i = 0; i < blocks.length; i++) {
+      Block b = blocks[i];
+      b.n1 = be.ensure(b.n1, type, n, d);
+      b.xMid = be.ensure(b.xMid, type, n, d);
+      b.n2 = be.ensure(b.n2, type, n, d);
+      b.out = be.ensure(b.out, type, n, d);
+      b.rstd1 = be.ensure(b.rstd1, DType.F64, n);
+      b.rstd2 = be.ensure(b.rstd2, DType.F64, n);
+      RmsNorm.forward(x, b.attnNorm.value(), cfg.normEps(), b.n1, b.rstd1);
+      b.attention.forwardCached(b.n1, cache, i, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(),
+          b.qkvBias == null ? null : new Tensor[] {b.qkvBias[0].value(), b.qkvBias[1].value(), b.qkvBias[2].value()},
+          b.xMid);
+      b.xMid.addi(x);
+      RmsNorm.forward(b.xMid, b.ffnNorm.value(), cfg.normEps(), b.n2, b.rstd2);
+      if (b.moe != null) {
+        b.moe.forward(b.n2, ids, n, Exchange.LOCAL, Reducer.LOCAL, b.out);
+      } else {
+        b.dense.forward(b.n2, new int[] {0}, new int[] {0}, new int[] {(int) n}, b.out);
+      }
+      x = b.out.addi(b.xMid);
+    }
+    cache.advance((int) n);
+    Tensor last = be.view(x, (n - 1) * d, 1, d); // only the last position's logits are wanted
+    normFinal = be.ensure(normFinal, type, 1, d);
+    rstdFinal = be.ensure(rstdFinal, DType.F64, 1);
+    RmsNorm.forward(last, norm.value(), cfg.normEps(), normFinal, rstdFinal);
+    logitsBuf = be.ensure(logitsBuf, type, 1, cfg.vocabSize());
+    Linear.forward(normFinal, lmHead.value(), logitsBuf);
+    return logitsBuf.toDoubles();
   }
 
   /** Accumulates the gradients of the last {@link #forward}'s total loss into the parameters. */

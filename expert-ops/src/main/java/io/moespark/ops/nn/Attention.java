@@ -50,6 +50,12 @@ public final class Attention {
   private Tensor dkvRows;
   /** [N, 1] of 1s: the q/k/v biases' rank-1 GEMMs. */
   private Tensor ones;
+  // Generation after the prompt: one query row per head against the cached positions, backed by buffers
+  // of the cache's capacity whose first positions are viewed each step.
+  private Tensor scores;
+  private Tensor probs;
+  private Tensor probsF64;
+  private Tensor lse;
 
   public Attention(int heads, int kvHeads, double ropeTheta) {
     this(heads, kvHeads, new Rope(ropeTheta));
@@ -123,6 +129,75 @@ public final class Attention {
     }
     be.attentionForward(qh, kh, vh, ctx, state, 1.0 / Math.sqrt(hd));
     layout.backward(ctx, batch, heads, merged);
+    Linear.forward(merged, wo, y);
+  }
+
+  /**
+   * Generation: y[c, D] = the attention of one sequence's next c positions, at {@code cache.length()} on,
+   * over every position so far; their keys and values join the cache's layer {@code layer} (the caller
+   * advances it after the last layer). The prompt (an empty cache) runs the training forward, causal over
+   * its positions; after it, one position at a time: per key/value head, its query heads' scores against
+   * the cached keys (one GEMM), their softmax (the backend's row softmax, F64) and the weighted values (one
+   * GEMM).
+   */
+  public void forwardCached(Tensor x, KvCache cache, int layer, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
+      Tensor[] biases, Tensor y) {
+    int c = (int) x.size(0), start = cache.length();
+    if (start + c > cache.capacity()) {
+      throw new IllegalArgumentException("positions " + start + ".." + (start + c - 1) + " exceed the KV cache of "
+          + cache.capacity());
+    }
+    if (start == 0) {
+      forward(x, 1, c, wq, wk, wv, wo, biases, y);
+      cache.store(grouped() ? kvK : kh, cache.keys(layer));
+      cache.store(grouped() ? kvV : vh, cache.values(layer));
+      return;
+    }
+    if (c != 1) {
+      throw new IllegalArgumentException("after the prompt, positions are generated one at a time (got " + c + ")");
+    }
+    Backend be = x.backend();
+    DType type = x.dtype();
+    long d = x.size(1), hd = d / heads, dkv = kvHeads * hd, group = heads / kvHeads, cap = cache.capacity();
+    int len = start + 1;
+    q = be.ensure(q, type, 1, d);
+    k = be.ensure(k, type, 1, dkv);
+    v = be.ensure(v, type, 1, dkv);
+    qh = be.ensure(qh, type, heads, 1, hd);
+    kvK = be.ensure(kvK, type, kvHeads, 1, hd);
+    kvV = be.ensure(kvV, type, kvHeads, 1, hd);
+    ctx = be.ensure(ctx, type, heads, 1, hd);
+    merged = be.ensure(merged, type, 1, d);
+    scores = be.ensure(scores, type, group * cap);
+    probs = be.ensure(probs, type, group * cap);
+    probsF64 = be.ensure(probsF64, DType.F64, group * cap);
+    lse = be.ensure(lse, DType.F64, group);
+    Linear.forward(x, wq, q);
+    Linear.forward(x, wk, k);
+    Linear.forward(x, wv, v);
+    if (biases != null) {
+      ones = be.ensure(ones, type, 1, 1).fill(1);
+      Linear.addBias(ones, biases[0], q);
+      Linear.addBias(ones, biases[1], k);
+      Linear.addBias(ones, biases[2], v);
+    }
+    rope.forwardAt(q, start, heads, qh);
+    rope.forwardAt(k, start, kvHeads, kvK);
+    layout.forward(v, 1, kvHeads, kvV);
+    cache.store(kvK, cache.keys(layer));
+    cache.store(kvV, cache.values(layer));
+    Tensor s = be.view(scores, 0, group, len), p = be.view(probs, 0, group, len);
+    Tensor p64 = be.view(probsF64, 0, group, len);
+    for (long g = 0; g < kvHeads; g++) { // query heads g*group .. (g+1)*group-1 read key/value head g
+      Tensor keys = be.view(cache.keys(layer), g * cap * hd, len, hd);
+      Tensor values = be.view(cache.values(layer), g * cap * hd, len, hd);
+      be.gemm(be.view(qh, g * group * hd, group, hd), keys, s, false, true, 0);
+      be.scale(s, 1.0 / Math.sqrt(hd));
+      be.routerSoftmax(s, p64, lse);
+      be.copy(p64, p);
+      be.gemm(p, values, be.view(ctx, g * group * hd, group, hd), false, false, 0);
+    }
+    layout.backward(ctx, 1, heads, merged);
     Linear.forward(merged, wo, y);
   }
 

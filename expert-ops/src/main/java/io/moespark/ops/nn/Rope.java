@@ -44,6 +44,24 @@ public final class Rope {
     apply(dx, batch, heads, dout, true);
   }
 
+  /**
+   * Generation: out[h, i, :] = rotate_{start+i}(x[i, h*hd : (h+1)*hd]) for the {@code out.size(1)} rows of one
+   * sequence at positions start, start+1, ... (the rows of the angle tables from {@code start} on).
+   */
+  public void forwardAt(Tensor x, int start, int heads, Tensor out) {
+    Backend be = x.backend();
+    int count = (int) out.size(1), half = (int) out.size(2) / 2;
+    if (theta <= 0) {
+      be.ropeLayout(x, out, 1, heads, null, null, false);
+      return;
+    }
+    if (cos == null || cos.backend() != be || cos.size(0) < start + count || cos.size(1) != half) {
+      tables(be, Math.max(start + count, cos == null ? 0 : 2 * (int) cos.size(0)), half); // grows by doubling
+    }
+    be.ropeLayout(x, out, 1, heads, be.view(cos, (long) start * half, count, half),
+        be.view(sin, (long) start * half, count, half), false);
+  }
+
   private void apply(Tensor rows, int batch, int heads, Tensor split, boolean toRows) {
     boolean rotate = theta > 0;
     if (rotate) {
