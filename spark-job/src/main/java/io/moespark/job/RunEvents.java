@@ -61,8 +61,8 @@ final class RunEvents {
     }
   }
 
-  void validation(int step, double loss) {
-    post(new MoeEvents.Validation(step, loss));
+  void validation(int step, double loss, List<MoeEvents.Sample> samples) {
+    post(new MoeEvents.Validation(step, loss, samples));
   }
 
   /** The ranks failed at {@code step}; the run goes on from {@code fromStep}. Steps of the failed window are dropped. */

@@ -15,6 +15,8 @@ import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.backend.Backends;
 import io.moespark.ops.io.ModelFiles;
 import io.moespark.ops.text.HfTokenizer;
+import io.moespark.job.ui.MoeEvents;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import io.moespark.ops.model.TransformerLM;
 import io.moespark.ops.moe.MoeStats;
 import io.moespark.ops.tensor.DType;
@@ -70,6 +72,8 @@ public final class TrainJob {
   private final PrintStream console;
   private final String configJson;
   private final HfInit init;
+  /** train.sample_prompts' sampler, or null. */
+  private final RunSamples samples;
   private FSDataOutputStream metrics;
   private StepResult last;
   private ObjectNode held; // the metrics line of a step whose validation loss is still to come
@@ -80,8 +84,9 @@ public final class TrainJob {
   private int loopFirstStep;
 
   private TrainJob(JavaSparkContext sc, RunConfig cfg, Path runDir, FileSystem fs, PrintStream console,
-      HfInit init) {
+      HfInit init, RunSamples samples) {
     this.init = init;
+    this.samples = samples;
     this.sc = sc;
     this.cfg = cfg;
     this.runDir = runDir;
@@ -137,8 +142,10 @@ public final class TrainJob {
     Path dir = new Path(runDir);
     FileSystem fs = RunFiles.fs(dir, conf);
     Path qualified = fs.makeQualified(dir); // executors write checkpoint shards here: no relative paths
-    TrainJob job = new TrainJob(sc, cfg, qualified, fs, console, init);
-    return job.run(resume, stopAt > 0 ? Math.min(stopAt, cfg.train().steps()) : cfg.train().steps());
+    try (RunSamples samples = RunSamples.open(cfg, tokenizer(cfg, init, conf), conf)) {
+      TrainJob job = new TrainJob(sc, cfg, qualified, fs, console, init, samples);
+      return job.run(resume, stopAt > 0 ? Math.min(stopAt, cfg.train().steps()) : cfg.train().steps());
+    }
   }
 
   private Outcome run(boolean resume, int stopAt) throws IOException {
@@ -303,8 +310,18 @@ public final class TrainJob {
         if (ranks.valTokens() > 0) {
           valLoss = runner.evaluate();
           held.put("val_loss", valLoss);
-          events.validation(done, valLoss);
           console.printf(Locale.ROOT, "step %d/%d · validation loss %.4f%n", done, total, valLoss);
+          List<MoeEvents.Sample> sampled = samples == null ? List.of() : samples.sample(hostModel(ranks.gather()));
+          ArrayNode rows = JSON.createArrayNode();
+          for (MoeEvents.Sample s : sampled) {
+            console.printf(Locale.ROOT, "step %d/%d · sample: %s → %s%n", done, total, s.prompt(),
+                s.text().replace("\n", "⏎"));
+            rows.addObject().put("prompt", s.prompt()).put("text", s.text());
+          }
+          if (!sampled.isEmpty()) {
+            held.set("samples", rows);
+          }
+          events.validation(done, valLoss, sampled);
         }
         writeMetrics(held);
         held = null;
@@ -410,8 +427,15 @@ public final class TrainJob {
     }
   }
 
-  private String export(Map<String, float[]> params) throws IOException {
-    // The export is assembled on the driver's host: it only copies values into a model and writes it.
+  /** The run's tokenizer.json: the imported model's, else the prepared data's; null for raw data. */
+  private static String tokenizer(RunConfig cfg, HfInit init, Configuration conf) {
+    return init != null && init.tokenizer() != null ? init.tokenizer()
+        : PreparedData.isPrepared(cfg.data().path(), conf)
+            ? PreparedData.open(cfg.data().path(), conf, "data.path").tokenizer().toString() : null;
+  }
+
+  /** The model of the ranks' gathered parameters on the driver's host (it copies values, computes nothing). */
+  private TransformerLM hostModel(Map<String, float[]> params) {
     TransformerLM model = TransformerLM.singleRank(cfg.model(), cfg.moe(), Backends.host(), DType.F32);
     for (Param p : model.params().all()) {
       float[] v = params.get(p.name());
@@ -422,11 +446,13 @@ public final class TrainJob {
       b.asFloatBuffer().put(v);
       p.value().backend().fromHost(b, p.value());
     }
+    return model;
+  }
+
+  private String export(Map<String, float[]> params) throws IOException {
+    TransformerLM model = hostModel(params);
     Path target = new Path(runDir, MODEL);
-    // The tokenizer travels with the weights: the imported model's, else the prepared data's.
-    String tokenizer = init != null && init.tokenizer() != null ? init.tokenizer()
-        : PreparedData.isPrepared(cfg.data().path(), fs.getConf())
-            ? PreparedData.open(cfg.data().path(), fs.getConf(), "data.path").tokenizer().toString() : null;
+    String tokenizer = tokenizer(cfg, init, fs.getConf());
     RunFiles.writeDir(fs, target, tmp -> {
       List<RunFiles.Written> files = new ArrayList<>();
       files.add(RunFiles.write(fs, new Path(tmp, ModelFiles.WEIGHTS), out -> ModelFiles.writeWeights(model, out)));

@@ -47,7 +47,7 @@ public record RunConfig(
 
   public record Train(int steps, int batchSize, double lr, int warmupSteps, double minLrRatio, double weightDecay,
       double beta1, double beta2, double adamEps, double gradClip, long seed, int evalEvery, int evalBatches,
-      int logEvery, double upcycleNoise) {}
+      int logEvery, double upcycleNoise, java.util.List<String> samplePrompts, int sampleTokens) {}
 
   public record Data(String path, String format, String split, double valFraction) {}
 
@@ -172,6 +172,13 @@ public record RunConfig(
     check(train.evalEvery() >= 0, "train.eval_every", train.evalEvery(), ">= 0 (0 turns evaluation off)");
     positive("train.eval_batches", train.evalBatches());
     positive("train.log_every", train.logEvery());
+    check(train.samplePrompts() != null && train.samplePrompts().stream().noneMatch(p -> p == null || p.isBlank()),
+        "train.sample_prompts", train.samplePrompts(), "a list of non-empty prompts");
+    positive("train.sample_tokens", train.sampleTokens());
+    check(train.samplePrompts().isEmpty() || train.evalEvery() > 0, "train.sample_prompts", train.samplePrompts(),
+        "train.eval_every > 0 (samples are generated at each validation)");
+    check(train.samplePrompts().isEmpty() || moe.router() != RouterKind.EXPERT_CHOICE, "train.sample_prompts",
+        train.samplePrompts(), "no prompts with moe.router: expert_choice (it has no one-token-at-a-time form)");
     check(data.path() != null && !data.path().isBlank(), "data.path", data.path(), "a file or directory path");
     check(data.format().equals("auto") || data.format().equals("text") || data.format().equals("tokens")
         || data.format().equals("prepared"),

@@ -65,6 +65,19 @@ class ConfigLoaderTest {
 
   @ParameterizedTest
   @CsvSource(delimiter = '|', value = {
+      "train.sample_tokens=0;train.sample_prompts=[a]|train.sample_tokens: expected > 0, got 0",
+      "train.sample_prompts=[a]|train.sample_prompts: expected train.eval_every > 0",
+      "train.eval_every=5;train.sample_prompts=[a, ' ']|train.sample_prompts: expected a list of non-empty prompts",
+      "train.eval_every=5;train.sample_prompts=[a];moe.router=expert_choice|no prompts with moe.router: expert_choice",
+      "train.sample_prompts=7|train.sample_prompts"})
+  void badSampleSettingsNameTheKey(String overrides, String message) {
+    ConfigException e = assertThrows(ConfigException.class,
+        () -> ConfigLoader.load(null, List.of(overrides.split(";"))));
+    assertTrue(e.getMessage().contains(message), e.getMessage());
+  }
+
+  @ParameterizedTest
+  @CsvSource(delimiter = '|', value = {
       "train.steps=abc|train.steps: expected an integer, got 'abc' (--set train.steps=abc)",
       "train.steps=2.5|train.steps: expected an integer, got '2.5' (--set train.steps=2.5)",
       "train.lr=fast|train.lr: expected a number, got 'fast' (--set train.lr=fast)",

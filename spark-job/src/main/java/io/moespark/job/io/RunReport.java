@@ -67,7 +67,10 @@ public final class RunReport {
         windows.add(closed);
       }
       if (l.has("val_loss")) {
-        vals.add(new MoeEvents.Validation(step + 1, l.get("val_loss").asDouble()));
+        List<MoeEvents.Sample> samples = new ArrayList<>();
+        l.path("samples").forEach(s -> samples.add(new MoeEvents.Sample(s.path("prompt").asText(),
+            s.path("text").asText())));
+        vals.add(new MoeEvents.Validation(step + 1, l.get("val_loss").asDouble(), samples));
       }
     }
     if (!b.isEmpty()) {

@@ -48,8 +48,22 @@ public final class MoeEvents {
     }
   }
 
-  /** A validation pass after {@code step} steps. */
-  public record Validation(int step, double loss) implements SparkListenerEvent {}
+  /**
+   * A validation pass after {@code step} steps, with the model's continuation of each of train.sample_prompts
+   * (empty without them, and in event logs written before samples existed).
+   */
+  public record Validation(int step, double loss, List<Sample> samples) implements SparkListenerEvent {
+    public Validation {
+      samples = samples == null ? List.of() : List.copyOf(samples);
+    }
+
+    public Validation(int step, double loss) {
+      this(step, loss, List.of());
+    }
+  }
+
+  /** A prompt and the model's greedy continuation of it. */
+  public record Sample(String prompt, String text) {}
 
   /** The ranks failed at {@code step} and the run restarts from {@code fromStep}: the driver's own line. */
   public record Restart(int step, int fromStep, String message) implements SparkListenerEvent {}

@@ -37,6 +37,7 @@ public final class MoeStore {
     @KVIndex
     public int step;
     public double loss;
+    public List<MoeEvents.Sample> samples;
   }
 
   public static final class PlacementRow {
@@ -88,6 +89,7 @@ public final class MoeStore {
           ValidationRow r = new ValidationRow();
           r.step = e.step();
           r.loss = e.loss();
+          r.samples = e.samples();
           store.write(r);
         } else if (event instanceof MoeEvents.Placement e) {
           PlacementRow r = new PlacementRow();
@@ -157,7 +159,7 @@ public final class MoeStore {
       }
       List<MoeEvents.Validation> vals = new ArrayList<>();
       for (ValidationRow v : rows(store, ValidationRow.class)) {
-        vals.add(new MoeEvents.Validation(v.step, v.loss));
+        vals.add(new MoeEvents.Validation(v.step, v.loss, v.samples));
       }
       List<MoeEvents.Placement> placements = new ArrayList<>();
       for (PlacementRow p : rows(store, PlacementRow.class)) {

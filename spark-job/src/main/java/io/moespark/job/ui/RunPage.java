@@ -133,6 +133,20 @@ public final class RunPage {
       }
       b.append("</table>");
     }
+    MoeEvents.Validation sampled = null;
+    for (MoeEvents.Validation v : m.validations()) {
+      sampled = v.samples().isEmpty() ? sampled : v;
+    }
+    if (sampled != null) {
+      b.append("<h3>Samples after step ").append(sampled.step()).append("</h3><table><tr><th style=\"text-align:left\">"
+          + "prompt</th><th style=\"text-align:left\">greedy continuation</th></tr>");
+      for (MoeEvents.Sample s : sampled.samples()) {
+        b.append("<tr class=\"sample\"><td style=\"text-align:left\">").append(escape(s.prompt()))
+            .append("</td><td style=\"text-align:left;white-space:pre-wrap\">").append(escape(s.text()))
+            .append("</td></tr>");
+      }
+      b.append("</table>");
+    }
     if (!m.restarts().isEmpty()) {
       b.append("<h3>Restarts</h3><table><tr><th>failed at step</th><th>resumed from</th><th style=\"text-align:left\">"
           + "what happened</th></tr>");
