@@ -75,6 +75,11 @@ public final class TransformerLM {
     Tensor n2;
     Tensor rstd2;
     Tensor out;
+
+    /** {bq, bk, bv}'s values, or null. */
+    Tensor[] biases() {
+      return qkvBias == null ? null : new Tensor[] {qkvBias[0].value(), qkvBias[1].value(), qkvBias[2].value()};
+    }
   }
 
   /**
@@ -232,24 +237,8 @@ public final class TransformerLM {
     Embedding.forward(ids, embed.value(), x);
     for (Block b : blocks) {
       b.xIn = x;
-      b.n1 = be.ensure(b.n1, type, n, d);
-      b.xMid = be.ensure(b.xMid, type, n, d);
-      b.n2 = be.ensure(b.n2, type, n, d);
-      b.out = be.ensure(b.out, type, n, d);
-      b.rstd1 = be.ensure(b.rstd1, DType.F64, n);
-      b.rstd2 = be.ensure(b.rstd2, DType.F64, n);
-      RmsNorm.forward(x, b.attnNorm.value(), cfg.normEps(), b.n1, b.rstd1);
-      b.attention.forward(b.n1, batch, seq, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(),
-          b.qkvBias == null ? null : new Tensor[] {b.qkvBias[0].value(), b.qkvBias[1].value(), b.qkvBias[2].value()},
-          b.xMid);
-      b.xMid.addi(x);
-      RmsNorm.forward(b.xMid, b.ffnNorm.value(), cfg.normEps(), b.n2, b.rstd2);
-      if (b.moe != null) {
-        b.moe.forward(b.n2, ids, globalTokens, ex, reducer, b.out);
-      } else {
-        b.dense.forward(b.n2, new int[] {0}, new int[] {0}, new int[] {(int) n}, b.out);
-      }
-      x = b.out.addi(b.xMid);
+      x = block(b, x, globalTokens, ex, reducer, (n1, out) -> b.attention.forward(n1, batch, seq, b.wq.value(),
+          b.wk.value(), b.wv.value(), b.wo.value(), b.biases(), out));
     }
     xFinal = x;
     normFinal = be.ensure(normFinal, type, n, d);
@@ -258,6 +247,37 @@ public final class TransformerLM {
     logitsBuf = be.ensure(logitsBuf, type, n, cfg.vocabSize());
     Linear.forward(normFinal, lmHead.value(), logitsBuf);
     return logitsBuf;
+  }
+
+  /** A layer's attention on its normalised input [n, D] into its output (training or generation). */
+  private interface AttentionCall {
+    void run(Tensor normed, Tensor out);
+  }
+
+  /**
+   * One layer on x [n, D]: pre-norm attention (as {@code attend} runs it) and pre-norm FFN, each with its
+   * residual; returns the layer's output.
+   */
+  private Tensor block(Block b, Tensor x, long globalTokens, Exchange ex, Reducer reducer, AttentionCall attend) {
+    Backend be = params.backend();
+    DType type = params.type();
+    long n = x.size(0), d = cfg.dModel();
+    b.n1 = be.ensure(b.n1, type, n, d);
+    b.xMid = be.ensure(b.xMid, type, n, d);
+    b.n2 = be.ensure(b.n2, type, n, d);
+    b.out = be.ensure(b.out, type, n, d);
+    b.rstd1 = be.ensure(b.rstd1, DType.F64, n);
+    b.rstd2 = be.ensure(b.rstd2, DType.F64, n);
+    RmsNorm.forward(x, b.attnNorm.value(), cfg.normEps(), b.n1, b.rstd1);
+    attend.run(b.n1, b.xMid);
+    b.xMid.addi(x);
+    RmsNorm.forward(b.xMid, b.ffnNorm.value(), cfg.normEps(), b.n2, b.rstd2);
+    if (b.moe != null) {
+      b.moe.forward(b.n2, ids, globalTokens, ex, reducer, b.out);
+    } else {
+      b.dense.forward(b.n2, new int[] {0}, new int[] {0}, new int[] {(int) n}, b.out);
+    }
+    return b.out.addi(b.xMid);
   }
 
   /** A KV cache for one sequence of up to {@code capacity} positions, on this model's backend. */
@@ -284,24 +304,9 @@ public final class TransformerLM {
     Embedding.forward(ids, embed.value(), x);
     for (int i = 0; i < blocks.length; i++) {
       Block b = blocks[i];
-      b.n1 = be.ensure(b.n1, type, n, d);
-      b.xMid = be.ensure(b.xMid, type, n, d);
-      b.n2 = be.ensure(b.n2, type, n, d);
-      b.out = be.ensure(b.out, type, n, d);
-      b.rstd1 = be.ensure(b.rstd1, DType.F64, n);
-      b.rstd2 = be.ensure(b.rstd2, DType.F64, n);
-      RmsNorm.forward(x, b.attnNorm.value(), cfg.normEps(), b.n1, b.rstd1);
-      b.attention.forwardCached(b.n1, cache, i, b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(),
-          b.qkvBias == null ? null : new Tensor[] {b.qkvBias[0].value(), b.qkvBias[1].value(), b.qkvBias[2].value()},
-          b.xMid);
-      b.xMid.addi(x);
-      RmsNorm.forward(b.xMid, b.ffnNorm.value(), cfg.normEps(), b.n2, b.rstd2);
-      if (b.moe != null) {
-        b.moe.forward(b.n2, ids, n, Exchange.LOCAL, Reducer.LOCAL, b.out);
-      } else {
-        b.dense.forward(b.n2, new int[] {0}, new int[] {0}, new int[] {(int) n}, b.out);
-      }
-      x = b.out.addi(b.xMid);
+      int layer = i;
+      x = block(b, x, n, Exchange.LOCAL, Reducer.LOCAL, (n1, out) -> b.attention.forwardCached(n1, cache, layer,
+          b.wq.value(), b.wk.value(), b.wv.value(), b.wo.value(), b.biases(), out));
     }
     cache.advance((int) n);
     Tensor last = be.view(x, (n - 1) * d, 1, d); // only the last position's logits are wanted

@@ -57,20 +57,13 @@ class ConfigLoaderTest {
       "parallel.device=tpu|parallel.device: expected one of cpu, cuda",
       "parallel.precision=fp16|parallel.precision: expected one of fp32, tf32, bf16",
       "parallel.precision=bf16|parallel.precision: expected fp32 with parallel.device: cpu",
-      "train.steps|--set train.steps: expected key=value"})
-  void badValuesNameTheKey(String override, String message) {
-    ConfigException e = assertThrows(ConfigException.class, () -> ConfigLoader.load(null, List.of(override)));
-    assertTrue(e.getMessage().contains(message), e.getMessage());
-  }
-
-  @ParameterizedTest
-  @CsvSource(delimiter = '|', value = {
+      "train.steps|--set train.steps: expected key=value",
       "train.sample_tokens=0;train.sample_prompts=[a]|train.sample_tokens: expected > 0, got 0",
       "train.sample_prompts=[a]|train.sample_prompts: expected train.eval_every > 0",
       "train.eval_every=5;train.sample_prompts=[a, ' ']|train.sample_prompts: expected a list of non-empty prompts",
       "train.eval_every=5;train.sample_prompts=[a];moe.router=expert_choice|no prompts with moe.router: expert_choice",
       "train.sample_prompts=7|train.sample_prompts"})
-  void badSampleSettingsNameTheKey(String overrides, String message) {
+  void badValuesNameTheKey(String overrides, String message) { // several overrides: separated by ';'
     ConfigException e = assertThrows(ConfigException.class,
         () -> ConfigLoader.load(null, List.of(overrides.split(";"))));
     assertTrue(e.getMessage().contains(message), e.getMessage());
