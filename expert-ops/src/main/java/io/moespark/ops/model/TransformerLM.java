@@ -228,13 +228,8 @@ public final class TransformerLM {
     Backend be = params.backend();
     DType type = params.type();
     long n = inputs.length, d = cfg.dModel();
-    Embedding.checkIds(inputs, cfg.vocabSize());
-    ids = be.ensure(ids, DType.I32, n);
-    be.fromInts(inputs, ids);
     lossSum = be.ensure(lossSum, DType.F64, 1);
-    embedded = be.ensure(embedded, type, n, d);
-    Tensor x = embedded;
-    Embedding.forward(ids, embed.value(), x);
+    Tensor x = embedTokens(inputs);
     for (Block b : blocks) {
       b.xIn = x;
       x = block(b, x, globalTokens, ex, reducer, (n1, out) -> b.attention.forward(n1, batch, seq, b.wq.value(),
@@ -247,6 +242,17 @@ public final class TransformerLM {
     logitsBuf = be.ensure(logitsBuf, type, n, cfg.vocabSize());
     Linear.forward(normFinal, lmHead.value(), logitsBuf);
     return logitsBuf;
+  }
+
+  /** Uploads the step's token ids (the one upload of a step) and returns their embeddings [n, D]. */
+  private Tensor embedTokens(int[] tokens) {
+    Backend be = params.backend();
+    Embedding.checkIds(tokens, cfg.vocabSize());
+    ids = be.ensure(ids, DType.I32, tokens.length);
+    be.fromInts(tokens, ids);
+    embedded = be.ensure(embedded, params.type(), tokens.length, cfg.dModel());
+    Embedding.forward(ids, embed.value(), embedded);
+    return embedded;
   }
 
   /** A layer's attention on its normalised input [n, D] into its output (training or generation). */
@@ -296,12 +302,7 @@ public final class TransformerLM {
     Backend be = params.backend();
     DType type = params.type();
     long n = tokens.length, d = cfg.dModel();
-    Embedding.checkIds(tokens, cfg.vocabSize());
-    ids = be.ensure(ids, DType.I32, n);
-    be.fromInts(tokens, ids);
-    embedded = be.ensure(embedded, type, n, d);
-    Tensor x = embedded;
-    Embedding.forward(ids, embed.value(), x);
+    Tensor x = embedTokens(tokens);
     for (int i = 0; i < blocks.length; i++) {
       Block b = blocks[i];
       int layer = i;
