@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # After `mvn verify`: the user-facing commands, literally. (0) --help of every command. (1) Prepare the bundled corpus, train conf/tiny.yaml
-# on two executor JVMs (local-cluster), check the loss fell, score the model with moe-eval. (1b) Bad input is one
+# on two executor JVMs (local-cluster), check the loss fell, score the model with moe-eval, continue a prompt with
+# moe-generate. (1b) Bad input is one
 # line and exit 2 (tools/failure-lines.sh). (2) The job jar under a plain SparkSubmit whose classpath is Spark's
-# jars only (the project's jars, ND4J and JavaCPP removed), so everything else must come from the job jar.
+# jars only (the project's jars, ND4J and JavaCPP removed), so everything else must come from the job jar; it
+# samples at each validation (train.sample_prompts: the tokenizers library from the job jar).
 # (3) notebooks/, executed on those runs (tools/run-notebooks.sh).
 # (4) tools/standalone-fault-check.sh: a standalone cluster whose executor is killed mid-run recovers by itself
 # to the uninterrupted run's model bytes.
@@ -13,7 +15,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # (0) Every command answers --help and -h with its usage and exit 0, before any work.
-for c in moe-demo moe-train moe-eval moe-export moe-prep moe-prep-gpu-explain moe-bench moe-bench-spark moe-history; do
+for c in moe-demo moe-train moe-eval moe-export moe-prep moe-prep-gpu-explain moe-bench moe-bench-spark moe-history \
+    moe-generate moe-bench-tokenizer; do
   for h in --help -h; do
     out=$(bin/$c $h) || { echo "bin/$c $h exited with $?" >&2; exit 1; }
     [[ $out == "usage: "* ]] || { echo "bin/$c $h printed no usage line: $out" >&2; exit 1; }
@@ -33,6 +36,9 @@ eval_json=$(bin/moe-eval --model "$work/run/model" --data "$work/prepared" --spl
 echo "moe-eval: $eval_json"
 val=$(echo "$eval_json" | sed 's/.*"loss": \([-0-9.eE]*\).*/\1/')
 awk -v v="$val" -v a="$first" 'BEGIN { exit !(v < a - 1.0) }' || { echo "validation loss $val not below the start" >&2; exit 1; }
+sample=$(bin/moe-generate --model "$work/run/model" --prompt "Call me Ishmael." --max-new-tokens 16 --show-ids)
+echo "moe-generate: $sample"
+[[ $sample == *"generated ids: "[0-9]* ]] || { echo "moe-generate generated nothing" >&2; exit 1; }
 
 # (1b) Bad input as a user meets it: one line on stderr, nothing on stdout, exit 2, nothing written.
 tools/failure-lines.sh "$work/prepared" "$work/run/model"
@@ -49,8 +55,10 @@ done
 java -Xmx4g $opens -Dlog4j2.configurationFile="$root/conf/log4j2.properties" -cp "$work/spark-jars/*" \
   org.apache.spark.deploy.SparkSubmit --master 'local[2]' --class io.moespark.job.cli.TrainMain \
   spark-job/target/moe-spark-job.jar --config conf/tiny.yaml --run-dir "$work/submitted" \
-  --set data.path="$work/prepared" --set train.steps=20 --set train.eval_every=10
+  --set data.path="$work/prepared" --set train.steps=20 --set train.eval_every=10 \
+  --set 'train.sample_prompts=["Call me Ishmael."]' --set train.sample_tokens=8 | tee "$work/submitted.log"
 test -f "$work/submitted/model/model.safetensors" && test -f "$work/submitted/model/tokenizer.json"
+grep -q "step 20/20 · sample: Call me Ishmael. → " "$work/submitted.log" || { echo "no samples under spark-submit" >&2; exit 1; }
 
 # (3) The notebooks, executed against these runs and the prepared data (they fail on any error).
 PYDEVD_DISABLE_FILE_VALIDATION=1 tools/run-notebooks.sh "$work/run" "$work/prepared" "$work/submitted"

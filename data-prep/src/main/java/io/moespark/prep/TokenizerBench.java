@@ -24,7 +24,13 @@ import java.util.zip.GZIPInputStream;
 public final class TokenizerBench {
   private TokenizerBench() {}
 
+  private static final String USAGE = "moe-bench-tokenizer --tokenizer FILE --text FILE [--rounds N]";
+
   public static void main(String[] argv) throws IOException {
+    if (Arrays.asList(argv).contains("--help") || Arrays.asList(argv).contains("-h")) {
+      System.out.println("usage: " + USAGE);
+      return;
+    }
     String tokFile = null, textFile = null;
     int rounds = 3;
     for (int i = 0; i < argv.length; i++) {
@@ -32,12 +38,11 @@ public final class TokenizerBench {
         case "--tokenizer" -> tokFile = argv[++i];
         case "--text" -> textFile = argv[++i];
         case "--rounds" -> rounds = Integer.parseInt(argv[++i]);
-        default -> throw new IllegalArgumentException("unknown option " + argv[i]
-            + " (usage: moe-bench-tokenizer --tokenizer FILE --text FILE [--rounds N])");
+        default -> throw new IllegalArgumentException("unknown option " + argv[i] + " (usage: " + USAGE + ")");
       }
     }
     if (tokFile == null || textFile == null) {
-      throw new IllegalArgumentException("usage: moe-bench-tokenizer --tokenizer FILE --text FILE [--rounds N]");
+      throw new IllegalArgumentException("usage: " + USAGE);
     }
     String json = Files.readString(Path.of(tokFile));
     BpeTokenizer ours = BpeTokenizer.fromJson(json, tokFile);
