@@ -2,6 +2,7 @@ package io.moespark.ops.cli;
 
 import io.moespark.ops.backend.Backends;
 import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.io.HuggingFace;
 import io.moespark.ops.io.ModelFiles;
 import io.moespark.ops.model.Generator;
 import io.moespark.ops.model.TransformerLM;
@@ -18,9 +19,9 @@ import java.util.stream.Collectors;
 /**
  * {@code moe-generate --model DIR (--prompt TEXT | --prompt-file F) [--max-new-tokens N] [--temperature T]
  * [--top-k K] [--top-p P] [--seed S] [--show-ids]}: continues each prompt (the --prompt, or each non-empty
- * line of the file) with the model of DIR, a model directory this project wrote (a run's {@code model/},
- * also one initialised from a Hugging Face checkpoint), encoding and decoding with the tokenizer beside its
- * weights. Greedy unless a temperature is given; generation stops at the tokenizer's end-of-text token.
+ * line of the file) with the model of DIR: a model directory this project wrote (a run's {@code model/}), or
+ * a Hugging Face Mixtral, Llama or Qwen2 directory as this model computes it; encoding and decoding with
+ * the tokenizer beside its weights. Greedy unless a temperature is given; generation stops at the tokenizer's end-of-text token.
  */
 public final class GenerateMain {
   private static final String USAGE = "moe-generate --model DIR (--prompt TEXT | --prompt-file F) "
@@ -46,7 +47,8 @@ public final class GenerateMain {
       throw new ConfigException("--model " + dir + ": no " + HfTokenizer.FILE + " beside the weights (a model "
           + "trained on raw bytes or token ids has no tokenizer to turn text into ids)");
     }
-    TransformerLM model = ModelFiles.load(dir, Backends.host());
+    TransformerLM model = HuggingFace.isModelDirectory(dir) ? HuggingFace.loadModel(dir, Backends.host())
+        : ModelFiles.load(dir, Backends.host());
     Generator generator = new Generator(model);
     try (HfTokenizer tok = HfTokenizer.open(dir)) {
       int eos = tok.specials().eosId();

@@ -3,6 +3,7 @@ package io.moespark.ops.io;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.ops.config.ConfigException;
+import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
 import io.moespark.ops.text.HfTokenizer;
 import io.moespark.ops.moe.RouterKind;
@@ -284,6 +285,76 @@ public final class HuggingFace {
           ? b + " (absent from the file: transformers' default)" : b).toList();
       throw new ConfigException(file + " does not match the run's config: " + String.join("; ", named));
     }
+  }
+
+  /**
+   * The run configuration of this model that computes what a Hugging Face config describes (to use the
+   * directory without a run: moe-generate): a Mixtral as it is; a dense Llama or Qwen2 as one expert per
+   * layer, top-1, whose gate is then exactly 1 (the dense model). Checked with {@link #checkCompatible}.
+   */
+  public static RunConfig runConfig(JsonNode given, String file) {
+    Source source = source(given, file);
+    JsonNode hf = withTransformersDefaults(given, source, new HashSet<>());
+    List<String> sets = new ArrayList<>(List.of("model.vocab_size=" + hf.path("vocab_size").asLong(),
+        "model.d_model=" + hf.path("hidden_size").asLong(), "model.n_layers=" + hf.path("num_hidden_layers").asLong(),
+        "model.n_heads=" + hf.path("num_attention_heads").asLong(),
+        "model.n_kv_heads=" + hf.path("num_key_value_heads").asLong(),
+        "model.d_ff=" + hf.path("intermediate_size").asLong(),
+        "model.seq_len=" + hf.path("max_position_embeddings").asLong(2048),
+        "model.rope_theta=" + hf.path("rope_theta").asDouble(), "model.norm_eps=" + hf.path("rms_norm_eps").asDouble(),
+        "model.tie_embeddings=" + hf.path("tie_word_embeddings").asBoolean(), "model.qkv_bias=" + (source == Source.QWEN2),
+        "moe.every=1", "moe.d_expert=" + hf.path("intermediate_size").asLong(), "moe.shared_experts=0",
+        "moe.experts=" + (source == Source.MIXTRAL ? hf.path("num_local_experts").asLong() : 1),
+        "moe.top_k=" + (source == Source.MIXTRAL ? hf.path("num_experts_per_tok").asLong() : 1)));
+    JsonNode r = hf.path("rope_scaling").isObject() ? hf.get("rope_scaling") : hf.path("rope_parameters");
+    String type = r.path("rope_type").asText(r.path("type").asText("default"));
+    if (type.equals("linear") || type.equals("llama3")) {
+      sets.add("model.rope_scaling=" + type);
+      sets.add("model.rope_scaling_factor=" + r.path("factor").asDouble());
+    }
+    if (type.equals("llama3")) {
+      sets.add("model.rope_low_freq_factor=" + r.path("low_freq_factor").asDouble());
+      sets.add("model.rope_high_freq_factor=" + r.path("high_freq_factor").asDouble());
+      sets.add("model.rope_original_max_positions=" + r.path("original_max_position_embeddings").asLong());
+    }
+    RunConfig cfg;
+    try {
+      cfg = ConfigLoader.load(null, sets);
+    } catch (ConfigException e) {
+      throw new ConfigException(file + ": " + e.getMessage(), e);
+    }
+    checkCompatible(given, cfg, file); // refuses what this model does not compute (another rope type, biases, ...)
+    return cfg;
+  }
+
+  /** Whether {@code dir} is a Hugging Face model directory (its config.json names a family's model_type). */
+  public static boolean isModelDirectory(Path dir) throws IOException {
+    Path config = dir.resolve(ModelFiles.CONFIG);
+    if (!java.nio.file.Files.isRegularFile(config)) {
+      return false;
+    }
+    JsonNode type = ModelFiles.JSON.readTree(config.toFile()).get("model_type");
+    return type != null && !type.asText().equals(ModelFiles.MODEL_TYPE);
+  }
+
+  /**
+   * A Hugging Face directory's model on one rank ({@link #runConfig}: a dense source as one expert per
+   * layer), F32 on {@code backend}; a malformed weights file is a ConfigException naming it.
+   */
+  public static TransformerLM loadModel(Path dir, Backend backend) throws IOException {
+    Path config = dir.resolve(ModelFiles.CONFIG), index = dir.resolve(INDEX);
+    JsonNode c = ModelFiles.JSON.readTree(config.toFile());
+    RunConfig cfg = runConfig(c, config.toString());
+    TransformerLM model = TransformerLM.singleRank(cfg.model(), cfg.moe(), backend, DType.F32);
+    model.init(cfg.train().seed()); // a dense source's router: one expert, whose gate is 1 whatever it holds
+    try {
+      load(model, source(c, config.toString()),
+          java.nio.file.Files.exists(index) ? ModelFiles.JSON.readTree(index.toFile()) : null,
+          n -> java.nio.file.Files.newInputStream(dir.resolve(n)), dir.toString(), 0, 0);
+    } catch (SafeTensors.Malformed e) {
+      throw new ConfigException(dir + ": " + e.getMessage(), e);
+    }
+    return model;
   }
 
   /**

@@ -31,6 +31,8 @@ import io.moespark.ops.tensor.Tensor;
 public final class ModelFiles {
   public static final String WEIGHTS = "model.safetensors";
   public static final String CONFIG = "config.json";
+  /** config.json's model_type of this project's model directories (Hugging Face ones name their family). */
+  public static final String MODEL_TYPE = "moe-spark";
   /**
    * SHA-256 of the directory's weights (and tokenizer), checked on load, independent of any file
    * system's own checks; config.json stays a text a user may edit (a wrong shape is refused by name).
@@ -115,7 +117,7 @@ public final class ModelFiles {
 
   public static ObjectNode configJson(RunConfig.Model m, RunConfig.Moe e) {
     ObjectNode n = JSON.createObjectNode();
-    n.put("model_type", "moe-spark");
+    n.put("model_type", MODEL_TYPE);
     n.put("vocab_size", m.vocabSize());
     n.put("d_model", m.dModel());
     n.put("n_layers", m.nLayers());

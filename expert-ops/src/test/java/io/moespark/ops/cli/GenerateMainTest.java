@@ -48,15 +48,18 @@ class GenerateMainTest {
       Files.copy(FIXTURE.resolve(f), model.resolve(f));
     }
     JsonNode expected = json.readTree(FIXTURE.resolve("expected.json").toFile());
+    // The run's model directory, and the Hugging Face directory itself.
     for (JsonNode c : expected.get("cases")) {
-      ByteArrayOutputStream out = new ByteArrayOutputStream();
-      GenerateMain.run(new String[] {"--model", model.toString(), "--prompt",
-          c.get("prompt").asText(), "--max-new-tokens", expected.get("max_new_tokens").asText(), "--show-ids"},
-          new PrintStream(out, true, StandardCharsets.UTF_8));
-      String text = out.toString(StandardCharsets.UTF_8);
-      assertTrue(text.contains("prompt ids: " + join(c.get("prompt_ids")) + "\n"), text);
-      assertTrue(text.contains("generated ids: " + join(c.get("generated")) + "\n"),
-          "transformers: " + join(c.get("generated")) + "\nours: " + text);
+      for (Path dir : List.of(model, FIXTURE)) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        GenerateMain.run(new String[] {"--model", dir.toString(), "--prompt",
+            c.get("prompt").asText(), "--max-new-tokens", expected.get("max_new_tokens").asText(), "--show-ids"},
+            new PrintStream(out, true, StandardCharsets.UTF_8));
+        String text = out.toString(StandardCharsets.UTF_8);
+        assertTrue(text.contains("prompt ids: " + join(c.get("prompt_ids")) + "\n"), text);
+        assertTrue(text.contains("generated ids: " + join(c.get("generated")) + "\n"),
+            "transformers: " + join(c.get("generated")) + "\nours: " + text);
+      }
     }
   }
 

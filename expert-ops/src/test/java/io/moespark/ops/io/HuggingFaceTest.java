@@ -214,6 +214,13 @@ class HuggingFaceTest {
     assertEquals(dl, ul, 1e-12 * Math.abs(dl), "first forward pass of the upcycled model");
     assertNotEquals(0.0, dl);
 
+    // The directory as a model of its own (moe-generate --model): one expert per layer, top-1, in float32.
+    ModelFiles.JSON.writeValue(llama.resolve(ModelFiles.CONFIG).toFile(), cfg);
+    assertTrue(HuggingFace.isModelDirectory(llama));
+    TransformerLM own = HuggingFace.loadModel(llama, CPU);
+    assertEquals(1, own.moeConfig().experts());
+    assertEquals(dl, loss(own), 1e-5 * Math.abs(dl), "the dense model as one expert per layer");
+
     // With noise (train.upcycle_noise), the copies differ from each other by about that much, reproducibly.
     TransformerLM noisy = TransformerLM.singleRank(moe.model(), moe.moe(), CPU, DType.F64);
     HuggingFace.load(noisy, source, null, opener(llama), llama.toString(), 0.01, 3);
