@@ -1,6 +1,5 @@
 package io.moespark.job;
 
-import io.moespark.job.RankTasks.RankReply;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
@@ -30,9 +29,9 @@ final class DirectRunner implements StepRunner {
     String runId = group.runId();
     BlockingQueue<StepResult> feed = StepFeedPlugin.open(runId);
     List<StepResult> delivered = new ArrayList<>();
-    List<RankReply> replies;
+    List<RankTasks.Stepped> replies;
     try {
-      replies = group.stage(new RankTasks.Steps(from, count), description, job -> {
+      replies = group.stage(new RankTasks.Steps(from, count), RankTasks.Stepped.class, description, job -> {
         long lastProgress = System.nanoTime();
         while (!job.isDone()) {
           StepResult s = feed.poll(100, TimeUnit.MILLISECONDS);
@@ -52,7 +51,7 @@ final class DirectRunner implements StepRunner {
     } finally {
       StepFeedPlugin.close(runId);
     }
-    RankReply zero = replies.get(0);
+    RankTasks.Stepped zero = replies.get(0);
     // Steps whose message had not arrived when the stage ended (or no plugin): from the stage's result.
     for (StepResult s : zero.steps().subList(delivered.size(), zero.steps().size())) {
       onStep.accept(s);
@@ -67,6 +66,7 @@ final class DirectRunner implements StepRunner {
 
   @Override
   public double evaluate() {
-    return group.stage(new RankTasks.Evaluate(), "validation after step " + group.nextStep(), null).get(0).valLoss();
+    return group.stage(new RankTasks.Evaluate(), RankTasks.Evaluated.class, "validation after step " + group.nextStep(),
+        null).get(0).valLoss();
   }
 }

@@ -79,9 +79,9 @@ public final class RankGroup implements AutoCloseable {
     RankStages.checkSlots(sc, placement.ranks());
     RankGroup d = new RankGroup(sc, cfg, placement, lineage);
     String cfgJson = ConfigLoader.toTree(RunData.withAbsolutePath(cfg)).toString();
-    List<RankReply> replies = d.stage(new Open(cfgJson, placement, from, init),
+    List<RankTasks.Opened> replies = d.stage(new Open(cfgJson, placement, from, init), RankTasks.Opened.class,
         "open " + placement.ranks() + " ranks" + (from == null ? "" : " from " + from.dir()), null);
-    for (RankReply r : replies) {
+    for (RankTasks.Opened r : replies) {
       d.executors[r.rank()] = r.executor();
       d.locations[r.rank()] = r.location();
       d.addresses[r.rank()] = r.address();
@@ -168,9 +168,10 @@ public final class RankGroup implements AutoCloseable {
 
   /** Every rank writes its checkpoint shard into {@code dir}; returns the shards and rank 0's state. */
   public Saved save(String dir) {
-    List<RankReply> replies = stage(new Save(dir), "checkpoint at step " + nextStep, null);
+    List<RankTasks.SavedShard> replies = stage(new Save(dir), RankTasks.SavedShard.class, "checkpoint at step "
+        + nextStep, null);
     List<CheckpointStore.Shard> shards = new ArrayList<>();
-    for (RankReply r : replies) {
+    for (RankTasks.SavedShard r : replies) {
       shards.add(r.shard());
     }
     return new Saved(shards, replies.get(0).stateJson());
@@ -182,7 +183,7 @@ public final class RankGroup implements AutoCloseable {
   /** All parameters by name (dense from rank 0, experts from their owners). */
   public Map<String, float[]> gather() {
     Map<String, float[]> params = new LinkedHashMap<>();
-    for (RankReply r : stage(new Gather(), "gather parameters", null)) {
+    for (RankTasks.Gathered r : stage(new Gather(), RankTasks.Gathered.class, "gather parameters", null)) {
       params.putAll(r.params());
     }
     return params;
@@ -191,7 +192,7 @@ public final class RankGroup implements AutoCloseable {
   /** Releases the ranks' state and collectives on their executors. */
   @Override
   public void close() {
-    stage(new Close(), "close ranks", null);
+    stage(new Close(), RankTasks.Closed.class, "close ranks", null);
     StepFeedPlugin.forget(runId);
   }
 
@@ -202,7 +203,7 @@ public final class RankGroup implements AutoCloseable {
    */
   public void abandon() {
     try {
-      stage(new Close(), "release ranks after a failure", job -> {
+      stage(new Close(), RankTasks.Closed.class, "release ranks after a failure", job -> {
         try {
           job.get(3, java.util.concurrent.TimeUnit.SECONDS);
         } catch (java.util.concurrent.TimeoutException | java.util.concurrent.ExecutionException e) {
@@ -217,9 +218,9 @@ public final class RankGroup implements AutoCloseable {
 
   /**
    * One barrier stage of R tasks running {@code op}, pinned to the ranks' executors once they exist,
-   * named {@code callSite} in the UI's stage list; returns the replies by rank.
+   * named {@code callSite} in the UI's stage list; returns the replies by rank, each of the op's reply type.
    */
-  List<RankReply> stage(Op op, String description, RankStages.Waiter<RankReply> waiter) {
+  <R extends RankReply> List<R> stage(Op op, Class<R> reply, String description, RankStages.Waiter<RankReply> waiter) {
     RDD<Integer> ids = RankStages.pinned(sc, locations);
     String id = runId;
     String[] homes = executors.clone();
@@ -231,7 +232,11 @@ public final class RankGroup implements AutoCloseable {
     try {
       JavaFutureAction<List<RankReply>> job =
           JavaRDD.fromRDD(ids.barrier().mapPartitions(body, false, REPLY), REPLY).collectAsync();
-      return RankStages.byRank(job, waiter == null ? j -> {} : waiter, RankReply::rank, description);
+      List<R> typed = new ArrayList<>();
+      for (RankReply r : RankStages.byRank(job, waiter == null ? j -> {} : waiter, RankReply::rank, description)) {
+        typed.add(reply.cast(r));
+      }
+      return typed;
     } finally {
       sc.clearCallSite();
       sc.setJobDescription(null);

@@ -58,35 +58,29 @@ final class RankTasks {
 
   record Close() implements Op {}
 
-  /** One rank's answer; the fields its op does not fill are null or 0 (made by the factories below). */
-  record RankReply(int rank, String executor, String location, String address, String gpu, String arena, long valTokens, List<StepResult> steps,
-      Trainer.DivergenceException diverged, double valLoss, CheckpointStore.Shard shard, String stateJson,
-      Map<String, float[]> params) implements Serializable {
-    static RankReply done(int rank) {
-      return new RankReply(rank, null, null, null, null, null, 0, List.of(), null, 0, null, null, Map.of());
-    }
-
-    static RankReply opened(int rank, String executor, String location, String address, String gpu, String arena,
-        long valTokens) {
-      return new RankReply(rank, executor, location, address, gpu, arena, valTokens, List.of(), null, 0, null, null, Map.of());
-    }
-
-    static RankReply stepped(int rank, List<StepResult> steps, Trainer.DivergenceException diverged) {
-      return new RankReply(rank, null, null, null, null, null, 0, steps, diverged, 0, null, null, Map.of());
-    }
-
-    static RankReply evaluated(int rank, double valLoss) {
-      return new RankReply(rank, null, null, null, null, null, 0, List.of(), null, valLoss, null, null, Map.of());
-    }
-
-    static RankReply saved(int rank, CheckpointStore.Shard shard, String stateJson) {
-      return new RankReply(rank, null, null, null, null, null, 0, List.of(), null, 0, shard, stateJson, Map.of());
-    }
-
-    static RankReply gathered(int rank, Map<String, float[]> params) {
-      return new RankReply(rank, null, null, null, null, null, 0, List.of(), null, 0, null, null, params);
-    }
+  /** One rank's answer to an {@link Op}: one type per op, so that the driver reads only what the op gives. */
+  sealed interface RankReply extends Serializable permits Opened, Stepped, Evaluated, SavedShard, Gathered, Closed {
+    int rank();
   }
+
+  /** {@link Open}: where the rank lives (its executor, host, address for the direct path, GPU and arena). */
+  record Opened(int rank, String executor, String location, String address, String gpu, String arena, long valTokens)
+      implements RankReply {}
+
+  /** {@link Steps}: rank 0's step results (other ranks': none), and the divergence that stopped them, if any. */
+  record Stepped(int rank, List<StepResult> steps, Trainer.DivergenceException diverged) implements RankReply {}
+
+  /** {@link Evaluate}: the validation loss (the same on every rank). */
+  record Evaluated(int rank, double valLoss) implements RankReply {}
+
+  /** {@link Save}: the shard written, and (rank 0) the trainer state for state.json. */
+  record SavedShard(int rank, CheckpointStore.Shard shard, String stateJson) implements RankReply {}
+
+  /** {@link Gather}: the rank's parameters by name (rank 0's dense ones, every rank's experts). */
+  record Gathered(int rank, Map<String, float[]> params) implements RankReply {}
+
+  /** {@link Close}. */
+  record Closed(int rank) implements RankReply {}
 
   /** Runs {@code op} as rank {@code partitionId} of the current barrier task; failures name the run, rank and executor. */
   static RankReply run(String runId, String[] homes, Op op) {
@@ -100,7 +94,7 @@ final class RankTasks {
       }
       if (op instanceof Close) {
         RankState.release(runId, r);
-        return RankReply.done(r);
+        return new Closed(r);
       }
       RankState st = RankState.get(runId, r, executor, homes[r]);
       Trainer t = st.trainer;
@@ -111,7 +105,7 @@ final class RankTasks {
         st.progress.doing("validation");
         double loss = t.evaluate(st.val, st.collective, st.collective);
         st.progress.doing("idle");
-        return RankReply.evaluated(r, loss);
+        return new Evaluated(r, loss);
       }
       if (op instanceof Save s) {
         st.progress.doing("checkpoint");
@@ -119,7 +113,7 @@ final class RankTasks {
             RunFiles.hadoopConf(env.conf()));
         String state = r == 0 ? Checkpoint.toJson(t.checkpointState()).toString() : null;
         st.progress.doing("idle");
-        return RankReply.saved(r, shard, state);
+        return new SavedShard(r, shard, state);
       }
       Map<String, float[]> params = new LinkedHashMap<>(); // Gather
       for (Param p : t.model().params().all()) {
@@ -127,7 +121,7 @@ final class RankTasks {
           params.put(p.name(), floats(p.value()));
         }
       }
-      return RankReply.gathered(r, params);
+      return new Gathered(r, params);
     } catch (ConfigException e) {
       // Bad input this rank found (a GPU it cannot use, too little GPU memory): the driver reports it as
       // such (RankStages.inputProblem), with where and when.
@@ -167,7 +161,7 @@ final class RankTasks {
    * Creates the rank: data loaded here, model from the seed or the checkpoint, and its end of the run's
    * exchanges (the direct path's collective, or the shuffle path's bridge and the same collective over it).
    */
-  private static RankReply open(String runId, BarrierTaskContext task, Open o) throws Exception {
+  private static Opened open(String runId, BarrierTaskContext task, Open o) throws Exception {
     int r = task.partitionId(), ranks = task.numPartitions();
     RankState.releaseLineage(runId);
     SparkEnv env = SparkEnv.get();
@@ -213,10 +207,10 @@ final class RankTasks {
     String address = cfg.parallel().dispatch() == RunConfig.Dispatch.DIRECT ? state.collective.endpoint() : null;
     // The rank's arena once its parameters and optimizer state exist (activations join at the first step).
     String arena = backend.name() + " " + backend.footprint();
-    return RankReply.opened(r, env.executorId(), location, address, gpuId, arena, data.val().length);
+    return new Opened(r, env.executorId(), location, address, gpuId, arena, data.val().length);
   }
 
-  private static RankReply steps(String runId, int r, RankState st, Steps s) throws Exception {
+  private static Stepped steps(String runId, int r, RankState st, Steps s) throws Exception {
     Trainer t = st.trainer;
     if (t.nextStep() != s.from()) {
       throw new IllegalStateException("run " + runId + " rank " + r + " is at step " + t.nextStep()
@@ -233,7 +227,7 @@ final class RankTasks {
       try {
         rep = t.step(c, c);
       } catch (Trainer.DivergenceException e) {
-        return RankReply.stepped(r, r == 0 ? results : List.of(), e);
+        return new Stepped(r, r == 0 ? results : List.of(), e);
       }
       double exchange = c.busySeconds() - busy0;
       double[] bytes = {c.bytesSent() - bytes0};
@@ -245,6 +239,6 @@ final class RankTasks {
       }
     }
     st.progress.doing("idle");
-    return RankReply.stepped(r, results, null);
+    return new Stepped(r, results, null);
   }
 }
