@@ -2,6 +2,7 @@ package io.moespark.job;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.moespark.job.data.PreparedData;
 import io.moespark.job.data.RunData;
@@ -9,20 +10,18 @@ import io.moespark.job.io.CheckpointStore;
 import io.moespark.job.io.HfInit;
 import io.moespark.job.io.RunFiles;
 import io.moespark.job.io.RunReport;
+import io.moespark.job.ui.MoeEvents;
+import io.moespark.ops.backend.Backends;
 import io.moespark.ops.config.ConfigException;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
-import io.moespark.ops.backend.Backends;
 import io.moespark.ops.io.ModelFiles;
-import io.moespark.ops.text.HfTokenizer;
-import io.moespark.job.ui.MoeEvents;
-import com.fasterxml.jackson.databind.node.ArrayNode;
 import io.moespark.ops.model.TransformerLM;
 import io.moespark.ops.moe.MoeStats;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
+import io.moespark.ops.text.HfTokenizer;
 import io.moespark.ops.train.StepReport;
-import io.moespark.ops.train.Trainer;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
@@ -150,52 +149,9 @@ public final class TrainJob {
 
   private Outcome run(boolean resume, int stopAt) throws IOException {
     CheckpointStore store = new CheckpointStore(runDir.toString(), cfg.checkpoint().keep(), fs.getConf());
-    CheckpointStore.Stored from = null;
-    ExpertPlacement placement = ExpertPlacement.contiguous(cfg, cfg.parallel().ranks());
-    int removed = store.removeUncommitted();
-    if (removed > 0) {
-      console.printf(Locale.ROOT, "removed %d uncommitted checkpoint folder(s) of an interrupted run%n", removed);
-    }
-    int exports = RunFiles.removeTemporaries(fs, runDir);
-    if (exports > 0) {
-      console.printf(Locale.ROOT, "removed %d unfinished temporary file(s) or folder(s) of an interrupted export%n",
-          exports);
-    }
-    if (resume) {
-      List<String> damaged = new ArrayList<>();
-      from = store.latestIntact(w -> {
-        damaged.add(w);
-        console.println(w);
-      }).orElse(null);
-      if (from == null) {
-        if (!damaged.isEmpty()) { // corrupt data is an I/O failure (exit 1), not a usage error
-          throw new IllegalStateException("--resume: no intact checkpoint to continue from: "
-              + String.join("; ", damaged));
-        }
-        throw new ConfigException("--resume: no checkpoint under " + new Path(runDir, CheckpointStore.DIR)
-            + "; run again without --resume to start over");
-      }
-      JsonNode state = JSON.readTree(from.stateJson());
-      placement = placementFor(from);
-      if (from.step() > cfg.train().steps()) {
-        throw new ConfigException("--resume: the last checkpoint is at step " + from.step() + ", past train.steps = "
-            + cfg.train().steps() + " (raise train.steps with --set)");
-      }
-      console.printf(Locale.ROOT, from.step() == cfg.train().steps()
-          ? "nothing left to run: exporting the model from %s (step %d, written with %d ranks)%n"
-          : "resuming from %s (step %d, written with %d ranks)%n", from.dir(), from.step(), state.path("ranks").asInt());
-    } else if (store.hasCommitted()) {
-      throw new ConfigException("--run-dir " + runDir + " already holds a run; pass --resume to continue it or "
-          + "choose another directory");
-    } else if (fs.exists(new Path(runDir, METRICS))) {
-      // A start that failed or was killed before its first checkpoint left nothing to continue: start over.
-      console.println("starting over in " + runDir + " (it holds no checkpoint of an earlier attempt)");
-    }
-    fs.mkdirs(runDir);
-    writeFile(new Path(runDir, CONFIG), configJson);
-    if (from == null) {
-      writeFile(new Path(runDir, LAUNCH), JSON.createObjectNode().put("master", sc.master()).toString());
-    }
+    RunDirectory.Start start = RunDirectory.prepare(cfg, runDir, fs, store, configJson, sc.master(), resume, console);
+    CheckpointStore.Stored from = start.from();
+    ExpertPlacement placement = start.placement();
     openMetrics(from == null ? 0 : from.step());
     sc.setJobGroup("moe-spark-" + runDir.getName() + "-" + System.currentTimeMillis(),
         "moe-spark train " + runDir.getName(), false);
@@ -206,6 +162,7 @@ public final class TrainJob {
     events.started(runDir.getName(), configJson, from == null ? 0 : from.step());
     ExecutorLosses losses = new ExecutorLosses();
     sc.sc().addSparkListener(losses);
+    RestartSupervisor supervisor = new RestartSupervisor(sc, cfg, store, events, losses, console);
     try {
       for (int restarts = 0; ; restarts++) {
         RankGroup ranks = null;
@@ -229,27 +186,9 @@ public final class TrainJob {
           ranks.close();
           ranks = null;
           return new Outcome(done, last == null ? lastLoss : last.loss(), valLoss, model);
-        } catch (Trainer.DivergenceException | ConfigException e) {
-          throw e;
         } catch (RuntimeException e) {
-          // A lost executor, a failed or stalled rank: every rank's state is suspect; continue from disk.
-          if (restarts >= cfg.parallel().maxRestarts() || stopRequested) {
-            throw e;
-          }
-          from = store.latestIntact(console::println).orElse(null);
-          placement = placementFor(from);
-          // After the reads above: Spark's listener bus has delivered the executor's removal by now.
-          String lost = ranks == null ? "" : losses.ranksLost(ranks.executors(), ranks.hosts());
-          String where = ranks == null ? "while opening the ranks" : "at step " + (ranks.nextStep() + 1)
-              + " with the ranks on executors " + ranks.executors() + (lost.isEmpty() ? "" : ", " + lost);
-          console.printf(Locale.ROOT, "run failed %s: %s%nrestart %d of %d (parallel.max_restarts): reopening the "
-              + "ranks on the executors Spark has, from %s%n", where, e.getMessage(), restarts + 1,
-              cfg.parallel().maxRestarts(), from == null ? "the start" : "the checkpoint at step " + from.step());
-          events.restart(ranks == null ? 0 : ranks.nextStep() + 1, from == null ? 0 : from.step(),
-              "run failed " + where + ": " + e.getMessage());
-          if (e instanceof StallBound.Stalled stall) {
-            replaceSilent(stall.silentExecutors());
-          }
+          from = supervisor.recover(e, ranks, restarts, stopRequested);
+          placement = RunDirectory.placementFor(cfg, from);
           metrics.close();
           held = null;
           openMetrics(from == null ? 0 : from.step());
@@ -265,33 +204,6 @@ public final class TrainJob {
       sc.clearJobGroup();
       writeReport();
     }
-  }
-
-  /**
-   * Asks Spark to kill and replace the executors of silent ranks, so that the ranks reopen once the
-   * replacements register instead of after Spark's own timeout (spark.network.timeout, 120 s by default).
-   */
-  private void replaceSilent(List<String> executors) {
-    for (String id : executors) {
-      if (id.equals("driver")) {
-        continue; // in-process ranks: nothing to replace
-      }
-      boolean asked = sc.sc().killAndReplaceExecutor(id);
-      console.println(asked ? "asked Spark to replace the silent executor " + id + "; the ranks reopen when it registers"
-          : "Spark could not replace the silent executor " + id + "; the ranks reopen once Spark declares it lost "
-              + "(spark.network.timeout)");
-    }
-  }
-
-  /** The placement a run continues with: the checkpoint's when it was written with this R, else the default. */
-  private ExpertPlacement placementFor(CheckpointStore.Stored from) throws IOException {
-    if (from != null) {
-      JsonNode state = JSON.readTree(from.stateJson());
-      if (state.path("ranks").asInt() == cfg.parallel().ranks()) {
-        return ExpertPlacement.fromJson(state.get("placement"), cfg.parallel().ranks());
-      }
-    }
-    return ExpertPlacement.contiguous(cfg, cfg.parallel().ranks());
   }
 
   private void loop(RankGroup ranks, StepRunner runner, CheckpointStore store, ExpertPlacement placement, int stopAt)
@@ -521,7 +433,7 @@ public final class TrainJob {
         lastLoss = line.path("loss").asDouble(Double.NaN);
       }
     }
-    writeFile(file, kept.isEmpty() ? "" : String.join("\n", kept) + "\n");
+    RunDirectory.write(fs, file, kept.isEmpty() ? "" : String.join("\n", kept) + "\n");
     metrics = fs.append(file);
   }
 
@@ -530,7 +442,4 @@ public final class TrainJob {
     metrics.hflush();
   }
 
-  private void writeFile(Path file, String text) throws IOException {
-    RunFiles.replace(fs, file, out -> out.write(text.getBytes(StandardCharsets.UTF_8)));
-  }
 }
