@@ -46,6 +46,11 @@ check "an unknown option" train --bogus
 check "a corrupt prepared shard" train --set data.path="$work/prepared"
 check "a corrupt exported model (moe-eval)" bin/moe-eval --model "$work/model" --data "$prepared"
 check "a missing input (moe-prep)" bin/moe-prep --input "$work/none.txt" --output "$work/run" --vocab-size 300 --seq-len 32
+check "a missing tokenizer (moe-prep --tokenizer)" bin/moe-prep --input data/corpus/moby-dick.txt.gz --output "$work/run" \
+  --tokenizer "$work/none"
+check "sample prompts without a tokenizer" train --set data.path=data/corpus/moby-dick.txt.gz --set train.eval_every=10 \
+  --set 'train.sample_prompts=["Call me"]'
+check "a corrupt exported model (moe-generate)" bin/moe-generate --model "$work/model" --prompt "Call me"
 # A device or transport this build cannot drive (a build without the cuda profile, as CI's).
 if ! unzip -l expert-ops/target/expert-ops-0.1.0-SNAPSHOT.jar | grep -q CudaDeviceLayer; then
   check "parallel.device: cuda in a CPU build" train --set parallel.device=cuda --set data.path="$prepared"

@@ -77,6 +77,12 @@ public final class PrepJob {
       FileSystem ifs = p.getFileSystem(spark.sparkContext().hadoopConfiguration());
       inputBytes += ifs.exists(p) ? ifs.getContentSummary(p).getLength() : 0;
     }
+    long t0 = System.nanoTime();
+    // An existing tokenizer is read and checked first: a bad one fails before any Spark work.
+    Tokenizing given = o.tokenizer() == null ? null : existing(o.tokenizer());
+    if (given != null) {
+      record("tokenizer", given.specials().vocabSize(), t0);
+    }
     Dataset<Row> docs = stage("ingest", Ingest.read(spark, o.inputs(), o.format(), o.textField()));
     docs = stage("normalize", Clean.normalizeAll(docs));
     docs = stage("filter", Clean.filter(docs, o.minChars(), o.maxChars(), o.minLetterFraction(),
@@ -92,9 +98,12 @@ public final class PrepJob {
       throw new PrepException("the train split is empty (" + summary() + "); lower --val-fraction");
     }
     Dataset<Row> val = stage("split_val", Split.val(docs, o.valFraction()));
-    long t0 = System.nanoTime();
-    Tokenizing tok = o.tokenizer() == null ? trainBpe(train) : existing(o.tokenizer());
-    record(o.tokenizer() == null ? "bpe" : "tokenizer", tok.specials().vocabSize(), t0);
+    Tokenizing tok = given;
+    if (tok == null) {
+      long t1 = System.nanoTime();
+      tok = trainBpe(train);
+      record("bpe", tok.specials().vocabSize(), t1);
+    }
     writeText(fs, new Path(tmp, TOKENIZER), tok.json());
     if (tok.config() != null) {
       writeText(fs, new Path(tmp, HfTokenizer.CONFIG_FILE), tok.config());

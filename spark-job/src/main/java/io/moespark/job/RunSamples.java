@@ -37,14 +37,19 @@ final class RunSamples implements AutoCloseable {
     if (cfg.train().samplePrompts().isEmpty()) {
       return null;
     }
-    if (tokenizerPath == null) {
-      throw new ConfigException("train.sample_prompts: the run has no tokenizer to turn prompts into ids (data.path "
-          + "is not data prepared by bin/moe-prep and no --init-from model brings one)");
-    }
+    requireTokenizer(cfg, tokenizerPath);
     Path file = new Path(tokenizerPath), config = new Path(file.getParent(), HfTokenizer.CONFIG_FILE);
     FileSystem fs = file.getFileSystem(conf);
     return new RunSamples(cfg.train(), HfTokenizer.fromJson(read(fs, file), fs.exists(config) ? read(fs, config) : null,
         file.toString()));
+  }
+
+  /** Refuses sample prompts in a run without a tokenizer ({@code tokenizerPath} null). */
+  static void requireTokenizer(RunConfig cfg, String tokenizerPath) {
+    if (!cfg.train().samplePrompts().isEmpty() && tokenizerPath == null) {
+      throw new ConfigException("train.sample_prompts: the run has no tokenizer to turn prompts into ids (data.path "
+          + "is not data prepared by bin/moe-prep and no --init-from model brings one)");
+    }
   }
 
   private static String read(FileSystem fs, Path p) throws IOException {

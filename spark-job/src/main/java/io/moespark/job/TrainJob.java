@@ -127,6 +127,19 @@ public final class TrainJob {
     RankStages.checkBuild(conf, cfg.parallel());
   }
 
+  /**
+   * Refuses, before Spark starts, what the run's inputs cannot give it: train.sample_prompts without a
+   * tokenizer (neither prepared data nor an --init-from directory with one).
+   */
+  public static void checkInputs(RunConfig cfg, String initFrom, Configuration conf) throws IOException {
+    String initTokenizer = null;
+    if (initFrom != null) {
+      Path t = new Path(initFrom, HfTokenizer.FILE);
+      initTokenizer = t.getFileSystem(conf).exists(t) ? t.toString() : null;
+    }
+    RunSamples.requireTokenizer(cfg, tokenizer(cfg, initTokenizer, conf));
+  }
+
   /** As above; a new run starts from the Hugging Face model directory {@code initFrom} when it is set. */
   public static Outcome run(JavaSparkContext sc, RunConfig cfg, String runDir, boolean resume, int stopAt,
       String initFrom, PrintStream console) throws IOException {
@@ -141,7 +154,7 @@ public final class TrainJob {
     Path dir = new Path(runDir);
     FileSystem fs = RunFiles.fs(dir, conf);
     Path qualified = fs.makeQualified(dir); // executors write checkpoint shards here: no relative paths
-    try (RunSamples samples = RunSamples.open(cfg, tokenizer(cfg, init, conf), conf)) {
+    try (RunSamples samples = RunSamples.open(cfg, tokenizer(cfg, init == null ? null : init.tokenizer(), conf), conf)) {
       TrainJob job = new TrainJob(sc, cfg, qualified, fs, console, init, samples);
       return job.run(resume, stopAt > 0 ? Math.min(stopAt, cfg.train().steps()) : cfg.train().steps());
     }
@@ -339,9 +352,9 @@ public final class TrainJob {
     }
   }
 
-  /** The run's tokenizer.json: the imported model's, else the prepared data's; null for raw data. */
-  private static String tokenizer(RunConfig cfg, HfInit init, Configuration conf) {
-    return init != null && init.tokenizer() != null ? init.tokenizer()
+  /** The run's tokenizer.json: the imported model's ({@code initTokenizer}), else the prepared data's; null for raw data. */
+  private static String tokenizer(RunConfig cfg, String initTokenizer, Configuration conf) {
+    return initTokenizer != null ? initTokenizer
         : PreparedData.isPrepared(cfg.data().path(), conf)
             ? PreparedData.open(cfg.data().path(), conf, "data.path").tokenizer().toString() : null;
   }
@@ -364,7 +377,7 @@ public final class TrainJob {
   private String export(Map<String, float[]> params) throws IOException {
     TransformerLM model = hostModel(params);
     Path target = new Path(runDir, MODEL);
-    String tokenizer = tokenizer(cfg, init, fs.getConf());
+    String tokenizer = tokenizer(cfg, init == null ? null : init.tokenizer(), fs.getConf());
     RunFiles.writeDir(fs, target, tmp -> {
       List<RunFiles.Written> files = new ArrayList<>();
       files.add(RunFiles.write(fs, new Path(tmp, ModelFiles.WEIGHTS), out -> ModelFiles.writeWeights(model, out)));

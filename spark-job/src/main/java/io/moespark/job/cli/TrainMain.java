@@ -59,6 +59,7 @@ public final class TrainMain {
           : ConfigLoader.fromTree(readRunConfig(runDir, hadoop), runDir + "/" + TrainJob.CONFIG, a.all("--set"));
       RunData.check(RunData.withAbsolutePath(cfg), hadoop);
       TrainJob.checkBuild(conf, cfg);
+      TrainJob.checkInputs(cfg, a.optional("--init-from", null), hadoop);
       String eventLog = eventLogByDefault(conf, runDir);
       JavaSparkContext sc = new JavaSparkContext(conf);
       sc.setLogLevel("WARN");
