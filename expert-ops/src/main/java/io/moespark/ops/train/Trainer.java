@@ -37,6 +37,7 @@ public final class Trainer {
   private final AdamW optimizer;
   private final LrSchedule schedule;
   private final Batches batches;
+  private final int[] trainTokens;
   private final double[][] selectionBias;
   private int step;
 
@@ -57,6 +58,7 @@ public final class Trainer {
     this.optimizer = new AdamW(model.params(), t.beta1(), t.beta2(), t.adamEps(), t.weightDecay());
     this.schedule = new LrSchedule(t.lr(), t.warmupSteps(), t.steps(), t.minLrRatio());
     this.batches = new Batches(trainTokens, cfg.model().seqLen(), t.batchSize(), t.seed());
+    this.trainTokens = trainTokens;
     this.selectionBias = new double[model.moeLayers().size()][cfg.moe().experts()];
   }
 
@@ -192,6 +194,19 @@ public final class Trainer {
   /** Validation loss of the single-process trainer. */
   public double evaluate(int[] valTokens) {
     return evaluate(valTokens, Exchange.LOCAL, Reducer.LOCAL);
+  }
+
+  /**
+   * A trainer of the same run and rank holding the experts {@code layouts} gives it, freshly initialised:
+   * {@link ExpertMove} fills it with {@link #restore}.
+   */
+  Trainer relaid(IntFunction<ShardLayout> layouts) {
+    return new Trainer(cfg, trainTokens, model.params().backend(), model.params().type(), rank, ranks, layouts);
+  }
+
+  /** Every tensor this rank holds: all its parameters (dense ones too, on every rank) and their moments. */
+  Map<String, Tensor> allTensors() {
+    return Checkpoint.shardTensors(model, optimizer, 0);
   }
 
   /** This rank's checkpoint shard: see {@link Checkpoint#shardTensors}. */
