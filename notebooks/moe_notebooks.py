@@ -23,6 +23,7 @@ def env_path(name, default):
 def metrics(run):
     """metrics.jsonl as a DataFrame, one row per step (1-based 'step'); per-expert counts kept as lists."""
     rows = [json.loads(l) for l in (Path(run) / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    rows = [r for r in rows if "event" not in r]  # events' rows (placement_move) are not steps
     df = pd.DataFrame(rows)
     df["exchange_share"] = df["exchange_seconds"] / df["seconds"]
     return df.set_index("step")

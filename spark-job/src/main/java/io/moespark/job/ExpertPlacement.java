@@ -46,6 +46,18 @@ public final class ExpertPlacement implements Serializable {
     return ranks;
   }
 
+  /** The rank of each expert of layer {@code layer} (empty for a dense layer). */
+  public int[] owners(int layer) {
+    return owner[layer].clone();
+  }
+
+  /** This placement with layer {@code layer}'s experts held by {@code owners}. */
+  public ExpertPlacement with(int layer, int[] owners) {
+    int[][] o = owner.clone();
+    o[layer] = owners.clone();
+    return new ExpertPlacement(ranks, o);
+  }
+
   /** Layer {@code layer} as rank {@code rank} sees it. */
   public ShardLayout layout(int layer, int rank) {
     return new ShardLayout(ranks, rank, owner[layer]);

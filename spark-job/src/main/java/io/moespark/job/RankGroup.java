@@ -39,7 +39,7 @@ public final class RankGroup implements AutoCloseable {
   private final JavaSparkContext sc;
   private final String runId;
   private final RunConfig cfg;
-  private final ExpertPlacement placement;
+  private ExpertPlacement placement;
   private final String[] executors;
   private final String[] locations;
   private final String[] addresses;
@@ -107,6 +107,24 @@ public final class RankGroup implements AutoCloseable {
 
   ExpertPlacement placement() {
     return placement;
+  }
+
+  /** What an expert move cost: bytes sent by all ranks, tensors moved, the slowest rank's seconds. */
+  record MoveCost(long bytes, int tensors, double seconds) {}
+
+  /** Moves the ranks' experts to {@code next} in memory (a barrier stage over the direct path's collective). */
+  MoveCost move(ExpertPlacement next) {
+    long bytes = 0;
+    int tensors = 0;
+    double seconds = 0;
+    for (RankTasks.Moved m : stage(new RankTasks.Move(placement, next), RankTasks.Moved.class,
+        "move experts after step " + nextStep, null)) {
+      bytes += m.bytesSent();
+      tensors += m.tensorsSent();
+      seconds = Math.max(seconds, m.seconds());
+    }
+    placement = next;
+    return new MoveCost(bytes, tensors, seconds);
   }
 
   /** The next step the ranks will run (0-based). */
@@ -257,6 +275,9 @@ public final class RankGroup implements AutoCloseable {
     }
     if (op instanceof Save) {
       return "checkpoint shards";
+    }
+    if (op instanceof RankTasks.Move) {
+      return "move experts (direct path)";
     }
     return op instanceof Gather ? "gather parameters" : "close ranks";
   }

@@ -19,7 +19,8 @@ import java.util.concurrent.ConcurrentHashMap;
 final class RankState implements AutoCloseable {
   private static final Map<String, RankState> RESIDENT = new ConcurrentHashMap<>();
 
-  final Trainer trainer;
+  /** Replaced when the rank's experts move ({@link #moved}). */
+  Trainer trainer;
   /** The rank's exchanges, watched by {@link #progress}. */
   final Collective collective;
   final int[] val;
@@ -42,6 +43,11 @@ final class RankState implements AutoCloseable {
   /** A rank of the shuffle path: its collective's rounds are the stages of the step's job, through the bridge. */
   static RankState shuffle(Trainer trainer, ShuffleBridge bridge, int[] val, RankProgress progress) {
     return new RankState(trainer, bridge.collective(), bridge, val, progress);
+  }
+
+  /** After an expert move: the trainer holding the rank's new experts (the old one is dropped). */
+  void moved(Trainer next) {
+    trainer = next;
   }
 
   /** The heartbeats of every rank resident in this executor. */

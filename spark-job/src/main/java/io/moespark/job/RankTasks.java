@@ -16,6 +16,7 @@ import io.moespark.ops.io.Checkpoint;
 import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.Tensor;
+import io.moespark.ops.train.ExpertMove;
 import io.moespark.ops.train.StepProgram;
 import io.moespark.ops.train.StepReport;
 import io.moespark.ops.train.Trainer;
@@ -42,7 +43,7 @@ final class RankTasks {
   private RankTasks() {}
 
   /** What a stage asks every rank to do. */
-  sealed interface Op extends Serializable permits Open, Steps, Evaluate, Save, Gather, Close {}
+  sealed interface Op extends Serializable permits Open, Steps, Evaluate, Save, Gather, Move, Close {}
 
   /** Creates the ranks: fresh from the seed, from a checkpoint ({@code from}), or from a Hugging Face model ({@code init}). */
   record Open(String cfgJson, ExpertPlacement placement, CheckpointStore.Stored from, HfInit init) implements Op {}
@@ -56,10 +57,14 @@ final class RankTasks {
 
   record Gather() implements Op {}
 
+  /** Moves experts from placement {@code from} to {@code to} in memory (the direct path's collective). */
+  record Move(ExpertPlacement from, ExpertPlacement to) implements Op {}
+
   record Close() implements Op {}
 
   /** One rank's answer to an {@link Op}: one type per op, so that the driver reads only what the op gives. */
-  sealed interface RankReply extends Serializable permits Opened, Stepped, Evaluated, SavedShard, Gathered, Closed {
+  sealed interface RankReply extends Serializable permits Opened, Stepped, Evaluated, SavedShard, Gathered, Moved,
+      Closed {
     int rank();
   }
 
@@ -78,6 +83,9 @@ final class RankTasks {
 
   /** {@link Gather}: the rank's parameters by name (rank 0's dense ones, every rank's experts). */
   record Gathered(int rank, Map<String, float[]> params) implements RankReply {}
+
+  /** {@link Move}: the bytes this rank sent and how long its move took. */
+  record Moved(int rank, long bytesSent, int tensorsSent, double seconds) implements RankReply {}
 
   /** {@link Close}. */
   record Closed(int rank) implements RankReply {}
@@ -100,6 +108,15 @@ final class RankTasks {
       Trainer t = st.trainer;
       if (op instanceof Steps s) {
         return steps(runId, r, st, s);
+      }
+      if (op instanceof Move m) {
+        st.progress.doing("expert move");
+        long t0 = System.nanoTime();
+        ExpertMove.Result moved = ExpertMove.move(t, l -> m.from().layout(l, r), l -> m.to().layout(l, r),
+            st.collective);
+        st.moved(moved.trainer());
+        st.progress.doing("idle");
+        return new Moved(r, moved.bytesSent(), moved.tensorsSent(), (System.nanoTime() - t0) / 1e9);
       }
       if (op instanceof Evaluate) {
         st.progress.doing("validation");
@@ -145,7 +162,7 @@ final class RankTasks {
       return "steps " + (s.from() + 1) + "-" + (s.from() + s.count());
     }
     return op instanceof Evaluate ? "validation" : op instanceof Save ? "writing a checkpoint"
-        : op instanceof Gather ? "gathering the model" : "closing";
+        : op instanceof Gather ? "gathering the model" : op instanceof Move ? "moving experts" : "closing";
   }
 
   /** A float32 tensor's values on the host (for the export, gathered on the driver). */

@@ -73,6 +73,9 @@ public final class TrainJob {
   private final HfInit init;
   /** train.sample_prompts' sampler, or null. */
   private final RunSamples samples;
+  private final PlacementPolicy policy;
+  /** The experts' moves so far (metrics.jsonl's placement_move rows), recorded in every checkpoint. */
+  private ArrayNode moves;
   private FSDataOutputStream metrics;
   private StepResult last;
   private ObjectNode held; // the metrics line of a step whose validation loss is still to come
@@ -86,6 +89,7 @@ public final class TrainJob {
       HfInit init, RunSamples samples) {
     this.init = init;
     this.samples = samples;
+    this.policy = PlacementPolicy.of(cfg);
     this.sc = sc;
     this.cfg = cfg;
     this.runDir = runDir;
@@ -165,6 +169,7 @@ public final class TrainJob {
     RunDirectory.Start start = RunDirectory.prepare(cfg, runDir, fs, store, configJson, sc.master(), resume, console);
     CheckpointStore.Stored from = start.from();
     ExpertPlacement placement = start.placement();
+    moves = movesOf(from);
     openMetrics(from == null ? 0 : from.step());
     sc.setJobGroup("moe-spark-" + runDir.getName() + "-" + System.currentTimeMillis(),
         "moe-spark train " + runDir.getName(), false);
@@ -184,7 +189,7 @@ public final class TrainJob {
           console.printf(Locale.ROOT, "%d rank(s) on executors %s; %,d validation tokens; arenas %s%n",
               placement.ranks(), ranks.executors(), ranks.valTokens(), ranks.arenas());
           events.placement(ranks, placement);
-          loop(ranks, StepRunners.of(ranks), store, placement, stopAt);
+          loop(ranks, StepRunners.of(ranks), store, stopAt);
           String model = null;
           if (ranks.nextStep() == cfg.train().steps()) {
             model = export(ranks.gather());
@@ -202,6 +207,7 @@ public final class TrainJob {
         } catch (RuntimeException e) {
           from = supervisor.recover(e, ranks, restarts, stopRequested);
           placement = RunDirectory.placementFor(cfg, from);
+          moves = movesOf(from);
           metrics.close();
           held = null;
           openMetrics(from == null ? 0 : from.step());
@@ -219,8 +225,7 @@ public final class TrainJob {
     }
   }
 
-  private void loop(RankGroup ranks, StepRunner runner, CheckpointStore store, ExpertPlacement placement, int stopAt)
-      throws IOException {
+  private void loop(RankGroup ranks, StepRunner runner, CheckpointStore store, int stopAt) throws IOException {
     RunConfig.Train t = cfg.train();
     int total = t.steps();
     loopFirstStep = ranks.nextStep();
@@ -229,6 +234,7 @@ public final class TrainJob {
       int count = Math.min(cfg.parallel().stepsPerStage(), stopAt - next);
       count = Math.min(count, untilBoundary(next, t.evalEvery()));
       count = Math.min(count, untilBoundary(next, cfg.checkpoint().every()));
+      count = (int) Math.min(count, (long) policy.nextDecision(next) - next);
       runner.steps(count, this::onStep, description(next, count, total));
       int done = ranks.nextStep();
       if (held != null) {
@@ -251,9 +257,13 @@ public final class TrainJob {
         writeMetrics(held);
         held = null;
       }
+      PlacementPolicy.Decision move = done < total ? policy.decide(done, ranks.placement()) : null;
+      if (move != null) { // before the checkpoint of this step, which then records where the experts are
+        move(ranks, move, done);
+      }
       boolean every = cfg.checkpoint().every() > 0 && done % cfg.checkpoint().every() == 0;
       if (every || done == stopAt || stopRequested) {
-        checkpoint(ranks, store, placement);
+        checkpoint(ranks, store);
       }
     }
   }
@@ -336,7 +346,46 @@ public final class TrainJob {
     return n;
   }
 
-  private void checkpoint(RankGroup ranks, CheckpointStore store, ExpertPlacement placement) throws IOException {
+  /**
+   * Moves the experts as {@code d} says after {@code step} steps: one metrics.jsonl row, one console line,
+   * the new placement in the MoE tab.
+   */
+  private void move(RankGroup ranks, PlacementPolicy.Decision d, int step) throws IOException {
+    ExpertPlacement before = ranks.placement();
+    RankGroup.MoveCost cost = ranks.move(d.next());
+    ObjectNode row = JSON.createObjectNode().put("step", step).put("event", "placement_move").put("why", d.why());
+    ArrayNode layers = row.putArray("moved");
+    List<String> said = new ArrayList<>();
+    for (int l = 0; l < cfg.model().nLayers(); l++) {
+      int[] was = before.owners(l), now = d.next().owners(l);
+      List<String> experts = new ArrayList<>();
+      for (int e = 0; e < was.length; e++) {
+        if (was[e] != now[e]) {
+          layers.addObject().put("layer", l).put("expert", e).put("from", was[e]).put("to", now[e]);
+          experts.add(e + " " + was[e] + "→" + now[e]);
+        }
+      }
+      if (!experts.isEmpty()) {
+        said.add("layer " + l + " experts " + String.join(", ", experts));
+      }
+    }
+    row.put("bytes", cost.bytes()).put("tensors", cost.tensors()).put("seconds", cost.seconds());
+    row.set("placement", d.next().toJson(JSON));
+    writeMetrics(row);
+    moves.add(row);
+    console.printf(Locale.ROOT, "step %d/%d · experts moved, %s: %s (rank→rank); %.2f MB in %.3f s%n", step,
+        cfg.train().steps(), d.why(), String.join("; ", said), cost.bytes() / 1e6, cost.seconds());
+    events.placement(ranks, d.next());
+  }
+
+  /** The moves a checkpoint recorded (none for the start or a checkpoint written before moves existed). */
+  private static ArrayNode movesOf(CheckpointStore.Stored from) throws IOException {
+    JsonNode m = from == null ? null : JSON.readTree(from.stateJson()).get("placement_moves");
+    return m instanceof ArrayNode a ? a : JSON.createArrayNode();
+  }
+
+  private void checkpoint(RankGroup ranks, CheckpointStore store) throws IOException {
+    ExpertPlacement placement = ranks.placement();
     int step = ranks.nextStep();
     String tmp = store.begin(step);
     try {
@@ -344,6 +393,7 @@ public final class TrainJob {
       ObjectNode state = (ObjectNode) JSON.readTree(saved.stateJson());
       state.put("ranks", placement.ranks());
       state.set("placement", placement.toJson(JSON));
+      state.set("placement_moves", moves);
       String dir = store.commit(tmp, step, state, configJson, saved.shards());
       console.println("checkpoint " + dir);
     } catch (IOException | RuntimeException e) {
@@ -443,7 +493,9 @@ public final class TrainJob {
       }
       if (line.path("step").asInt() <= fromStep) {
         kept.add(l);
-        lastLoss = line.path("loss").asDouble(Double.NaN);
+        if (line.has("loss")) { // a step's line, not an event's (placement_move)
+          lastLoss = line.get("loss").asDouble();
+        }
       }
     }
     RunDirectory.write(fs, file, kept.isEmpty() ? "" : String.join("\n", kept) + "\n");

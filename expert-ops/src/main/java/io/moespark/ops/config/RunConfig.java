@@ -62,7 +62,51 @@ public record RunConfig(
    * @param precision the arithmetic of the GEMMs on a GPU
    */
   public record Parallel(int ranks, Dispatch dispatch, int stepsPerStage, int timeoutS, Transport transport,
-      int maxRestarts, Device device, Precision precision) {}
+      int maxRestarts, Device device, Precision precision, Placement placement,
+      java.util.List<String> placementSchedule) {
+
+    /** {@code parallel.placement_schedule}'s entries, parsed (validated with the config). */
+    public java.util.List<PlacementMove> moves() {
+      return placementSchedule.stream().map(PlacementMove::parse).toList();
+    }
+  }
+
+  /** {@code parallel.placement}: whether the experts' ranks change during a run. */
+  public enum Placement {
+    /** Where the run starts them (contiguous, or the checkpoint's) for the whole run. */
+    FIXED,
+    /** Moved at the steps {@code parallel.placement_schedule} names (tests, benchmarks, a planned layout). */
+    SCHEDULE;
+
+    /** The spelling in config files. */
+    public String key() {
+      return name().toLowerCase(java.util.Locale.ROOT);
+    }
+  }
+
+  /**
+   * One entry of {@code parallel.placement_schedule}, {@code "STEP:LAYER:o0,o1,..."}: after STEP steps,
+   * MoE layer LAYER's expert e moves to rank o_e (every expert's rank is given).
+   */
+  public record PlacementMove(int step, int layer, int[] owners) {
+    static PlacementMove parse(String entry) {
+      String[] f = entry == null ? new String[0] : entry.split(":");
+      try {
+        if (f.length != 3) {
+          throw new NumberFormatException();
+        }
+        String[] o = f[2].split(",");
+        int[] owners = new int[o.length];
+        for (int i = 0; i < o.length; i++) {
+          owners[i] = Integer.parseInt(o[i].trim());
+        }
+        return new PlacementMove(Integer.parseInt(f[0].trim()), Integer.parseInt(f[1].trim()), owners);
+      } catch (NumberFormatException e) {
+        throw new ConfigException("parallel.placement_schedule: expected entries STEP:LAYER:rank,rank,... (the rank "
+            + "of every expert of that layer after STEP steps), got '" + entry + "'");
+      }
+    }
+  }
 
   /**
    * {@code parallel.precision}: what the GEMMs multiply on a GPU. Parameters, gradients, AdamW moments,
@@ -188,12 +232,43 @@ public record RunConfig(
     positive("parallel.steps_per_stage", parallel.stepsPerStage());
     positive("parallel.timeout_s", parallel.timeoutS());
     check(parallel.maxRestarts() >= 0, "parallel.max_restarts", parallel.maxRestarts(), ">= 0 (0: a failure ends the run)");
+    checkSchedule();
     check(parallel.precision() == Precision.FP32 || parallel.device() == Device.CUDA, "parallel.precision",
         parallel.precision().key(), "fp32 with parallel.device: " + parallel.device().key()
         + " (tf32 and bf16 are GPU modes: parallel.device: cuda)");
     check(checkpoint.every() >= 0, "checkpoint.every", checkpoint.every(), ">= 0 (0: only at the end)");
     positive("checkpoint.keep", checkpoint.keep());
     return this;
+  }
+
+  /** Each scheduled move names an MoE layer, a rank for every expert and leaves no rank without one. */
+  private void checkSchedule() {
+    String key = "parallel.placement_schedule";
+    check(parallel.placementSchedule() != null, key, null, "a list of STEP:LAYER:rank,rank,... entries");
+    check(parallel.placement() == Placement.SCHEDULE || parallel.placementSchedule().isEmpty(), key,
+        parallel.placementSchedule(), "no entries unless parallel.placement: schedule");
+    check(parallel.placement() == Placement.FIXED || parallel.dispatch() == Dispatch.DIRECT, "parallel.placement",
+        parallel.placement().key(), "fixed with parallel.dispatch: shuffle (experts move on the direct path only)");
+    int previous = 0;
+    for (PlacementMove m : parallel.moves()) {
+      check(m.step() >= 1 && m.step() < train.steps() && m.step() >= previous, key, m.step() + ":" + m.layer(),
+          "steps in [1, train.steps) in order (a move happens after that many steps)");
+      previous = m.step();
+      check(m.layer() >= 0 && m.layer() < model.nLayers() && (m.layer() + 1) % moe.every() == 0, key,
+          m.step() + ":" + m.layer(), "an MoE layer (layer i has one when (i + 1) % moe.every == 0)");
+      check(m.owners().length == moe.experts(), key, m.step() + ":" + m.layer(),
+          "a rank for each of the " + moe.experts() + " experts");
+      boolean[] holds = new boolean[parallel.ranks()];
+      for (int r : m.owners()) {
+        check(r >= 0 && r < parallel.ranks(), key, m.step() + ":" + m.layer(),
+            "ranks in [0, parallel.ranks = " + parallel.ranks() + ")");
+        holds[r] = true;
+      }
+      for (int r = 0; r < holds.length; r++) {
+        check(holds[r] || moe.experts() < parallel.ranks(), key, m.step() + ":" + m.layer(),
+            "every rank holding at least one expert (rank " + r + " holds none)");
+      }
+    }
   }
 
   private static void positive(String key, long value) {

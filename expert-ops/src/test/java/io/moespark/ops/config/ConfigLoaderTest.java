@@ -62,7 +62,15 @@ class ConfigLoaderTest {
       "train.sample_prompts=[a]|train.sample_prompts: expected train.eval_every > 0",
       "train.eval_every=5;train.sample_prompts=[a, ' ']|train.sample_prompts: expected a list of non-empty prompts",
       "train.eval_every=5;train.sample_prompts=[a];moe.router=expert_choice|no prompts with moe.router: expert_choice",
-      "train.sample_prompts=7|train.sample_prompts"})
+      "train.sample_prompts=7|train.sample_prompts",
+      "parallel.placement=roaming|parallel.placement: expected one of fixed, schedule",
+      "parallel.placement_schedule=['1:0:0']|no entries unless parallel.placement: schedule",
+      "parallel.placement=schedule;parallel.placement_schedule=['x']|expected entries STEP:LAYER:rank,rank",
+      "parallel.placement=schedule;parallel.dispatch=shuffle|fixed with parallel.dispatch: shuffle",
+      "parallel.placement=schedule;parallel.ranks=2;moe.experts=4;parallel.placement_schedule=['1:0:0,0,0,0']|rank 1 holds none",
+      "parallel.placement=schedule;parallel.ranks=2;moe.experts=4;parallel.placement_schedule=['1:0:0,1,2,0']|ranks in [0, parallel.ranks = 2)",
+      "parallel.placement=schedule;parallel.ranks=2;moe.experts=4;parallel.placement_schedule=['1:0:0,1']|a rank for each of the 4 experts",
+      "parallel.placement=schedule;train.steps=5;parallel.placement_schedule=['5:0:0,0,0,0']|steps in [1, train.steps)"})
   void badValuesNameTheKey(String overrides, String message) { // several overrides: separated by ';'
     ConfigException e = assertThrows(ConfigException.class,
         () -> ConfigLoader.load(null, List.of(overrides.split(";"))));

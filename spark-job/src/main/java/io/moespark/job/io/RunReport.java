@@ -58,6 +58,9 @@ public final class RunReport {
     List<MoeEvents.Window> windows = new ArrayList<>();
     List<MoeEvents.Validation> vals = new ArrayList<>();
     for (JsonNode l : lines) {
+      if (l.has("event")) { // not a step: an event's row (placement_move)
+        continue;
+      }
       int step = l.path("step").asInt() - 1; // the windows count steps from 0, metrics.jsonl from 1
       MoeEvents.Window closed = b.add(step, l.path("loss").asDouble(), l.path("ce").asDouble(), l.path("aux").asDouble(), l.path("z").asDouble(),
           l.path("lr").asDouble(), l.path("grad_norm").asDouble(), l.path("seconds").asDouble(),

@@ -1,0 +1,83 @@
+package io.moespark.job;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moespark.ops.config.RunConfig;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code parallel.placement: schedule} on two executor JVMs: experts moved in memory between the ranks
+ * (E = 5 over R = 2, both layers, twice) give the fixed-placement run's model byte for byte; each move is a
+ * console line and a metrics.jsonl row; checkpoints record the placement in force and the moves, and a run
+ * stopped after a move and resumed ends with the uninterrupted run's model.
+ */
+class ExpertMoveRunTest extends OnTwoExecutors {
+  static final String[] SCHEDULE = {"parallel.placement=schedule",
+      "parallel.placement_schedule=[\"2:0:1,0,1,0,1\", \"2:1:0,0,1,1,0\", \"4:0:0,0,1,1,1\"]"};
+
+  static RunConfig cfg(String... more) {
+    List<String> sets = new ArrayList<>(List.of("moe.shared_experts=0", "train.steps=6", "train.eval_every=0",
+        "checkpoint.every=0", "parallel.steps_per_stage=4"));
+    sets.addAll(List.of(more));
+    return SmallRuns.config(5, 2, sets.toArray(String[]::new));
+  }
+
+  static String run(RunConfig c, Path dir, boolean resume, int stopAt) throws IOException {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    TrainJob.run(sc, c, dir.toString(), resume, stopAt, new PrintStream(out));
+    return out.toString();
+  }
+
+  @Test
+  void movedExpertsGiveTheFixedRunsModelAndSayWhatMoved(@TempDir Path tmp) throws IOException {
+    run(cfg(), tmp.resolve("fixed"), false, 0);
+    String console = run(cfg(SCHEDULE), tmp.resolve("moved"), false, 0);
+    assertArrayEquals(Files.readAllBytes(tmp.resolve("fixed/model/model.safetensors")),
+        Files.readAllBytes(tmp.resolve("moved/model/model.safetensors")), "the same model, byte for byte");
+    assertTrue(console.contains("step 2/6 · experts moved, scheduled (parallel.placement_schedule): layer 0 experts "
+        + "0 0→1, 3 1→0; layer 1 experts 4 1→0 (rank→rank); "), console);
+    assertTrue(console.contains("step 4/6 · experts moved, "), console);
+    List<JsonNode> rows = new ArrayList<>();
+    for (String l : Files.readAllLines(tmp.resolve("moved/metrics.jsonl"))) {
+      rows.add(new ObjectMapper().readTree(l));
+    }
+    List<JsonNode> events = rows.stream().filter(r -> r.has("event")).toList();
+    assertEquals(2, events.size(), "a row per move");
+    assertEquals(2, events.get(0).get("step").asInt());
+    assertEquals(3, events.get(0).get("moved").size());
+    // Each moved expert: w1, w3, w2 and their two moments; d_model 32, d_expert 48, float32.
+    assertEquals(3 * 3 * 3 * 32 * 48 * 4, events.get(0).get("bytes").asLong());
+    assertEquals(6, rows.size() - events.size(), "a row per step besides");
+  }
+
+  @Test
+  void aRunStoppedAfterAMoveResumesToTheUninterruptedModel(@TempDir Path tmp) throws IOException {
+    run(cfg(SCHEDULE), tmp.resolve("whole"), false, 0);
+    RunConfig c = cfg(SCHEDULE[0], SCHEDULE[1], "checkpoint.every=3");
+    run(c, tmp.resolve("parts"), false, 3);
+    Path state;
+    try (Stream<Path> s = Files.walk(tmp.resolve("parts/checkpoints"))) {
+      state = s.filter(p -> p.getFileName().toString().equals("state.json")).findFirst().orElseThrow();
+    }
+    JsonNode st = new ObjectMapper().readTree(state.toFile());
+    assertEquals("[[1,0,1,0,1],[0,0,1,1,0]]", st.get("placement").toString(), "the placement in force at step 3");
+    assertEquals(1, st.get("placement_moves").size(), "the move at step 2");
+    String resumed = run(c, tmp.resolve("parts"), true, 0);
+    assertTrue(resumed.contains("step 4/6 · experts moved"), resumed);
+    assertArrayEquals(Files.readAllBytes(tmp.resolve("whole/model/model.safetensors")),
+        Files.readAllBytes(tmp.resolve("parts/model/model.safetensors")), "resumed after a move: the same model");
+  }
+}
