@@ -21,7 +21,13 @@ import org.apache.hadoop.fs.Path;
  * checkpoint (or fails saying why there is none); without, a directory that already holds a run is
  * refused. Then the run's config (and, for a new run, its master) are written.
  */
-final class RunDirectory {
+public final class RunDirectory {
+  /** The run's configuration, as every checkpoint also holds it. */
+  public static final String CONFIG = "config.json";
+  /** The Spark master the run started on ({@code {"master": ...}}), which {@code --resume} uses by default. */
+  public static final String LAUNCH = "launch.json";
+  /** One line per step (and per event: placement_move). */
+  public static final String METRICS = "metrics.jsonl";
   private static final ObjectMapper JSON = new ObjectMapper();
 
   /** Where the run starts: a checkpoint (null: the beginning) and the placement to open the ranks with. */
@@ -66,14 +72,14 @@ final class RunDirectory {
     } else if (store.hasCommitted()) {
       throw new ConfigException("--run-dir " + runDir + " already holds a run; pass --resume to continue it or "
           + "choose another directory");
-    } else if (fs.exists(new Path(runDir, TrainJob.METRICS))) {
+    } else if (fs.exists(new Path(runDir, METRICS))) {
       // A start that failed or was killed before its first checkpoint left nothing to continue: start over.
       console.println("starting over in " + runDir + " (it holds no checkpoint of an earlier attempt)");
     }
     fs.mkdirs(runDir);
-    write(fs, new Path(runDir, TrainJob.CONFIG), configJson);
+    write(fs, new Path(runDir, CONFIG), configJson);
     if (from == null) {
-      write(fs, new Path(runDir, TrainJob.LAUNCH), JSON.createObjectNode().put("master", master).toString());
+      write(fs, new Path(runDir, LAUNCH), JSON.createObjectNode().put("master", master).toString());
     }
     return new Start(from, placementFor(cfg, from));
   }

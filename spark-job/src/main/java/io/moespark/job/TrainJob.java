@@ -51,10 +51,6 @@ import org.apache.spark.api.java.JavaSparkContext;
  * non-finite loss stops the run with a message; nothing written before it is touched.
  */
 public final class TrainJob {
-  public static final String CONFIG = "config.json";
-  /** The Spark master the run started on ({@code {"master": ...}}), which {@code --resume} uses by default. */
-  public static final String LAUNCH = "launch.json";
-  public static final String METRICS = "metrics.jsonl";
   public static final String MODEL = "model";
   private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -297,7 +293,7 @@ public final class TrainJob {
         writeMetrics(line);
       }
     } catch (IOException e) {
-      throw new IllegalStateException("cannot write " + new Path(runDir, METRICS) + ": " + e.getMessage(), e);
+      throw new IllegalStateException("cannot write " + new Path(runDir, RunDirectory.METRICS) + ": " + e.getMessage(), e);
     }
     if (r.step() == loopFirstStep) {
       afterFirstStep = System.nanoTime(); // the first step includes warm-up: the ETA counts from its end
@@ -456,7 +452,7 @@ public final class TrainJob {
   /** RUN/report.html from metrics.jsonl, also after a failure (a report is never a reason to fail a run). */
   private void writeReport() {
     try {
-      Path report = RunReport.write(fs, runDir, new Path(runDir, METRICS), "moe-spark run " + runDir.getName());
+      Path report = RunReport.write(fs, runDir, new Path(runDir, RunDirectory.METRICS), "moe-spark run " + runDir.getName());
       console.println("report " + report);
     } catch (IOException | RuntimeException e) {
       console.println("no report: " + e.getMessage());
@@ -465,7 +461,7 @@ public final class TrainJob {
 
   /** metrics.jsonl: kept up to {@code fromStep} (a resumed run rewrites the steps after its checkpoint). */
   private void openMetrics(int fromStep) throws IOException {
-    Path file = new Path(runDir, METRICS);
+    Path file = new Path(runDir, RunDirectory.METRICS);
     if (fromStep == 0 || !fs.exists(file)) {
       metrics = fs.create(file, true);
       return;

@@ -157,7 +157,7 @@ class TrainJobTest extends OnTwoExecutors {
 
   static List<JsonNode> metrics(Path run) throws IOException {
     List<JsonNode> out = new ArrayList<>();
-    for (String l : Files.readAllLines(run.resolve(TrainJob.METRICS))) {
+    for (String l : Files.readAllLines(run.resolve(RunDirectory.METRICS))) {
       out.add(JSON.readTree(l));
     }
     return out;

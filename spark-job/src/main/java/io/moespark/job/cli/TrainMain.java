@@ -1,6 +1,7 @@
 package io.moespark.job.cli;
 
 import io.moespark.job.StepFeedPlugin;
+import io.moespark.job.RunDirectory;
 import io.moespark.job.TrainJob;
 import io.moespark.job.data.RunData;
 import io.moespark.job.io.RunFiles;
@@ -56,7 +57,7 @@ public final class TrainMain {
       SparkConf conf = sparkConf(master, "moe-spark train " + runDir, a.all("--conf"));
       // Configuration and data errors before Spark starts: one line, exit 2, nothing started or written.
       RunConfig cfg = config != null ? ConfigLoader.load(java.nio.file.Path.of(config), a.all("--set"))
-          : ConfigLoader.fromTree(readRunConfig(runDir, hadoop), runDir + "/" + TrainJob.CONFIG, a.all("--set"));
+          : ConfigLoader.fromTree(readRunConfig(runDir, hadoop), runDir + "/" + RunDirectory.CONFIG, a.all("--set"));
       RunData.check(RunData.withAbsolutePath(cfg), hadoop);
       TrainJob.checkBuild(conf, cfg);
       TrainJob.checkInputs(cfg, a.optional("--init-from", null), hadoop);
@@ -198,9 +199,9 @@ public final class TrainMain {
   /** The event log's folder in a run directory (by default). */
   public static final String EVENTS = "events";
 
-  /** The master a run directory records ({@link TrainJob#LAUNCH}), if it does. */
+  /** The master a run directory records ({@link RunDirectory#LAUNCH}), if it does. */
   public static java.util.Optional<String> recordedMaster(String runDir, Configuration conf) throws IOException {
-    Path file = new Path(runDir, TrainJob.LAUNCH);
+    Path file = new Path(runDir, RunDirectory.LAUNCH);
     FileSystem fs = file.getFileSystem(conf);
     if (!fs.exists(file)) {
       return java.util.Optional.empty();
@@ -213,7 +214,7 @@ public final class TrainMain {
 
   private static com.fasterxml.jackson.databind.JsonNode readRunConfig(String runDir, Configuration conf)
       throws IOException {
-    Path file = new Path(runDir, TrainJob.CONFIG);
+    Path file = new Path(runDir, RunDirectory.CONFIG);
     FileSystem fs = file.getFileSystem(conf);
     if (!fs.exists(file)) {
       throw new ConfigException("--resume: " + file + " does not exist (not a run directory); pass --config");
