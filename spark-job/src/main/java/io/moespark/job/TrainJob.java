@@ -166,6 +166,7 @@ public final class TrainJob {
     CheckpointStore.Stored from = start.from();
     ExpertPlacement placement = start.placement();
     moves = movesOf(from);
+    policy.restore(policyStateOf(from));
     openMetrics(from == null ? 0 : from.step());
     sc.setJobGroup("moe-spark-" + runDir.getName() + "-" + System.currentTimeMillis(),
         "moe-spark train " + runDir.getName(), false);
@@ -204,6 +205,7 @@ public final class TrainJob {
           from = supervisor.recover(e, ranks, restarts, stopRequested);
           placement = RunDirectory.placementFor(cfg, from);
           moves = movesOf(from);
+          policy.restore(policyStateOf(from));
           metrics.close();
           held = null;
           openMetrics(from == null ? 0 : from.step());
@@ -279,6 +281,7 @@ public final class TrainJob {
 
   private void onStep(StepResult s) {
     last = s;
+    policy.observe(s);
     StepFeedPlugin.record(s);
     events.step(s);
     StepReport r = s.report();
@@ -380,6 +383,11 @@ public final class TrainJob {
     return m instanceof ArrayNode a ? a : JSON.createArrayNode();
   }
 
+  /** The placement policy's state a checkpoint recorded, or null. */
+  private static JsonNode policyStateOf(CheckpointStore.Stored from) throws IOException {
+    return from == null ? null : JSON.readTree(from.stateJson()).get("placement_policy");
+  }
+
   private void checkpoint(RankGroup ranks, CheckpointStore store) throws IOException {
     ExpertPlacement placement = ranks.placement();
     int step = ranks.nextStep();
@@ -390,6 +398,10 @@ public final class TrainJob {
       state.put("ranks", placement.ranks());
       state.set("placement", placement.toJson(JSON));
       state.set("placement_moves", moves);
+      ObjectNode policyState = policy.state(JSON);
+      if (policyState != null) {
+        state.set("placement_policy", policyState);
+      }
       String dir = store.commit(tmp, step, state, configJson, saved.shards());
       console.println("checkpoint " + dir);
     } catch (IOException | RuntimeException e) {

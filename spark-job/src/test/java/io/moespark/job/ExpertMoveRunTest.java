@@ -63,6 +63,40 @@ class ExpertMoveRunTest extends OnTwoExecutors {
     assertEquals(6, rows.size() - events.size(), "a row per step besides");
   }
 
+  /**
+   * parallel.placement: dynamic with a threshold any imbalance passes: the run moves experts by their loads
+   * and still ends with the fixed run's model; stopped mid-window after a move and resumed, it decides the
+   * same moves (the checkpoint carries the window's loads) and ends with the same model.
+   */
+  @Test
+  void dynamicPlacementMovesByLoadAndComputesTheSameModel(@TempDir Path tmp) throws IOException {
+    String[] dynamic = {"parallel.placement=dynamic", "parallel.placement_window=2",
+        "parallel.placement_threshold=1.0", "parallel.placement_min_interval=0", "checkpoint.every=3"};
+    run(cfg("checkpoint.every=3"), tmp.resolve("fixed"), false, 0);
+    String console = run(cfg(dynamic), tmp.resolve("dynamic"), false, 0);
+    assertTrue(console.contains("experts moved, by load over steps 1-2 (layer "), console);
+    assertArrayEquals(Files.readAllBytes(tmp.resolve("fixed/model/model.safetensors")),
+        Files.readAllBytes(tmp.resolve("dynamic/model/model.safetensors")), "the same model, byte for byte");
+    run(cfg(dynamic), tmp.resolve("parts"), false, 3);
+    String resumed = run(cfg(dynamic), tmp.resolve("parts"), true, 0);
+    assertEquals(moveRows(tmp.resolve("dynamic")), moveRows(tmp.resolve("parts")), resumed);
+    assertArrayEquals(Files.readAllBytes(tmp.resolve("dynamic/model/model.safetensors")),
+        Files.readAllBytes(tmp.resolve("parts/model/model.safetensors")), "resumed mid-window: the same model");
+  }
+
+  /** metrics.jsonl's placement_move rows, without their timings. */
+  static List<String> moveRows(Path run) throws IOException {
+    List<String> out = new ArrayList<>();
+    for (String l : Files.readAllLines(run.resolve("metrics.jsonl"))) {
+      JsonNode r = new ObjectMapper().readTree(l);
+      if (r.has("event")) {
+        ((com.fasterxml.jackson.databind.node.ObjectNode) r).remove("seconds");
+        out.add(r.toString());
+      }
+    }
+    return out;
+  }
+
   @Test
   void aRunStoppedAfterAMoveResumesToTheUninterruptedModel(@TempDir Path tmp) throws IOException {
     run(cfg(SCHEDULE), tmp.resolve("whole"), false, 0);

@@ -120,7 +120,7 @@ public final class ConfigLoader {
     nullEnum(c.parallel().transport(), "parallel.transport", "socket, nccl");
     nullEnum(c.parallel().device(), "parallel.device", "cpu, cuda");
     nullEnum(c.parallel().precision(), "parallel.precision", "fp32, tf32, bf16");
-    nullEnum(c.parallel().placement(), "parallel.placement", "fixed, schedule");
+    nullEnum(c.parallel().placement(), "parallel.placement", "fixed, schedule, dynamic");
     try {
       return c.validate();
     } catch (ConfigException e) {

@@ -63,7 +63,8 @@ public record RunConfig(
    */
   public record Parallel(int ranks, Dispatch dispatch, int stepsPerStage, int timeoutS, Transport transport,
       int maxRestarts, Device device, Precision precision, Placement placement,
-      java.util.List<String> placementSchedule) {
+      java.util.List<String> placementSchedule, int placementWindow, double placementThreshold,
+      int placementMinInterval) {
 
     /** {@code parallel.placement_schedule}'s entries, parsed (validated with the config). */
     public java.util.List<PlacementMove> moves() {
@@ -76,7 +77,12 @@ public record RunConfig(
     /** Where the run starts them (contiguous, or the checkpoint's) for the whole run. */
     FIXED,
     /** Moved at the steps {@code parallel.placement_schedule} names (tests, benchmarks, a planned layout). */
-    SCHEDULE;
+    SCHEDULE,
+    /**
+     * Moved when the busiest rank's share of a layer's expert tokens over a window of steps stays above
+     * {@code parallel.placement_threshold} times the even share: experts laid out again by their loads.
+     */
+    DYNAMIC;
 
     /** The spelling in config files. */
     public String key() {
@@ -247,6 +253,11 @@ public record RunConfig(
     check(parallel.placementSchedule() != null, key, null, "a list of STEP:LAYER:rank,rank,... entries");
     check(parallel.placement() == Placement.SCHEDULE || parallel.placementSchedule().isEmpty(), key,
         parallel.placementSchedule(), "no entries unless parallel.placement: schedule");
+    positive("parallel.placement_window", parallel.placementWindow());
+    check(parallel.placementThreshold() >= 1, "parallel.placement_threshold", parallel.placementThreshold(),
+        ">= 1 (the busiest rank's load over the mean rank's)");
+    check(parallel.placementMinInterval() >= 0, "parallel.placement_min_interval", parallel.placementMinInterval(),
+        ">= 0");
     check(parallel.placement() == Placement.FIXED || parallel.dispatch() == Dispatch.DIRECT, "parallel.placement",
         parallel.placement().key(), "fixed with parallel.dispatch: shuffle (experts move on the direct path only)");
     int previous = 0;

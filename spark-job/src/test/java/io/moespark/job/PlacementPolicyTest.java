@@ -1,0 +1,89 @@
+package io.moespark.job;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.model.LossTerms;
+import io.moespark.ops.moe.MoeStats;
+import io.moespark.ops.train.StepReport;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/** The dynamic placement policy on given loads: when it moves, where to, and the same after a checkpoint. */
+class PlacementPolicyTest {
+  static RunConfig cfg(String... more) {
+    java.util.List<String> sets = new java.util.ArrayList<>(List.of("parallel.placement=dynamic",
+        "parallel.placement_window=2", "parallel.placement_threshold=1.25", "parallel.placement_min_interval=0",
+        "model.n_layers=1", "moe.every=1", "moe.experts=5"));
+    sets.addAll(List.of(more));
+    return SmallRuns.config(5, 2, sets.toArray(String[]::new));
+  }
+
+  static StepResult step(int step, long... assigned) {
+    return new StepResult(new StepReport(step, new LossTerms(1, 1, 0, 0), 1e-3, 1, 0.1, 100,
+        List.of(new MoeStats(assigned, assigned, 0, 0))), 0, 0);
+  }
+
+  @Test
+  void longestFirstBalancesAndKeepsExpertsWhereLoadsTie() {
+    int[] current = {0, 0, 0, 1, 1};
+    long[] loads = {100, 90, 5, 5, 0};
+    assertEquals(1.95, PlacementPolicy.Dynamic.imbalance(loads, current, 2), 1e-12);
+    int[] laid = PlacementPolicy.Dynamic.longestFirst(loads, current, 2);
+    assertArrayEquals(new int[] {0, 1, 1, 1, 0}, laid);
+    assertEquals(1.0, PlacementPolicy.Dynamic.imbalance(loads, laid, 2), 1e-12);
+    long[] even = {10, 10, 10, 10, 10};
+    assertArrayEquals(new int[] {0, 1, 0, 1, 0}, PlacementPolicy.Dynamic.longestFirst(even, new int[] {0, 1, 0, 1, 0}, 2),
+        "a placement already as good stays");
+  }
+
+  @Test
+  void movesAtWindowEndsWhenTheBusiestRankStaysAboveTheThreshold() {
+    RunConfig c = cfg();
+    PlacementPolicy p = PlacementPolicy.of(c);
+    ExpertPlacement start = ExpertPlacement.contiguous(c, 2); // [0, 0, 1, 1, 1]
+    assertEquals(2, p.nextDecision(0));
+    assertEquals(4, p.nextDecision(2));
+    p.observe(step(0, 10, 10, 10, 10, 10));
+    assertNull(p.decide(1, start), "not a window's end");
+    p.observe(step(1, 10, 10, 10, 10, 10));
+    assertNull(p.decide(2, start), "rank 1's 1.2x the mean is under the threshold");
+    p.observe(step(2, 50, 40, 5, 5, 0));
+    p.observe(step(3, 50, 40, 5, 5, 0));
+    PlacementPolicy.Decision d = p.decide(4, start);
+    assertNotNull(d);
+    assertArrayEquals(new int[] {0, 1, 1, 1, 0}, d.next().owners(0));
+    assertTrue(d.why().contains("layer 0 busiest rank 1.80x the mean load, predicted 1.00x"), d.why());
+  }
+
+  @Test
+  void aCheckpointedPolicyDecidesAsTheUninterruptedOne() {
+    RunConfig c = cfg("parallel.placement_min_interval=4");
+    ExpertPlacement start = ExpertPlacement.contiguous(c, 2);
+    PlacementPolicy whole = PlacementPolicy.of(c), resumed = PlacementPolicy.of(c);
+    whole.observe(step(0, 50, 40, 5, 5, 0));
+    resumed.observe(step(0, 50, 40, 5, 5, 0));
+    resumed.restore(new ObjectMapper().valueToTree(resumed.state(new ObjectMapper()))); // a checkpoint mid-window
+    for (PlacementPolicy p : List.of(whole, resumed)) {
+      p.observe(step(1, 50, 40, 5, 5, 0));
+    }
+    PlacementPolicy.Decision a = whole.decide(2, start), b = resumed.decide(2, start);
+    assertEquals(a.next(), b.next());
+    ExpertPlacement moved = a.next();
+    for (PlacementPolicy p : List.of(whole, resumed)) {
+      p.observe(step(2, 90, 5, 5, 0, 0));
+      p.observe(step(3, 90, 5, 5, 0, 0));
+      assertNull(p.decide(4, moved), "within parallel.placement_min_interval of the last move");
+    }
+    PlacementPolicy fresh = PlacementPolicy.of(c);
+    fresh.restore(null);
+    fresh.observe(step(2, 90, 5, 5, 0, 0));
+    fresh.observe(step(3, 90, 5, 5, 0, 0));
+    assertNull(fresh.decide(4, moved), "rank 0 holds the hot expert alone: nothing better to move to");
+  }
+}
