@@ -61,6 +61,10 @@ class ExpertMoveRunTest extends OnTwoExecutors {
     // Each moved expert: w1, w3, w2 and their two moments; d_model 32, d_expert 48, float32.
     assertEquals(3 * 3 * 3 * 32 * 48 * 4, events.get(0).get("bytes").asLong());
     assertEquals(6, rows.size() - events.size(), "a row per step besides");
+    String report = Files.readString(tmp.resolve("moved/report.html"));
+    assertTrue(report.contains("<h3>Placement over time</h3>"), "report.html shows the placements");
+    assertEquals(4, report.split("class=\"placement-change\"", -1).length, "the start and two moves: " + report);
+    assertTrue(report.contains("<td>2</td><td><b>1</b> 0 1 <b>0</b> 1</td><td>0 0 1 1 <b>0</b></td>"), report);
   }
 
   /**

@@ -79,8 +79,68 @@ public final class RunReport {
     if (!b.isEmpty()) {
       windows.add(b.take());
     }
-    return new RunPage.Model(new MoeEvents.RunStarted(title, config, total, b.window(), 0), windows, vals, List.of(),
-        List.of(), Map.of());
+    return new RunPage.Model(new MoeEvents.RunStarted(title, config, total, b.window(), 0), windows, vals,
+        placements(lines), List.of(), Map.of());
+  }
+
+  /**
+   * The placements of a run whose experts moved, from its placement_move rows: each row's placement from its
+   * step, and before the first, that placement with the first row's moves undone.
+   */
+  private static List<MoeEvents.Placement> placements(List<JsonNode> lines) {
+    List<JsonNode> moves = lines.stream().filter(l -> "placement_move".equals(l.path("event").asText())).toList();
+    List<MoeEvents.Placement> out = new ArrayList<>();
+    if (moves.isEmpty()) {
+      return out;
+    }
+    List<int[]> start = rows(moves.get(0).get("placement"));
+    for (JsonNode m : moves.get(0).path("moved")) {
+      start.get(m.path("layer").asInt())[m.path("expert").asInt()] = m.path("from").asInt();
+    }
+    out.add(placement(0, start));
+    for (JsonNode m : moves) {
+      out.add(placement(m.path("step").asInt(), rows(m.get("placement"))));
+    }
+    return out;
+  }
+
+  private static List<int[]> rows(JsonNode placement) {
+    List<int[]> rows = new ArrayList<>();
+    for (JsonNode layer : placement) {
+      int[] row = new int[layer.size()];
+      for (int e = 0; e < row.length; e++) {
+        row[e] = layer.get(e).asInt();
+      }
+      rows.add(row);
+    }
+    return rows;
+  }
+
+  /** A placement event as the report has it: ranks with their experts per MoE layer, no executors. */
+  private static MoeEvents.Placement placement(int fromStep, List<int[]> owners) {
+    int ranks = 0;
+    for (int[] layer : owners) {
+      for (int r : layer) {
+        ranks = Math.max(ranks, r + 1);
+      }
+    }
+    List<MoeEvents.Rank> out = new ArrayList<>();
+    for (int r = 0; r < ranks; r++) {
+      List<List<Integer>> experts = new ArrayList<>();
+      for (int[] layer : owners) {
+        if (layer.length > 0) { // dense layers have no experts
+          List<Integer> mine = new ArrayList<>();
+          for (int e = 0; e < layer.length; e++) {
+            if (layer[e] == r) {
+              mine.add(e);
+            }
+          }
+          experts.add(mine);
+        }
+      }
+      out.add(new MoeEvents.Rank(r, "–", "–", null, null, experts));
+    }
+    return new MoeEvents.Placement(fromStep, out);
   }
 
   private static long[][] counts(JsonNode layers) {

@@ -133,6 +133,7 @@ public final class RunPage {
       }
       b.append("</table>");
     }
+    placementsOverTime(b, m.placements());
     MoeEvents.Validation sampled = null;
     for (MoeEvents.Validation v : m.validations()) {
       sampled = v.samples().isEmpty() ? sampled : v;
@@ -341,6 +342,64 @@ public final class RunPage {
     int g = (int) Math.round(255 * (1 - Math.abs(dev)));
     int bl = dev > 0 ? (int) Math.round(255 * (1 - dev)) : 255;
     return String.format(Locale.ROOT, "rgb(%d,%d,%d)", r, g, bl);
+  }
+
+  /**
+   * When experts moved during the run: one row per placement (from its step), per MoE layer the rank of
+   * each expert, those that changed rank from the row before in bold.
+   */
+  private static void placementsOverTime(StringBuilder b, List<MoeEvents.Placement> placements) {
+    List<MoeEvents.Placement> changes = new ArrayList<>();
+    List<int[][]> owners = new ArrayList<>();
+    for (MoeEvents.Placement p : placements) {
+      int[][] o = owners(p);
+      if (owners.isEmpty() || !java.util.Arrays.deepEquals(o, owners.get(owners.size() - 1))) {
+        changes.add(p);
+        owners.add(o);
+      }
+    }
+    if (changes.size() < 2) {
+      return;
+    }
+    b.append("<h3>Placement over time</h3><p>The rank of each expert, per MoE layer; bold: moved.</p><table><tr>"
+        + "<th>from step</th>");
+    for (int l = 0; l < owners.get(0).length; l++) {
+      b.append("<th>MoE layer ").append(l).append("</th>");
+    }
+    b.append("</tr>");
+    for (int i = 0; i < changes.size(); i++) {
+      b.append("<tr class=\"placement-change\">").append(td(null, Integer.toString(changes.get(i).fromStep())));
+      for (int l = 0; l < owners.get(i).length; l++) {
+        StringBuilder cell = new StringBuilder();
+        for (int e = 0; e < owners.get(i)[l].length; e++) {
+          boolean moved = i > 0 && owners.get(i - 1)[l][e] != owners.get(i)[l][e];
+          cell.append(e == 0 ? "" : " ").append(moved ? "<b>" : "").append(owners.get(i)[l][e])
+              .append(moved ? "</b>" : "");
+        }
+        b.append(td(null, cell.toString()));
+      }
+      b.append("</tr>");
+    }
+    b.append("</table>");
+  }
+
+  /** [MoE layer][expert] → rank, from a placement event's per-rank expert lists. */
+  private static int[][] owners(MoeEvents.Placement p) {
+    int layers = p.ranks().isEmpty() ? 0 : p.ranks().get(0).experts().size();
+    int[][] o = new int[layers][];
+    for (int l = 0; l < layers; l++) {
+      int experts = 0;
+      for (MoeEvents.Rank r : p.ranks()) {
+        experts += r.experts().get(l).size();
+      }
+      o[l] = new int[experts];
+      for (MoeEvents.Rank r : p.ranks()) {
+        for (int e : r.experts().get(l)) {
+          o[l][e] = r.rank();
+        }
+      }
+    }
+    return o;
   }
 
   private static String experts(List<List<Integer>> perLayer) {

@@ -39,6 +39,26 @@ class MoeStoreTest {
   }
 
   @Test
+  void placementsOverTimeShowEachChangeWithTheMovedExpertsInBold() throws Exception {
+    InMemoryStore store = new InMemoryStore();
+    MoeStore.Listener l = new MoeStore.Listener(store);
+    l.onOtherEvent(new MoeEvents.RunStarted("r", "{}", 4, 1, 0));
+    MoeEvents.WindowBuilder b = new MoeEvents.WindowBuilder(4);
+    l.onOtherEvent(b.add(0, 3.0, 3.0, 0, 0, 1e-3, 1, 0.1, 100, 0.01, 10, 1.1, new long[][] {{2, 2, 2}},
+        new long[][] {{2, 2, 2}}));
+    MoeEvents.Rank r0 = new MoeEvents.Rank(0, "1", "h", null, null, List.of(List.of(0, 1)));
+    MoeEvents.Rank r1 = new MoeEvents.Rank(1, "2", "h", null, null, List.of(List.of(2)));
+    l.onOtherEvent(new MoeEvents.Placement(0, List.of(r0, r1)));
+    l.onOtherEvent(new MoeEvents.Placement(0, List.of(r0, r1))); // reopened ranks: the same placement
+    l.onOtherEvent(new MoeEvents.Placement(2, List.of(new MoeEvents.Rank(0, "1", "h", null, null, List.of(List.of(1))),
+        new MoeEvents.Rank(1, "2", "h", null, null, List.of(List.of(0, 2))))));
+    String page = RunPage.body(MoeStore.model(store), null);
+    assertTrue(page.contains("<td>0</td><td>0 0 1</td>"), page);
+    assertTrue(page.contains("<td>2</td><td><b>1</b> 0 1</td>"), page);
+    assertEquals(3, page.split("class=\"placement-change\"", -1).length, "two changes shown, not the repeat");
+  }
+
+  @Test
   void aValidationEventWithoutSamplesReadsAsOneWithNone() throws Exception {
     MoeEvents.Validation v = new ObjectMapper().readValue(
         "{\"Event\": \"io.moespark.job.ui.MoeEvents$Validation\", \"step\": 3, \"loss\": 2.5}",
