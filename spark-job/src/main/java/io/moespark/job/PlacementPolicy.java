@@ -82,9 +82,11 @@ interface PlacementPolicy {
    * {@code parallel.placement: dynamic}. Every {@code parallel.placement_window} steps it looks at each MoE
    * layer's expert tokens (assignments before dropping) over those steps: when the busiest rank carried
    * more than {@code parallel.placement_threshold} times the mean rank's load, the layer's experts are laid
-   * out again, longest-processing-time first (heaviest expert to the least-loaded rank; on ties the fewer
-   * experts, then the expert's current rank, so nothing moves without a reason, then the lower rank; at
-   * most one expert more than an even share per rank), and the move is made when it predicts at least 10 %
+   * out again, longest-processing-time first (heaviest expert first; it stays on its rank when it carries no
+   * tokens, when its rank stays under the best possible busiest load (the heaviest expert's, or an even
+   * share) or is as lightly loaded as any, since moving costs bytes; else it goes to the least-loaded rank,
+   * ties to the fewer experts, then the lower rank; at most one expert more than an even share per rank),
+   * and the move is made when it predicts at least 10 %
    * less load on the busiest rank, at most once per {@code parallel.placement_min_interval} steps. Decisions
    * depend only on the token counts, which the checkpoints carry ({@link #state}).
    */
@@ -186,9 +188,27 @@ interface PlacementPolicy {
         }
         order[j + 1] = x;
       }
+      long total = 0, heaviest = 0;
+      for (long l : loads) {
+        total += l;
+        heaviest = Math.max(heaviest, l);
+      }
+      double target = Math.max(heaviest, (double) total / ranks); // no layout does better on the busiest rank
       long[] load = new long[ranks];
       int[] count = new int[ranks], owner = new int[e];
       for (int x : order) {
+        int cur = current[x];
+        long least = Long.MAX_VALUE;
+        for (int r = 0; r < ranks; r++) {
+          least = count[r] < slots ? Math.min(least, load[r]) : least;
+        }
+        // Moving costs bytes: an expert stays where it adds nothing, or fits under the target, or is as well off.
+        if (count[cur] < slots && (loads[x] == 0 || load[cur] + loads[x] <= target || load[cur] == least)) {
+          owner[x] = cur;
+          load[cur] += loads[x];
+          count[cur]++;
+          continue;
+        }
         int best = -1;
         for (int r = 0; r < ranks; r++) {
           if (count[r] >= slots) {
