@@ -15,19 +15,26 @@ import org.junit.jupiter.api.Test;
  * event log (no samples field) still reads.
  */
 class MoeStoreTest {
-  @Test
-  void samplesOfTheLatestValidationAreShownEscaped() throws Exception {
-    InMemoryStore store = new InMemoryStore();
+  /** A store whose run has four steps of one MoE layer with {@code experts} experts; its listener. */
+  static MoeStore.Listener fourSteps(InMemoryStore store, int experts) {
     MoeStore.Listener l = new MoeStore.Listener(store);
     l.onOtherEvent(new MoeEvents.RunStarted("r", "{}", 4, 1, 0));
     MoeEvents.WindowBuilder b = new MoeEvents.WindowBuilder(4);
+    long[][] counts = {new long[experts]};
+    java.util.Arrays.fill(counts[0], 2);
     for (int s = 0; s < 4; s++) {
-      MoeEvents.Window w = b.add(s, 3.0, 3.0, 0, 0, 1e-3, 1, 0.1, 100, 0.01, 10, 1.1, new long[][] {{2, 2}},
-          new long[][] {{2, 2}});
+      MoeEvents.Window w = b.add(s, 3.0, 3.0, 0, 0, 1e-3, 1, 0.1, 100, 0.01, 10, 1.1, counts, counts);
       if (w != null) {
         l.onOtherEvent(w);
       }
     }
+    return l;
+  }
+
+  @Test
+  void samplesOfTheLatestValidationAreShownEscaped() throws Exception {
+    InMemoryStore store = new InMemoryStore();
+    MoeStore.Listener l = fourSteps(store, 2);
     l.onOtherEvent(new MoeEvents.Validation(2, 3.2, List.of(new MoeEvents.Sample("Call <me>", "Ishmael & co"))));
     l.onOtherEvent(new MoeEvents.Validation(4, 3.1, List.of(new MoeEvents.Sample("Call <me>", "a whale\nat sea"))));
     String page = RunPage.body(MoeStore.model(store), null);
@@ -41,11 +48,7 @@ class MoeStoreTest {
   @Test
   void placementsOverTimeShowEachChangeWithTheMovedExpertsInBold() throws Exception {
     InMemoryStore store = new InMemoryStore();
-    MoeStore.Listener l = new MoeStore.Listener(store);
-    l.onOtherEvent(new MoeEvents.RunStarted("r", "{}", 4, 1, 0));
-    MoeEvents.WindowBuilder b = new MoeEvents.WindowBuilder(4);
-    l.onOtherEvent(b.add(0, 3.0, 3.0, 0, 0, 1e-3, 1, 0.1, 100, 0.01, 10, 1.1, new long[][] {{2, 2, 2}},
-        new long[][] {{2, 2, 2}}));
+    MoeStore.Listener l = fourSteps(store, 3);
     MoeEvents.Rank r0 = new MoeEvents.Rank(0, "1", "h", null, null, List.of(List.of(0, 1)));
     MoeEvents.Rank r1 = new MoeEvents.Rank(1, "2", "h", null, null, List.of(List.of(2)));
     l.onOtherEvent(new MoeEvents.Placement(0, List.of(r0, r1)));
