@@ -134,7 +134,7 @@ final class RankTasks {
       }
       Map<String, float[]> params = new LinkedHashMap<>(); // Gather
       for (Param p : t.model().params().all()) {
-        if (p.isExpert() || r == 0) {
+        if (p.writtenBy(r)) {
           params.put(p.name(), floats(p.value()));
         }
       }

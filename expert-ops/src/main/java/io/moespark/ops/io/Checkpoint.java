@@ -9,6 +9,7 @@ import io.moespark.ops.tensor.Param;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
+import java.util.function.Predicate;
 import io.moespark.ops.tensor.Tensor;
 
 /**
@@ -33,15 +34,24 @@ public final class Checkpoint {
     return String.format(Locale.ROOT, "shard-%05d.safetensors", rank);
   }
 
-  /** The tensors rank {@code rank} writes: its expert parameters (dense ones too on rank 0) and their moments. */
+  /**
+   * The tensors rank {@code rank} writes: the expert parameters it is the primary holder of (dense ones too
+   * on rank 0) and their moments ({@link Param#writtenBy}).
+   */
   public static Map<String, Tensor> shardTensors(TransformerLM model, AdamW optimizer, int rank) {
+    return tensors(model, optimizer, p -> p.writtenBy(rank));
+  }
+
+  /** The parameters {@code which} selects and their two moments, by checkpoint name. */
+  public static Map<String, Tensor> tensors(TransformerLM model, AdamW optimizer,
+      Predicate<Param> which) {
     if (optimizer.step() == 0) {
       throw new IllegalStateException("no optimizer moments yet: checkpoint before the first step");
     }
     Map<String, Tensor> moments = optimizer.state();
     Map<String, Tensor> out = new LinkedHashMap<>();
     for (Param p : model.params().all()) {
-      if (p.isExpert() || rank == 0) {
+      if (which.test(p)) {
         out.put(p.name(), p.value());
         for (String kind : new String[] {"exp_avg.", "exp_avg_sq."}) {
           out.put(kind + p.name(), moments.get(kind + p.name()));

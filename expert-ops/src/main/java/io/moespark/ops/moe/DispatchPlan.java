@@ -64,24 +64,31 @@ public final class DispatchPlan {
     int row = 0;
     for (int d = 0; d < ranks; d++) {
       destStart[d] = row;
-      int[] local = layout.expertsOf(d);
-      sendCounts[d] = new int[local.length];
-      for (int j = 0; j < local.length; j++) {
-        sendCounts[d][j] = (int) kept[local[j]];
-        row += (int) kept[local[j]];
+      int[] held = layout.expertsOf(d);
+      sendCounts[d] = new int[held.length]; // 0 for an expert whose tokens from this rank go to another holder
+      for (int j = 0; j < held.length; j++) {
+        if (layout.destination(layout.rank(), held[j]) == d) {
+          sendCounts[d][j] = (int) kept[held[j]];
+          row += (int) kept[held[j]];
+        }
       }
     }
     destStart[ranks] = row;
     return new DispatchPlan(r, slotA, sendA, g, sendCounts, destStart, kept);
   }
 
-  /** The layout's experts destination-major (I32 [E], the order of the send buffer's segments). */
+  /**
+   * Every expert once, grouped by the holder this rank sends its tokens to, holders ascending (I32 [E], the
+   * order of the send buffer's segments).
+   */
   public static Tensor expertOrder(Backend be, ShardLayout layout) {
     int[] order = new int[layout.experts()];
     int i = 0;
     for (int d = 0; d < layout.ranks(); d++) {
       for (int x : layout.expertsOf(d)) {
-        order[i++] = x;
+        if (layout.destination(layout.rank(), x) == d) {
+          order[i++] = x;
+        }
       }
     }
     Tensor t = be.empty(DType.I32, order.length);
@@ -112,7 +119,7 @@ public final class DispatchPlan {
     return (int) slot.toDoubles()[a];
   }
 
-  /** sendCounts[d][j]: rows for the j-th expert (ascending) held by rank d. */
+  /** sendCounts[d][j]: rows for the j-th expert (ascending) held by rank d (0 where they go to another holder). */
   public int[][] sendCounts() {
     int[][] c = new int[sendCounts.length][];
     for (int d = 0; d < c.length; d++) {

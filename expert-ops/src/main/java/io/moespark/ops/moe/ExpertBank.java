@@ -4,6 +4,7 @@ import io.moespark.ops.nn.Activation;
 import io.moespark.ops.backend.Backend;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.Tensor;
+import java.util.List;
 import java.util.stream.IntStream;
 
 /**
@@ -42,6 +43,11 @@ public final class ExpertBank {
 
   public int experts() {
     return w1.length;
+  }
+
+  /** The parameters of the bank's j-th expert: w1, w3 (when gated), w2. */
+  public List<Param> params(int j) {
+    return w3[j] == null ? List.of(w1[j], w2[j]) : List.of(w1[j], w3[j], w2[j]);
   }
 
   /** Forward over segments (expert index into this bank, first row, row count) of {@code in}, into out. */

@@ -5,6 +5,8 @@ import io.moespark.ops.tensor.DType;
 import io.moespark.ops.tensor.Param;
 import io.moespark.ops.tensor.ParamStore;
 import io.moespark.ops.tensor.Tensor;
+import java.util.Arrays;
+import java.util.List;
 
 /**
  * One MoE layer as seen from one rank: the router and shared experts (replicated, dense) and this
@@ -88,13 +90,14 @@ public final class MoeLayer {
   private ExpertBank bank(ParamStore params, String prefix, int[] ids, long d, long f, boolean routed) {
     Param[] w1 = new Param[ids.length], w3 = new Param[ids.length], w2 = new Param[ids.length];
     for (int j = 0; j < ids.length; j++) {
-      int owner = routed ? ids[j] : -1;
+      int expert = routed ? ids[j] : -1;
+      boolean replica = routed && layout.ownerOf(ids[j]) != layout.rank();
       String p = prefix + ids[j] + ".";
-      w1[j] = params.add(p + "w1.weight", owner, f, d);
+      w1[j] = params.add(p + "w1.weight", expert, replica, f, d);
       if (spec.activation().gated()) {
-        w3[j] = params.add(p + "w3.weight", owner, f, d);
+        w3[j] = params.add(p + "w3.weight", expert, replica, f, d);
       }
-      w2[j] = params.add(p + "w2.weight", owner, d, f);
+      w2[j] = params.add(p + "w2.weight", expert, replica, d, f);
     }
     return new ExpertBank(spec.activation(), w1, w3, w2);
   }
@@ -105,6 +108,15 @@ public final class MoeLayer {
 
   public ShardLayout layout() {
     return layout;
+  }
+
+  /** The parameters of routed expert {@code expert}, which this rank holds, in creation order. */
+  public List<Param> expertParams(int expert) {
+    int j = Arrays.binarySearch(localExperts, expert);
+    if (j < 0) {
+      throw new IllegalArgumentException("rank " + layout.rank() + " does not hold expert " + expert);
+    }
+    return experts.params(j);
   }
 
   /** Capacity factor for the next steps (training and evaluation may differ); <= 0 is dropless. */

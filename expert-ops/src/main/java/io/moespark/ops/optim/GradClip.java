@@ -11,14 +11,14 @@ public final class GradClip {
 
   /**
    * The global L2 norm. Dense gradients are replicas (already all-reduced) and count once; expert
-   * gradients live on one rank each, so their squares are summed over ranks. Squares are summed on the
+   * gradients count on their primary holder each, so their squares are summed over ranks. Squares are summed on the
    * backend per parameter in creation order (a fixed order, so the norm is bit-reproducible), one
    * reduction per block; the two sums reach the host in one copy (the norm is a logged scalar).
    */
   public static double globalNorm(ParamStore params, Reducer reducer) {
     Tensor out = params.gradSquares();
-    params.backend().sumSquares(params.gradParts(Param.Kind.DENSE), out, Param.Kind.DENSE.ordinal());
-    params.backend().sumSquares(params.gradParts(Param.Kind.EXPERT), out, Param.Kind.EXPERT.ordinal());
+    params.backend().sumSquares(params.normParts(Param.Kind.DENSE), out, Param.Kind.DENSE.ordinal());
+    params.backend().sumSquares(params.normParts(Param.Kind.EXPERT), out, Param.Kind.EXPERT.ordinal());
     double[] sq = out.toDoubles();
     double[] experts = {sq[Param.Kind.EXPERT.ordinal()]};
     reducer.sum(experts);

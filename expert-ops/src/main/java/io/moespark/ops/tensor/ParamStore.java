@@ -44,6 +44,11 @@ public final class ParamStore {
 
   /** Registers a parameter; its tensors exist after {@link #allocate}. */
   public Param add(String name, int expert, long... shape) {
+    return add(name, expert, false, shape);
+  }
+
+  /** Registers a parameter, an expert's replica when {@code replica} ({@link Param#isReplica}). */
+  public Param add(String name, int expert, boolean replica, long... shape) {
     if (!values.isEmpty()) {
       throw new IllegalStateException("parameter " + name + " added after allocate");
     }
@@ -51,7 +56,7 @@ public final class ParamStore {
       throw new IllegalStateException("duplicate parameter " + name);
     }
     Param.Kind kind = expert >= 0 ? Param.Kind.EXPERT : Param.Kind.DENSE;
-    Param p = new Param(name, expert, shape, sizes.get(kind));
+    Param p = new Param(name, expert, replica, shape, sizes.get(kind));
     sizes.put(kind, sizes.get(kind) + p.length());
     byName.put(name, p);
     return p;
@@ -70,13 +75,17 @@ public final class ParamStore {
       p.bind(view(values.get(p.kind()), p), view(grads.get(p.kind()), p));
     }
     for (Param.Kind k : Param.Kind.values()) {
-      gradParts.put(k, byName.values().stream().filter(p -> p.kind() == k).map(Param::grad).toArray(Tensor[]::new));
+      gradParts.put(k, byName.values().stream().filter(p -> p.kind() == k && !p.isReplica()).map(Param::grad)
+          .toArray(Tensor[]::new));
     }
     gradSquares = backend.zeros(DType.F64, Param.Kind.values().length);
   }
 
-  /** The gradient views of a kind's parameters in creation order (the parts of its gradient block). */
-  public Tensor[] gradParts(Param.Kind kind) {
+  /**
+   * The gradient views of a kind's parameters in creation order, replicas left out: the parts whose
+   * squares this rank adds to the global gradient norm (a replica's equal copy counts on its primary).
+   */
+  public Tensor[] normParts(Param.Kind kind) {
     allocated(values);
     return gradParts.get(kind).clone();
   }

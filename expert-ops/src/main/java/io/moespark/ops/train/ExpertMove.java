@@ -17,8 +17,10 @@ import java.util.regex.Pattern;
 /**
  * Moves experts between ranks in memory, at a step boundary. Every rank builds its trainer for the new
  * placement and fills it from what it already held (the replicated dense parameters and moments, its
- * experts that stay) and from what the others send: the parameters and both AdamW moments of each expert
- * that changes rank, one block per (source, destination) over the run's exchange, in an order both sides
+ * experts that stay, replicas included) and from what the others send: the parameters and both AdamW
+ * moments of each expert a rank gains (a move, or a new replica), sent by the expert's primary holder
+ * before the move; a dropped replica is simply not rebuilt. One block per (source, destination) over the
+ * run's exchange, in an order both sides
  * derive from the two placements (tensor names sorted), so a block needs no header. The step, the
  * optimizer's step and the selection biases carry over: training goes on as if the experts had always
  * been where they now are.
@@ -53,22 +55,21 @@ public final class ExpertMove {
       out.add(new ArrayList<>());
       in.add(new ArrayList<>());
     }
+    // A rank that gains an expert receives it from the expert's primary holder before the move.
     for (String name : mine.keySet()) {
       int[] le = expert(name);
-      if (le != null) {
-        int to = after.apply(le[0]).ownerOf(le[1]);
-        if (to != me) {
-          out.get(to).add(name);
+      if (le != null && before.apply(le[0]).ownerOf(le[1]) == me) {
+        for (int to : after.apply(le[0]).holdersOf(le[1])) {
+          if (!before.apply(le[0]).holds(to, le[1])) {
+            out.get(to).add(name);
+          }
         }
       }
     }
     for (String name : wanted.keySet()) {
       int[] le = expert(name);
-      if (le != null) {
-        int from = before.apply(le[0]).ownerOf(le[1]);
-        if (from != me) {
-          in.get(from).add(name);
-        }
+      if (le != null && !before.apply(le[0]).holds(me, le[1])) {
+        in.get(before.apply(le[0]).ownerOf(le[1])).add(name);
       }
     }
     Tensor[] send = new Tensor[ranks];

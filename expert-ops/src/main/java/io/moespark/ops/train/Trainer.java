@@ -24,7 +24,8 @@ import java.util.function.IntFunction;
 /**
  * One rank's trainer: its model replica and expert shard, optimizer state, and the step. A step takes the
  * rank's slice of the global batch, runs forward and backward (the MoE exchanges over an
- * {@link Exchange}), all-reduces the dense gradients (one flat block, no copies), clips by the global norm, applies
+ * {@link Exchange}), sums replicated experts' gradients among their holders, all-reduces the dense gradients
+ * (one flat block, no copies), clips by the global norm, applies
  * AdamW and updates the aux-free biases from global loads (statistics through a {@link Reducer}). The
  * single-process reference trainer ({@link #singleProcess}) is rank 0 of 1 over {@link Exchange#LOCAL}
  * and {@link Reducer#LOCAL}; the Spark runners run the same class on every rank.
@@ -39,6 +40,8 @@ public final class Trainer {
   private final Batches batches;
   private final int[] trainTokens;
   private final double[][] selectionBias;
+  /** Null when every expert has one holder. */
+  private final ReplicaGradients replicaGradients;
   private int step;
 
   /** The single-process reference trainer: every expert on one rank. */
@@ -60,6 +63,7 @@ public final class Trainer {
     this.batches = new Batches(trainTokens, cfg.model().seqLen(), t.batchSize(), t.seed());
     this.trainTokens = trainTokens;
     this.selectionBias = new double[model.moeLayers().size()][cfg.moe().experts()];
+    this.replicaGradients = ReplicaGradients.of(model);
   }
 
   public TransformerLM model() {
@@ -92,6 +96,9 @@ public final class Trainer {
       throw new DivergenceException(step, loss);
     }
     model.backward(ex);
+    if (replicaGradients != null) {
+      replicaGradients.sum(ex, model.params().backend(), model.params().type());
+    }
     if (ranks > 1) {
       reducer.sum(model.params().grads(Param.Kind.DENSE));
     }
@@ -204,9 +211,9 @@ public final class Trainer {
     return new Trainer(cfg, trainTokens, model.params().backend(), model.params().type(), rank, ranks, layouts);
   }
 
-  /** Every tensor this rank holds: all its parameters (dense ones too, on every rank) and their moments. */
+  /** Every tensor this rank holds: all its parameters (dense ones and replicas too) and their moments. */
   Map<String, Tensor> allTensors() {
-    return Checkpoint.shardTensors(model, optimizer, 0);
+    return Checkpoint.tensors(model, optimizer, p -> true);
   }
 
   /** This rank's checkpoint shard: see {@link Checkpoint#shardTensors}. */

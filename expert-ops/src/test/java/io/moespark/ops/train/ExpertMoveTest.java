@@ -3,6 +3,7 @@ package io.moespark.ops.train;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.ops.collective.InProcessGroup;
@@ -51,8 +52,8 @@ class ExpertMoveTest {
       }
       return o;
     };
-    Run fixed = run(cfg, ranks, before, null);
-    Run moved = run(cfg, ranks, before, after);
+    Run fixed = run(cfg, ranks, single(before), Map.of());
+    Run moved = run(cfg, ranks, single(before), Map.of(2, single(after)));
     assertNotEquals(java.util.Arrays.toString(before.apply(0)), java.util.Arrays.toString(after.apply(0)));
     assertEquals(fixed.losses(), moved.losses());
     assertEquals(fixed.kept(), moved.kept());
@@ -62,8 +63,63 @@ class ExpertMoveTest {
     }
   }
 
-  /** Four steps on R threads; with {@code after}, the experts move to it after step 2. */
-  static Run run(RunConfig cfg, int ranks, IntFunction<int[]> before, IntFunction<int[]> after) throws Exception {
+  /**
+   * Replicas added after step 1 (expert 0 on every rank, one more expert on two ranks, per layer) and
+   * dropped again after step 3 (the experts laid out round robin). The run differs from the fixed one only
+   * in the order in which a replicated expert's per-source gradient parts are added (at most R - 1
+   * roundings of 2^-53 relative per element, then two AdamW steps that scale a relative change of the
+   * gradient into one of the same order in the update): 1e-10 relative plus 1e-10 absolute bounds that with
+   * a margin of about 10^5. The forward is the fixed run's per (source, expert) segment, so the same tokens
+   * are kept and dropped.
+   */
+  @ParameterizedTest(name = "R={0} E={1} {2} cf={3}")
+  @CsvSource({"2, 5, topk, 0", "3, 5, topk, 0", "3, 7, hash, 0", "3, 5, topk, 1.0"})
+  void replicatedExpertsComputeTheSameModel(int ranks, int experts, String router, double cf) throws Exception {
+    RunConfig cfg = ConfigLoader.load(null, List.of("model.vocab_size=256", "model.d_model=16", "model.n_layers=2",
+        "model.n_heads=2", "model.d_ff=16", "model.seq_len=8", "moe.every=1", "moe.experts=" + experts,
+        "moe.router=" + router, "moe.top_k=" + (router.equals("hash") ? 1 : 2), "moe.d_expert=8",
+        "moe.capacity_factor=" + cf, "train.batch_size=6", "train.warmup_steps=1"));
+    IntFunction<int[][]> before = single(l -> ShardLayout.contiguous(experts, ranks, 0).owner());
+    IntFunction<int[][]> replicated = l -> {
+      int[][] h = before.apply(l);
+      h[0] = java.util.stream.IntStream.range(0, ranks).toArray();
+      h[1 + l] = new int[] {ranks - 2, ranks - 1};
+      return h;
+    };
+    IntFunction<int[][]> roundRobin = single(l -> {
+      int[] o = new int[experts];
+      for (int e = 0; e < experts; e++) {
+        o[e] = (e + l + 1) % ranks;
+      }
+      return o;
+    });
+    Run fixed = run(cfg, ranks, before, Map.of());
+    Run moved = run(cfg, ranks, before, Map.of(1, replicated, 3, roundRobin));
+    assertEquals(fixed.kept(), moved.kept());
+    assertEquals(fixed.tensors().keySet(), moved.tensors().keySet());
+    for (int s = 0; s < fixed.losses().size(); s++) {
+      double a = fixed.losses().get(s), b = moved.losses().get(s);
+      assertTrue(Math.abs(a - b) <= 1e-10 * (1 + Math.abs(a)), "step " + s + ": " + a + " vs " + b);
+    }
+    for (String name : fixed.tensors().keySet()) {
+      double[] a = fixed.tensors().get(name), b = moved.tensors().get(name);
+      for (int i = 0; i < a.length; i++) {
+        assertTrue(Math.abs(a[i] - b[i]) <= 1e-10 * (1 + Math.abs(a[i])), name + "[" + i + "]: " + a[i] + " vs " + b[i]);
+      }
+    }
+  }
+
+  /** Each layer's owners as one holder per expert. */
+  static IntFunction<int[][]> single(IntFunction<int[]> owners) {
+    return l -> java.util.Arrays.stream(owners.apply(l)).mapToObj(o -> new int[] {o}).toArray(int[][]::new);
+  }
+
+  /**
+   * Four steps on R threads from the layouts {@code start}; before step s of {@code moves}, the experts move
+   * to its holders. Rank 0's losses and kept counts; each tensor from the rank that writes it.
+   */
+  static Run run(RunConfig cfg, int ranks, IntFunction<int[][]> start, Map<Integer, IntFunction<int[][]>> moves)
+      throws Exception {
     int[] tokens = TokenData.load(CORPUS, "auto", "corpus");
     InProcessGroup group = new InProcessGroup(ranks);
     ExecutorService pool = Executors.newFixedThreadPool(ranks);
@@ -73,12 +129,14 @@ class ExpertMoveTest {
     for (int r = 0; r < ranks; r++) {
       int rank = r;
       done.add(pool.submit(() -> {
-        IntFunction<ShardLayout> was = l -> new ShardLayout(ranks, rank, before.apply(l));
+        IntFunction<ShardLayout> was = l -> new ShardLayout(ranks, rank, start.apply(l));
         Trainer t = new Trainer(cfg, tokens, CpuBackend.INSTANCE, DType.F64, rank, ranks, was);
         for (int s = 0; s < 4; s++) {
-          if (s == 2 && after != null) {
-            t = ExpertMove.move(t, was, l -> new ShardLayout(ranks, rank, after.apply(l)), group.exchange(rank))
-                .trainer();
+          if (moves.containsKey(s)) {
+            IntFunction<int[][]> to = moves.get(s);
+            IntFunction<ShardLayout> next = l -> new ShardLayout(ranks, rank, to.apply(l));
+            t = ExpertMove.move(t, was, next, group.exchange(rank)).trainer();
+            was = next;
           }
           StepReport rep = t.step(group.exchange(rank), group.reducer(rank));
           if (rank == 0) {
@@ -94,7 +152,7 @@ class ExpertMoveTest {
       Trainer t = done.get(r).get(120, TimeUnit.SECONDS);
       Map<String, io.moespark.ops.tensor.Tensor> all = t.allTensors();
       for (Param p : t.model().params().all()) {
-        if (p.isExpert() || r == 0) {
+        if (p.writtenBy(r)) {
           for (String kind : new String[] {"", "exp_avg.", "exp_avg_sq."}) {
             tensors.put(kind + p.name(), all.get(kind + p.name()).toDoubles());
           }
