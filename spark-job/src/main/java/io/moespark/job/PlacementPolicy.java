@@ -1,6 +1,7 @@
 package io.moespark.job;
 
 import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.moe.ShardLayout;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -71,7 +72,7 @@ interface PlacementPolicy {
       ExpertPlacement next = current;
       for (RunConfig.PlacementMove m : moves) {
         if (m.step() == step) {
-          next = next.with(m.layer(), m.owners());
+          next = next.with(m.layer(), m.holders());
         }
       }
       return next.equals(current) ? null : new Decision(next, "scheduled (parallel.placement_schedule)");
@@ -82,18 +83,19 @@ interface PlacementPolicy {
    * {@code parallel.placement: dynamic}. Every {@code parallel.placement_window} steps it looks at each MoE
    * layer's expert tokens (assignments before dropping) over those steps: when the busiest rank carried
    * more than {@code parallel.placement_threshold} times the mean rank's load, the layer's experts are laid
-   * out again, longest-processing-time first (heaviest expert first; it stays on its rank when it carries no
-   * tokens, when its rank stays under the best possible busiest load (the heaviest expert's, or an even
-   * share) or is as lightly loaded as any, since moving costs bytes; else it goes to the least-loaded rank,
-   * ties to the fewer experts, then the lower rank; at most one expert more than an even share per rank),
-   * and the move is made when it predicts at least 10 %
+   * out again ({@link #layOut}: hot experts replicated within {@code parallel.replica_slots}, then
+   * longest-processing-time first, experts staying where moving buys nothing); the move is made when it
+   * predicts at least 10 %
    * less load on the busiest rank, at most once per {@code parallel.placement_min_interval} steps. Decisions
-   * depend only on the token counts, which the checkpoints carry ({@link #state}).
+   * depend only on the token counts, which the checkpoints carry ({@link #state}). A replicated expert's
+   * tokens are predicted split among its holders as {@link ShardLayout#destination} splits them, each
+   * source rank carrying an equal share of every expert's tokens.
    */
   final class Dynamic implements PlacementPolicy {
     private final int window;
     private final double threshold;
     private final int minInterval;
+    private final int replicaSlots;
     private final int[] moeLayer; // model layer of each MoE layer, in order
     private final int experts;
     private long[][] loads; // [MoE layer][expert], since the last decision point
@@ -103,6 +105,7 @@ interface PlacementPolicy {
       this.window = cfg.parallel().placementWindow();
       this.threshold = cfg.parallel().placementThreshold();
       this.minInterval = cfg.parallel().placementMinInterval();
+      this.replicaSlots = cfg.parallel().replicaSlots();
       boolean[] moe = io.moespark.ops.model.TransformerLM.moeLayers(cfg.model(), cfg.moe());
       this.moeLayer = java.util.stream.IntStream.range(0, moe.length).filter(l -> moe[l]).toArray();
       this.experts = cfg.moe().experts();
@@ -136,14 +139,15 @@ interface PlacementPolicy {
       }
       ExpertPlacement next = current;
       List<String> why = new java.util.ArrayList<>();
+      int ranks = current.ranks();
       for (int i = 0; i < moeLayer.length; i++) {
-        int[] owners = current.owners(moeLayer[i]);
-        double before = imbalance(seen[i], owners, current.ranks());
+        int[][] holders = current.holders(moeLayer[i]);
+        double before = imbalance(seen[i], holders, ranks);
         if (!(before > threshold)) {
           continue;
         }
-        int[] laid = longestFirst(seen[i], owners, current.ranks());
-        double after = imbalance(seen[i], laid, current.ranks());
+        int[][] laid = layOut(seen[i], holders, ranks, replicaSlots);
+        double after = imbalance(seen[i], laid, ranks);
         if (after <= 0.9 * before) {
           next = next.with(moeLayer[i], laid);
           why.add(String.format(java.util.Locale.ROOT, "layer %d busiest rank %.2fx the mean load, predicted %.2fx",
@@ -158,72 +162,122 @@ interface PlacementPolicy {
           + ")");
     }
 
-    /** The busiest rank's load over the mean rank's, for the experts' {@code loads} held as {@code owners} say. */
-    static double imbalance(long[] loads, int[] owners, int ranks) {
-      long[] r = new long[ranks];
-      long total = 0;
-      for (int e = 0; e < loads.length; e++) {
-        r[owners[e]] += loads[e];
-        total += loads[e];
-      }
-      long max = 0;
-      for (long x : r) {
+    /** The busiest rank's load over the mean rank's, for the experts' {@code loads} held as {@code holders} say. */
+    static double imbalance(long[] loads, int[][] holders, int ranks) {
+      double[] r = rankLoads(loads, holders, ranks);
+      double total = 0, max = 0;
+      for (double x : r) {
+        total += x;
         max = Math.max(max, x);
       }
-      return total == 0 ? 1 : max * (double) ranks / total;
+      return total == 0 ? 1 : max * ranks / total;
     }
 
-    /** Longest-processing-time first, as the class says. */
-    static int[] longestFirst(long[] loads, int[] current, int ranks) {
-      int e = loads.length, slots = (e + ranks - 1) / ranks + 1;
-      int[] order = new int[e];
-      for (int i = 0; i < e; i++) {
-        order[i] = i;
+    /** Each rank's predicted expert tokens (see the class comment for a replicated expert's split). */
+    static double[] rankLoads(long[] loads, int[][] holders, int ranks) {
+      ShardLayout layout = new ShardLayout(ranks, 0, holders);
+      double[] r = new double[ranks];
+      for (int e = 0; e < loads.length; e++) {
+        addShares(r, layout, e, loads[e], 1);
       }
-      for (int i = 1; i < e; i++) { // insertion sort: heavier first, lower id on ties
-        int x = order[i], j = i - 1;
-        while (j >= 0 && (loads[order[j]] < loads[x] || (loads[order[j]] == loads[x] && order[j] > x))) {
-          order[j + 1] = order[j];
-          j--;
-        }
-        order[j + 1] = x;
+      return r;
+    }
+
+    /** Adds {@code sign} times expert e's predicted tokens per holder to {@code r}. */
+    private static void addShares(double[] r, ShardLayout layout, int e, long load, int sign) {
+      for (int s = 0; s < r.length; s++) {
+        r[layout.destination(s, e)] += sign * (double) load / r.length;
       }
-      long total = 0, heaviest = 0;
+    }
+
+    /**
+     * A layer's new holders, as the class says. First the copies: while a rank has a replica slot spare and
+     * the heaviest expert per copy carries more than the mean rank's load (no layout can then even the
+     * ranks out), that expert gets one more copy (at most one per rank). Then longest-processing-time first
+     * over the copies, each carrying its expert's load over its copies: heaviest first (ties: lower expert);
+     * a copy stays on a rank that holds the expert now when it carries no tokens, when that rank stays under
+     * the best possible busiest load (the heaviest copy's, or an even share), or when it is as lightly
+     * loaded as any, since moving costs bytes; else it goes to the least-loaded rank (ties: fewer experts,
+     * then lower rank). No rank holds two copies of an expert, nor more than an even share of experts plus
+     * one plus {@code replicaSlots}.
+     */
+    static int[][] layOut(long[] loads, int[][] current, int ranks, int replicaSlots) {
+      int e = loads.length;
+      long total = 0;
       for (long l : loads) {
         total += l;
-        heaviest = Math.max(heaviest, l);
       }
+      int[] copies = new int[e];
+      java.util.Arrays.fill(copies, 1);
+      for (int spare = ranks * replicaSlots; spare > 0; spare--) {
+        int hot = 0;
+        for (int x = 1; x < e; x++) {
+          hot = loads[x] * copies[hot] > loads[hot] * copies[x] ? x : hot;
+        }
+        if (copies[hot] == ranks || (double) loads[hot] / copies[hot] <= (double) total / ranks) {
+          break;
+        }
+        copies[hot]++;
+      }
+      List<int[]> pieces = new java.util.ArrayList<>(); // {expert, copy}
+      for (int x = 0; x < e; x++) {
+        for (int c = 0; c < copies[x]; c++) {
+          pieces.add(new int[] {x, c});
+        }
+      }
+      // Heavier per copy first; ties to the lower expert.
+      pieces.sort((p, q) -> p[0] == q[0] ? 0 : loads[q[0]] * copies[p[0]] != loads[p[0]] * copies[q[0]]
+          ? Long.compare(loads[q[0]] * copies[p[0]], loads[p[0]] * copies[q[0]]) : Integer.compare(p[0], q[0]));
+      double heaviest = pieces.isEmpty() ? 0 : (double) loads[pieces.get(0)[0]] / copies[pieces.get(0)[0]];
       double target = Math.max(heaviest, (double) total / ranks); // no layout does better on the busiest rank
-      long[] load = new long[ranks];
-      int[] count = new int[ranks], owner = new int[e];
-      for (int x : order) {
-        int cur = current[x];
-        long least = Long.MAX_VALUE;
+      int slots = (e + ranks - 1) / ranks + 1 + replicaSlots;
+      double[] load = new double[ranks];
+      int[] count = new int[ranks];
+      boolean[][] holds = new boolean[e][ranks];
+      for (int[] piece : pieces) {
+        int x = piece[0];
+        double w = (double) loads[x] / copies[x];
+        double least = Double.MAX_VALUE;
         for (int r = 0; r < ranks; r++) {
-          least = count[r] < slots ? Math.min(least, load[r]) : least;
+          least = count[r] < slots && !holds[x][r] ? Math.min(least, load[r]) : least;
         }
-        // Moving costs bytes: an expert stays where it adds nothing, or fits under the target, or is as well off.
-        if (count[cur] < slots && (loads[x] == 0 || load[cur] + loads[x] <= target || load[cur] == least)) {
-          owner[x] = cur;
-          load[cur] += loads[x];
-          count[cur]++;
-          continue;
-        }
-        int best = -1;
-        for (int r = 0; r < ranks; r++) {
-          if (count[r] >= slots) {
-            continue;
-          }
-          if (best < 0 || load[r] < load[best] || (load[r] == load[best] && (count[r] < count[best]
-              || (count[r] == count[best] && r == current[x] && best != current[x])))) {
-            best = r;
+        int to = -1;
+        for (int cur : current[x]) { // moving costs bytes: stay where it adds nothing, fits, or is as well off
+          if (count[cur] < slots && !holds[x][cur] && (w == 0 || load[cur] + w <= target || load[cur] == least)
+              && (to < 0 || load[cur] < load[to])) {
+            to = cur;
           }
         }
-        owner[x] = best;
-        load[best] += loads[x];
-        count[best]++;
+        for (int r = 0; to < 0 && r < ranks; r++) {
+          if (count[r] < slots && !holds[x][r] && load[r] == least) {
+            to = fewerExperts(r, count, slots, load, holds[x]);
+          }
+        }
+        holds[x][to] = true;
+        load[to] += w;
+        count[to]++;
       }
-      return owner;
+      int[][] holders = new int[e][];
+      for (int x = 0; x < e; x++) {
+        int[] h = holders[x] = new int[copies[x]];
+        for (int r = 0, i = 0; r < ranks; r++) {
+          if (holds[x][r]) {
+            h[i++] = r;
+          }
+        }
+      }
+      return holders;
+    }
+
+    /** Of the least-loaded ranks that can take the expert (r the lowest of them), the one with fewest experts. */
+    private static int fewerExperts(int r, int[] count, int slots, double[] load, boolean[] holds) {
+      int best = r;
+      for (int q = r + 1; q < count.length; q++) {
+        if (count[q] < slots && !holds[q] && load[q] == load[r] && count[q] < count[best]) {
+          best = q;
+        }
+      }
+      return best;
     }
 
     @Override

@@ -84,12 +84,18 @@ public final class RunDirectory {
     return new Start(from, placementFor(cfg, from));
   }
 
-  /** The placement a run continues with: the checkpoint's when it was written with this R, else the default. */
+  /**
+   * The placement a run continues with: the checkpoint's when it was written with this R (and holds each
+   * expert once, unless on the direct path, the one that runs replicas), else the default.
+   */
   static ExpertPlacement placementFor(RunConfig cfg, CheckpointStore.Stored from) throws IOException {
     if (from != null) {
       JsonNode state = JSON.readTree(from.stateJson());
       if (state.path("ranks").asInt() == cfg.parallel().ranks()) {
-        return ExpertPlacement.fromJson(state.get("placement"), cfg.parallel().ranks());
+        ExpertPlacement p = ExpertPlacement.fromJson(state.get("placement"), cfg.parallel().ranks());
+        if (!p.hasReplicas() || cfg.parallel().dispatch() == RunConfig.Dispatch.DIRECT) {
+          return p;
+        }
       }
     }
     return ExpertPlacement.contiguous(cfg, cfg.parallel().ranks());

@@ -127,6 +127,10 @@ final class ShuffleRunner implements StepRunner {
 
   /** The program's calls as rounds (an array sum takes two). */
   private static List<Round> rounds(StepProgram program, ExpertPlacement placement) {
+    if (placement.hasReplicas()) {
+      throw new IllegalStateException("the shuffle path holds each expert once, the placement has replicas: "
+          + placement);
+    }
     int ranks = placement.ranks();
     int[] byRank = new int[ranks];
     for (int d = 0; d < ranks; d++) {

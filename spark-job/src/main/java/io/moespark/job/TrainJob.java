@@ -31,6 +31,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -355,26 +356,46 @@ public final class TrainJob {
     ObjectNode row = JSON.createObjectNode().put("step", step).put("event", "placement_move").put("why", d.why());
     ArrayNode layers = row.putArray("moved");
     List<String> said = new ArrayList<>();
+    int replicas = 0;
     for (int l = 0; l < cfg.model().nLayers(); l++) {
-      int[] was = before.owners(l), now = d.next().owners(l);
+      int[][] was = before.holders(l), now = d.next().holders(l);
       List<String> experts = new ArrayList<>();
       for (int e = 0; e < was.length; e++) {
-        if (was[e] != now[e]) {
-          layers.addObject().put("layer", l).put("expert", e).put("from", was[e]).put("to", now[e]);
-          experts.add(e + " " + was[e] + "→" + now[e]);
+        replicas += now[e].length - 1;
+        if (!Arrays.equals(was[e], now[e])) {
+          ObjectNode m = layers.addObject().put("layer", l).put("expert", e);
+          m.set("from", ranksJson(was[e]));
+          m.set("to", ranksJson(now[e]));
+          experts.add(e + " " + ranksText(was[e]) + "→" + ranksText(now[e]));
         }
       }
       if (!experts.isEmpty()) {
         said.add("layer " + l + " experts " + String.join(", ", experts));
       }
     }
-    row.put("bytes", cost.bytes()).put("tensors", cost.tensors()).put("seconds", cost.seconds());
+    row.put("replicas", replicas).put("bytes", cost.bytes()).put("tensors", cost.tensors())
+        .put("seconds", cost.seconds());
     row.set("placement", d.next().toJson(JSON));
     writeMetrics(row);
     moves.add(row);
-    console.printf(Locale.ROOT, "step %d/%d · experts moved, %s: %s (rank→rank); %.2f MB in %.3f s%n", step,
-        cfg.train().steps(), d.why(), String.join("; ", said), cost.bytes() / 1e6, cost.seconds());
+    console.printf(Locale.ROOT, "step %d/%d · experts moved, %s: %s (ranks, | between replicas); %d replicas; "
+        + "%.2f MB in %.3f s%n", step, cfg.train().steps(), d.why(), String.join("; ", said), replicas,
+        cost.bytes() / 1e6, cost.seconds());
     events.placement(ranks, d.next());
+  }
+
+  /** An expert's holders as metrics.jsonl writes them: a rank, or an array of ranks when replicated. */
+  private static JsonNode ranksJson(int[] holders) {
+    if (holders.length == 1) {
+      return JSON.getNodeFactory().numberNode(holders[0]);
+    }
+    ArrayNode a = JSON.createArrayNode();
+    Arrays.stream(holders).forEach(a::add);
+    return a;
+  }
+
+  private static String ranksText(int[] holders) {
+    return Arrays.stream(holders).mapToObj(Integer::toString).collect(java.util.stream.Collectors.joining("|"));
   }
 
   /** The moves a checkpoint recorded (none for the start or a checkpoint written before moves existed). */

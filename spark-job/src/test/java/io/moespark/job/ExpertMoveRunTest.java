@@ -6,14 +6,21 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moespark.ops.backend.cpu.CpuBackend;
 import io.moespark.ops.config.RunConfig;
+import io.moespark.ops.io.Checkpoint;
+import io.moespark.ops.io.ModelFiles;
+import io.moespark.ops.io.SafeTensors;
+import io.moespark.ops.tensor.Tensor;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -48,7 +55,7 @@ class ExpertMoveRunTest extends OnTwoExecutors {
     assertArrayEquals(Files.readAllBytes(tmp.resolve("fixed/model/model.safetensors")),
         Files.readAllBytes(tmp.resolve("moved/model/model.safetensors")), "the same model, byte for byte");
     assertTrue(console.contains("step 2/6 · experts moved, scheduled (parallel.placement_schedule): layer 0 experts "
-        + "0 0→1, 3 1→0; layer 1 experts 4 1→0 (rank→rank); "), console);
+        + "0 0→1, 3 1→0; layer 1 experts 4 1→0 (ranks, | between replicas); 0 replicas; "), console);
     assertTrue(console.contains("step 4/6 · experts moved, "), console);
     List<JsonNode> rows = new ArrayList<>();
     for (String l : Files.readAllLines(tmp.resolve("moved/metrics.jsonl"))) {
@@ -65,6 +72,63 @@ class ExpertMoveRunTest extends OnTwoExecutors {
     assertTrue(report.contains("<h3>Placement over time</h3>"), "report.html shows the placements");
     assertEquals(4, report.split("class=\"placement-change\"", -1).length, "the start and two moves: " + report);
     assertTrue(report.contains("<td>2</td><td><b>1</b> 0 1 <b>0</b> 1</td><td>0 0 1 1 <b>0</b></td>"), report);
+  }
+
+  /**
+   * Replicas by schedule: after step 2 experts 0 and 4 of layer 0 are held by both ranks (one moves as well),
+   * after step 4 they are dropped again. A replicated expert's gradient is the sum of its holders' parts, added
+   * in another order than the fixed run's accumulation over sources, so the model equals the fixed run's
+   * within the tolerance the project uses between rank counts in float32 (DirectPathTest), not bit for bit. A
+   * checkpoint written while replicas are in force holds each expert once; resumed from it, the run ends with
+   * the uninterrupted run's model exactly.
+   */
+  @Test
+  void replicatedExpertsGiveTheFixedRunsModelAndResumeExactly(@TempDir Path tmp) throws IOException {
+    String[] replicas = {"parallel.placement=schedule",
+        "parallel.placement_schedule=[\"2:0:0|1,1,1,1,0|1\", \"4:0:0,0,1,1,1\"]", "checkpoint.every=3"};
+    run(cfg(), tmp.resolve("fixed"), false, 0);
+    String console = run(cfg(replicas), tmp.resolve("replicas"), false, 0);
+    assertTrue(console.contains("layer 0 experts 0 0→0|1, 1 0→1, 4 1→0|1 (ranks, | between replicas); 2 replicas; "),
+        console);
+    assertTrue(console.contains("step 4/6 · experts moved") && console.contains("; 0 replicas; "), console);
+    Map<String, Tensor> fixed = weights(tmp.resolve("fixed/model")), replicated = weights(tmp.resolve("replicas/model"));
+    assertEquals(fixed.keySet(), replicated.keySet(), "each expert once in the exported model");
+    for (String name : fixed.keySet()) {
+      double[] a = fixed.get(name).toDoubles(), b = replicated.get(name).toDoubles();
+      double diff = 0, norm = 0;
+      for (int i = 0; i < a.length; i++) {
+        diff = Math.max(diff, Math.abs(a[i] - b[i]));
+        norm = Math.max(norm, Math.abs(a[i]));
+      }
+      assertTrue(diff <= 1e-5 * Math.max(1, norm), name + ": max difference " + diff);
+    }
+    Path state;
+    run(cfg(replicas), tmp.resolve("parts"), false, 3);
+    try (Stream<Path> s = Files.walk(tmp.resolve("parts/checkpoints"))) {
+      state = s.filter(p -> p.getFileName().toString().equals("state.json")).findFirst().orElseThrow();
+    }
+    assertEquals("[[[0,1],1,1,1,[0,1]],[0,0,1,1,1]]", new ObjectMapper().readTree(state.toFile()).get("placement")
+        .toString(), "the placement in force at step 3, replicas as arrays");
+    Map<String, Tensor> shard0 = weights(state.getParent(), Checkpoint.shardFile(0));
+    Map<String, Tensor> shard1 = weights(state.getParent(), Checkpoint.shardFile(1));
+    assertTrue(shard0.containsKey("layers.0.moe.experts.0.w1.weight"), "the primary (rank 0) writes expert 0");
+    assertTrue(shard0.keySet().stream().noneMatch(shard1::containsKey), "each tensor in one shard only");
+    run(cfg(replicas), tmp.resolve("parts"), true, 0);
+    assertArrayEquals(Files.readAllBytes(tmp.resolve("replicas/model/model.safetensors")),
+        Files.readAllBytes(tmp.resolve("parts/model/model.safetensors")), "resumed with replicas: the same model");
+    String report = Files.readString(tmp.resolve("replicas/report.html"));
+    assertTrue(report.contains("<td>2</td><td><b><i class=\"replica\">0|1</i></b> <b>1</b> 1 1 <b><i class=\"replica\">"
+        + "0|1</i></b></td>"), report);
+  }
+
+  private static Map<String, Tensor> weights(Path model) throws IOException {
+    return weights(model, ModelFiles.WEIGHTS);
+  }
+
+  private static Map<String, Tensor> weights(Path dir, String file) throws IOException {
+    try (InputStream in = Files.newInputStream(dir.resolve(file))) {
+      return SafeTensors.read(in, dir.resolve(file).toString(), CpuBackend.INSTANCE);
+    }
   }
 
   /**

@@ -29,17 +29,38 @@ class PlacementPolicyTest {
         List.of(new MoeStats(assigned, assigned, 0, 0))), 0, 0);
   }
 
+  /** One holder per expert. */
+  static int[][] single(int... owners) {
+    return java.util.Arrays.stream(owners).mapToObj(o -> new int[] {o}).toArray(int[][]::new);
+  }
+
   @Test
   void longestFirstBalancesAndKeepsExpertsWhereLoadsTie() {
-    int[] current = {0, 0, 0, 1, 1};
+    int[][] current = single(0, 0, 0, 1, 1);
     long[] loads = {100, 90, 5, 5, 0};
     assertEquals(1.95, PlacementPolicy.Dynamic.imbalance(loads, current, 2), 1e-12);
-    int[] laid = PlacementPolicy.Dynamic.longestFirst(loads, current, 2);
-    assertArrayEquals(new int[] {0, 1, 1, 1, 1}, laid, "expert 4 carries nothing: it stays");
+    int[][] laid = PlacementPolicy.Dynamic.layOut(loads, current, 2, 0);
+    assertArrayEquals(single(0, 1, 1, 1, 1), laid, "expert 4 carries nothing: it stays");
     assertEquals(1.0, PlacementPolicy.Dynamic.imbalance(loads, laid, 2), 1e-12);
     long[] even = {10, 10, 10, 10, 10};
-    assertArrayEquals(new int[] {0, 1, 0, 1, 0}, PlacementPolicy.Dynamic.longestFirst(even, new int[] {0, 1, 0, 1, 0}, 2),
-        "a placement already as good stays");
+    assertArrayEquals(single(0, 1, 0, 1, 0), PlacementPolicy.Dynamic.layOut(even, single(0, 1, 0, 1, 0), 2, 1),
+        "a placement already as good stays, and nothing is replicated");
+  }
+
+  @Test
+  void aHotExpertIsReplicatedWhenNoLayoutOfSingleExpertsCanBalance() {
+    long[] loads = {100, 10, 10, 10, 10}; // expert 0 alone is 100 of 140: 1.43x the mean on its rank at best
+    int[][] current = single(0, 0, 1, 1, 1);
+    assertArrayEquals(single(0, 1, 1, 1, 1), PlacementPolicy.Dynamic.layOut(loads, current, 2, 0));
+    int[][] laid = PlacementPolicy.Dynamic.layOut(loads, current, 2, 1);
+    assertArrayEquals(new int[][] {{0, 1}, {0}, {1}, {1}, {0}}, laid);
+    assertEquals(1.0, PlacementPolicy.Dynamic.imbalance(loads, laid, 2), 1e-12, "each source's half stays home");
+    // Three ranks, two copies: sources 0 and 1 keep theirs, source 2 sends to holder 2 mod 2 = the first.
+    assertEquals(3 * (100 * 2.0 / 3) / 140, PlacementPolicy.Dynamic.imbalance(loads,
+        new int[][] {{0, 1}, {2}, {2}, {2}, {2}}, 3), 1e-12);
+    int[][] three = PlacementPolicy.Dynamic.layOut(loads, single(0, 0, 1, 1, 2), 3, 1);
+    assertEquals(3, three[0].length, "100 over 2 copies is still above the mean 46.7: a third copy");
+    assertTrue(PlacementPolicy.Dynamic.imbalance(loads, three, 3) < 1.2, java.util.Arrays.deepToString(three));
   }
 
   @Test
@@ -57,7 +78,7 @@ class PlacementPolicyTest {
     p.observe(step(3, 50, 40, 5, 5, 0));
     PlacementPolicy.Decision d = p.decide(4, start);
     assertNotNull(d);
-    assertArrayEquals(new int[] {0, 1, 1, 1, 1}, d.next().owners(0));
+    assertArrayEquals(single(0, 1, 1, 1, 1), d.next().holders(0));
     assertTrue(d.why().contains("layer 0 busiest rank 1.80x the mean load, predicted 1.00x"), d.why());
   }
 

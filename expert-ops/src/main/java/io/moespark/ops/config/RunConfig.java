@@ -60,11 +60,13 @@ public record RunConfig(
    * @param maxRestarts how often a run reopens its ranks from the last checkpoint after a failure
    * @param device the compute backend of every rank
    * @param precision the arithmetic of the GEMMs on a GPU
+   * @param replicaSlots extra experts a rank may hold per MoE layer as replicas of hot experts (dynamic
+   *     placement; 0: no replicas)
    */
   public record Parallel(int ranks, Dispatch dispatch, int stepsPerStage, int timeoutS, Transport transport,
       int maxRestarts, Device device, Precision precision, Placement placement,
       java.util.List<String> placementSchedule, int placementWindow, double placementThreshold,
-      int placementMinInterval) {
+      int placementMinInterval, int replicaSlots) {
 
     /** {@code parallel.placement_schedule}'s entries, parsed (validated with the config). */
     public java.util.List<PlacementMove> moves() {
@@ -91,10 +93,11 @@ public record RunConfig(
   }
 
   /**
-   * One entry of {@code parallel.placement_schedule}, {@code "STEP:LAYER:o0,o1,..."}: after STEP steps,
-   * MoE layer LAYER's expert e moves to rank o_e (every expert's rank is given).
+   * One entry of {@code parallel.placement_schedule}, {@code "STEP:LAYER:h0,h1,..."}: after STEP steps,
+   * MoE layer LAYER's expert e is held by h_e, one rank or several joined by {@code |} (replicas), for every
+   * expert.
    */
-  public record PlacementMove(int step, int layer, int[] owners) {
+  public record PlacementMove(int step, int layer, int[][] holders) {
     static PlacementMove parse(String entry) {
       String[] f = entry == null ? new String[0] : entry.split(":");
       try {
@@ -102,14 +105,16 @@ public record RunConfig(
           throw new NumberFormatException();
         }
         String[] o = f[2].split(",");
-        int[] owners = new int[o.length];
+        int[][] holders = new int[o.length][];
         for (int i = 0; i < o.length; i++) {
-          owners[i] = Integer.parseInt(o[i].trim());
+          holders[i] = java.util.Arrays.stream(o[i].split("\\|", -1)).mapToInt(x -> Integer.parseInt(x.trim()))
+              .toArray();
         }
-        return new PlacementMove(Integer.parseInt(f[0].trim()), Integer.parseInt(f[1].trim()), owners);
+        return new PlacementMove(Integer.parseInt(f[0].trim()), Integer.parseInt(f[1].trim()), holders);
       } catch (NumberFormatException e) {
-        throw new ConfigException("parallel.placement_schedule: expected entries STEP:LAYER:rank,rank,... (the rank "
-            + "of every expert of that layer after STEP steps), got '" + entry + "'");
+        throw new ConfigException("parallel.placement_schedule: expected entries STEP:LAYER:ranks,ranks,... (the "
+            + "rank of every expert of that layer after STEP steps, or ranks joined by | for replicas), got '"
+            + entry + "'");
       }
     }
   }
@@ -250,7 +255,7 @@ public record RunConfig(
   /** Each scheduled move names an MoE layer, a rank for every expert and leaves no rank without one. */
   private void checkSchedule() {
     String key = "parallel.placement_schedule";
-    check(parallel.placementSchedule() != null, key, null, "a list of STEP:LAYER:rank,rank,... entries");
+    check(parallel.placementSchedule() != null, key, null, "a list of STEP:LAYER:ranks,ranks,... entries");
     check(parallel.placement() == Placement.SCHEDULE || parallel.placementSchedule().isEmpty(), key,
         parallel.placementSchedule(), "no entries unless parallel.placement: schedule");
     positive("parallel.placement_window", parallel.placementWindow());
@@ -258,6 +263,9 @@ public record RunConfig(
         ">= 1 (the busiest rank's load over the mean rank's)");
     check(parallel.placementMinInterval() >= 0, "parallel.placement_min_interval", parallel.placementMinInterval(),
         ">= 0");
+    check(parallel.replicaSlots() >= 0, "parallel.replica_slots", parallel.replicaSlots(), ">= 0");
+    check(parallel.replicaSlots() == 0 || parallel.placement() == Placement.DYNAMIC, "parallel.replica_slots",
+        parallel.replicaSlots(), "0 unless parallel.placement: dynamic (a schedule names its replicas itself)");
     check(parallel.placement() == Placement.FIXED || parallel.dispatch() == Dispatch.DIRECT, "parallel.placement",
         parallel.placement().key(), "fixed with parallel.dispatch: shuffle (experts move on the direct path only)");
     int previous = 0;
@@ -267,13 +275,17 @@ public record RunConfig(
       previous = m.step();
       check(m.layer() >= 0 && m.layer() < model.nLayers() && (m.layer() + 1) % moe.every() == 0, key,
           m.step() + ":" + m.layer(), "an MoE layer (layer i has one when (i + 1) % moe.every == 0)");
-      check(m.owners().length == moe.experts(), key, m.step() + ":" + m.layer(),
+      check(m.holders().length == moe.experts(), key, m.step() + ":" + m.layer(),
           "a rank for each of the " + moe.experts() + " experts");
       boolean[] holds = new boolean[parallel.ranks()];
-      for (int r : m.owners()) {
-        check(r >= 0 && r < parallel.ranks(), key, m.step() + ":" + m.layer(),
-            "ranks in [0, parallel.ranks = " + parallel.ranks() + ")");
-        holds[r] = true;
+      for (int[] h : m.holders()) {
+        check(java.util.Arrays.stream(h).distinct().count() == h.length, key, m.step() + ":" + m.layer(),
+            "distinct ranks for an expert's replicas");
+        for (int r : h) {
+          check(r >= 0 && r < parallel.ranks(), key, m.step() + ":" + m.layer(),
+              "ranks in [0, parallel.ranks = " + parallel.ranks() + ")");
+          holds[r] = true;
+        }
       }
       for (int r = 0; r < holds.length; r++) {
         check(holds[r] || moe.experts() < parallel.ranks(), key, m.step() + ":" + m.layer(),

@@ -93,45 +93,60 @@ public final class RunReport {
     if (moves.isEmpty()) {
       return out;
     }
-    List<int[]> start = rows(moves.get(0).get("placement"));
+    List<int[][]> start = holders(moves.get(0).get("placement"));
     for (JsonNode m : moves.get(0).path("moved")) {
-      start.get(m.path("layer").asInt())[m.path("expert").asInt()] = m.path("from").asInt();
+      start.get(m.path("layer").asInt())[m.path("expert").asInt()] = ranks(m.path("from"));
     }
     out.add(placement(0, start));
     for (JsonNode m : moves) {
-      out.add(placement(m.path("step").asInt(), rows(m.get("placement"))));
+      out.add(placement(m.path("step").asInt(), holders(m.get("placement"))));
     }
     return out;
   }
 
-  private static List<int[]> rows(JsonNode placement) {
-    List<int[]> rows = new ArrayList<>();
+  /** [layer][expert] → its ranks, from a placement as metrics.jsonl writes it (a rank, or an array of them). */
+  private static List<int[][]> holders(JsonNode placement) {
+    List<int[][]> rows = new ArrayList<>();
     for (JsonNode layer : placement) {
-      int[] row = new int[layer.size()];
+      int[][] row = new int[layer.size()][];
       for (int e = 0; e < row.length; e++) {
-        row[e] = layer.get(e).asInt();
+        row[e] = ranks(layer.get(e));
       }
       rows.add(row);
     }
     return rows;
   }
 
+  private static int[] ranks(JsonNode holders) {
+    if (!holders.isArray()) {
+      return new int[] {holders.asInt()};
+    }
+    int[] r = new int[holders.size()];
+    for (int i = 0; i < r.length; i++) {
+      r[i] = holders.get(i).asInt();
+    }
+    return r;
+  }
+
   /** A placement event as the report has it: ranks with their experts per MoE layer, no executors. */
-  private static MoeEvents.Placement placement(int fromStep, List<int[]> owners) {
+  private static MoeEvents.Placement placement(int fromStep, List<int[][]> holders) {
     int ranks = 0;
-    for (int[] layer : owners) {
-      for (int r : layer) {
-        ranks = Math.max(ranks, r + 1);
+    for (int[][] layer : holders) {
+      for (int[] h : layer) {
+        for (int r : h) {
+          ranks = Math.max(ranks, r + 1);
+        }
       }
     }
     List<MoeEvents.Rank> out = new ArrayList<>();
     for (int r = 0; r < ranks; r++) {
+      int rank = r;
       List<List<Integer>> experts = new ArrayList<>();
-      for (int[] layer : owners) {
+      for (int[][] layer : holders) {
         if (layer.length > 0) { // dense layers have no experts
           List<Integer> mine = new ArrayList<>();
           for (int e = 0; e < layer.length; e++) {
-            if (layer[e] == r) {
+            if (java.util.Arrays.stream(layer[e]).anyMatch(x -> x == rank)) {
               mine.add(e);
             }
           }

@@ -346,35 +346,38 @@ public final class RunPage {
 
   /**
    * When experts moved during the run: one row per placement (from its step), per MoE layer the rank of
-   * each expert, those that changed rank from the row before in bold.
+   * each expert (a replicated expert's ranks joined by |, in italics), those that changed from the row
+   * before in bold.
    */
   private static void placementsOverTime(StringBuilder b, List<MoeEvents.Placement> placements) {
     List<MoeEvents.Placement> changes = new ArrayList<>();
-    List<int[][]> owners = new ArrayList<>();
+    List<String[][]> holders = new ArrayList<>();
     for (MoeEvents.Placement p : placements) {
-      int[][] o = owners(p);
-      if (owners.isEmpty() || !java.util.Arrays.deepEquals(o, owners.get(owners.size() - 1))) {
+      String[][] h = holders(p);
+      if (holders.isEmpty() || !java.util.Arrays.deepEquals(h, holders.get(holders.size() - 1))) {
         changes.add(p);
-        owners.add(o);
+        holders.add(h);
       }
     }
     if (changes.size() < 2) {
       return;
     }
-    b.append("<h3>Placement over time</h3><p>The rank of each expert, per MoE layer; bold: moved.</p><table><tr>"
-        + "<th>from step</th>");
-    for (int l = 0; l < owners.get(0).length; l++) {
+    b.append("<h3>Placement over time</h3><p>The rank of each expert, per MoE layer; <i>a|b</i>: replicas on ranks "
+        + "a and b; bold: changed.</p><table><tr><th>from step</th>");
+    for (int l = 0; l < holders.get(0).length; l++) {
       b.append("<th>MoE layer ").append(l).append("</th>");
     }
     b.append("</tr>");
     for (int i = 0; i < changes.size(); i++) {
       b.append("<tr class=\"placement-change\">").append(td(null, Integer.toString(changes.get(i).fromStep())));
-      for (int l = 0; l < owners.get(i).length; l++) {
+      for (int l = 0; l < holders.get(i).length; l++) {
         StringBuilder cell = new StringBuilder();
-        for (int e = 0; e < owners.get(i)[l].length; e++) {
-          boolean moved = i > 0 && owners.get(i - 1)[l][e] != owners.get(i)[l][e];
-          cell.append(e == 0 ? "" : " ").append(moved ? "<b>" : "").append(owners.get(i)[l][e])
-              .append(moved ? "</b>" : "");
+        for (int e = 0; e < holders.get(i)[l].length; e++) {
+          String h = holders.get(i)[l][e];
+          boolean moved = i > 0 && !holders.get(i - 1)[l][e].equals(h);
+          boolean replicated = h.contains("|");
+          cell.append(e == 0 ? "" : " ").append(moved ? "<b>" : "").append(replicated ? "<i class=\"replica\">" : "")
+              .append(h).append(replicated ? "</i>" : "").append(moved ? "</b>" : "");
         }
         b.append(td(null, cell.toString()));
       }
@@ -383,23 +386,25 @@ public final class RunPage {
     b.append("</table>");
   }
 
-  /** [MoE layer][expert] → rank, from a placement event's per-rank expert lists. */
-  private static int[][] owners(MoeEvents.Placement p) {
+  /** [MoE layer][expert] → its ranks joined by |, from a placement event's per-rank expert lists. */
+  private static String[][] holders(MoeEvents.Placement p) {
     int layers = p.ranks().isEmpty() ? 0 : p.ranks().get(0).experts().size();
-    int[][] o = new int[layers][];
+    String[][] h = new String[layers][];
     for (int l = 0; l < layers; l++) {
       int experts = 0;
       for (MoeEvents.Rank r : p.ranks()) {
-        experts += r.experts().get(l).size();
-      }
-      o[l] = new int[experts];
-      for (MoeEvents.Rank r : p.ranks()) {
         for (int e : r.experts().get(l)) {
-          o[l][e] = r.rank();
+          experts = Math.max(experts, e + 1);
+        }
+      }
+      h[l] = new String[experts];
+      for (MoeEvents.Rank r : p.ranks()) { // ranks in order, so each expert's ranks ascend
+        for (int e : r.experts().get(l)) {
+          h[l][e] = h[l][e] == null ? Integer.toString(r.rank()) : h[l][e] + "|" + r.rank();
         }
       }
     }
-    return o;
+    return h;
   }
 
   private static String experts(List<List<Integer>> perLayer) {
