@@ -67,7 +67,9 @@ class ConfigLoaderTest {
       "parallel.placement_window=0|parallel.placement_window: expected > 0",
       "parallel.placement_threshold=0.9|parallel.placement_threshold: expected >= 1",
       "parallel.placement_schedule=['1:0:0']|no entries unless parallel.placement: schedule",
-      "parallel.placement=schedule;parallel.placement_schedule=['x']|expected entries STEP:LAYER:rank,rank",
+      "parallel.placement=schedule;parallel.placement_schedule=['x']|expected entries STEP:LAYER:ranks,ranks",
+      "parallel.replica_slots=-1|parallel.replica_slots: expected >= 0, got -1",
+      "parallel.placement=schedule;parallel.replica_slots=1|parallel.replica_slots: expected 0 unless parallel.placement: dynamic",
       "parallel.placement=schedule;parallel.dispatch=shuffle|fixed with parallel.dispatch: shuffle",
       "parallel.placement=schedule;parallel.ranks=2;moe.experts=4;parallel.placement_schedule=['1:0:0,0,0,0']|rank 1 holds none",
       "parallel.placement=schedule;parallel.ranks=2;moe.experts=4;parallel.placement_schedule=['1:0:0,1,2,0']|ranks in [0, parallel.ranks = 2)",
@@ -77,6 +79,24 @@ class ConfigLoaderTest {
     ConfigException e = assertThrows(ConfigException.class,
         () -> ConfigLoader.load(null, List.of(overrides.split(";"))));
     assertTrue(e.getMessage().contains(message), e.getMessage());
+  }
+
+  /** Replicas in a schedule are ranks joined by | (the table above splits its rows at |). */
+  @Test
+  void scheduledReplicasParseAndBadOnesNameTheKey() {
+    List<String> base = List.of("parallel.placement=schedule", "parallel.ranks=2", "moe.experts=4");
+    java.util.function.Function<String, List<String>> with = entry -> java.util.stream.Stream.concat(base.stream(),
+        java.util.stream.Stream.of("parallel.placement_schedule=['" + entry + "']")).toList();
+    RunConfig ok = ConfigLoader.load(null, with.apply("1:0:1|0,0,1,1"));
+    assertEquals("[[1, 0], [0], [1], [1]]", // as written; a layout sorts each expert's ranks
+        java.util.Arrays.deepToString(ok.parallel().moves().get(0).holders()));
+    for (String[] bad : new String[][] {{"1:0:0|0,0,1,1", "distinct ranks for an expert's replicas"},
+        {"1:0:0|,0,1,1", "ranks joined by | for replicas), got '1:0:0|,0,1,1'"},
+        {"1:0:0|2,0,1,1", "ranks in [0, parallel.ranks = 2)"}}) {
+      ConfigException e = assertThrows(ConfigException.class, () -> ConfigLoader.load(null, with.apply(bad[0])));
+      assertTrue(e.getMessage().startsWith("parallel.placement_schedule: ") && e.getMessage().contains(bad[1]),
+          e.getMessage());
+    }
   }
 
   @ParameterizedTest
