@@ -53,8 +53,29 @@ def placement(run):
         return pd.DataFrame(columns=["layer", "expert", "rank"])
     state = json.loads((ckpt / "state.json").read_text())
     owner = [layer for layer in state["placement"] if layer]
-    return pd.DataFrame([(l, e, r) for l, layer in enumerate(owner) for e, r in enumerate(layer)],
+    return pd.DataFrame([(l, e, _ranks(r)) for l, layer in enumerate(owner) for e, r in enumerate(layer)],
                         columns=["layer", "expert", "rank"])
+
+
+def _ranks(holders):
+    """An expert's holders as metrics.jsonl and state.json write them (a rank, or a list: replicas) as text."""
+    return "|".join(map(str, holders)) if isinstance(holders, list) else str(holders)
+
+
+def placements_over_time(run):
+    """One row per placement of a run whose experts moved (from its placement_move rows in metrics.jsonl):
+    the step it holds from, and per MoE layer each expert's ranks ("0|1": replicas). Empty when none moved."""
+    rows = [json.loads(l) for l in open(Path(run) / "metrics.jsonl") if l.strip()]
+    moves = [r for r in rows if r.get("event") == "placement_move"]
+    if not moves:
+        return pd.DataFrame()
+    start = [list(layer) for layer in moves[0]["placement"]]
+    for m in moves[0]["moved"]:  # the placement before the first move: its changes undone
+        start[m["layer"]][m["expert"]] = m["from"]
+    table = [(0, start)] + [(m["step"], m["placement"]) for m in moves]
+    return pd.DataFrame([{f"MoE layer {i}": " ".join(_ranks(h) for h in layer)
+                          for i, layer in enumerate(l for l in placement if l)} for _, placement in table],
+                        index=pd.Index([step for step, _ in table], name="from step"))
 
 
 def config(run):

@@ -146,8 +146,18 @@ interface PlacementPolicy {
         if (!(before > threshold)) {
           continue;
         }
-        int[][] laid = layOut(seen[i], holders, ranks, replicaSlots);
+        // Copies can leave the busiest rank worse off than moves alone (a copy splits its load unevenly when
+        // the holders do not divide the sources): the better of the two, moves alone on a tie.
+        int[][] laid = layOut(seen[i], holders, ranks, 0);
         double after = imbalance(seen[i], laid, ranks);
+        if (replicaSlots > 0) {
+          int[][] copied = layOut(seen[i], holders, ranks, replicaSlots);
+          double withCopies = imbalance(seen[i], copied, ranks);
+          if (withCopies < after) {
+            laid = copied;
+            after = withCopies;
+          }
+        }
         if (after <= 0.9 * before) {
           next = next.with(moeLayer[i], laid);
           why.add(String.format(java.util.Locale.ROOT, "layer %d busiest rank %.2fx the mean load, predicted %.2fx",

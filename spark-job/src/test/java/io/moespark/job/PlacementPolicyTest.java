@@ -58,6 +58,13 @@ class PlacementPolicyTest {
     // Three ranks, two copies: sources 0 and 1 keep theirs, source 2 sends to holder 2 mod 2 = the first.
     assertEquals(3 * (100 * 2.0 / 3) / 140, PlacementPolicy.Dynamic.imbalance(loads,
         new int[][] {{0, 1}, {2}, {2}, {2}, {2}}, 3), 1e-12);
+    // The policy compares copies with moves alone: a hot expert at 53 % on two ranks (hash routing, E = 3).
+    RunConfig c = cfg("moe.experts=3", "parallel.replica_slots=1");
+    PlacementPolicy p = PlacementPolicy.of(c);
+    p.observe(step(0, 297, 534, 169));
+    p.observe(step(1, 297, 534, 169));
+    PlacementPolicy.Decision d = p.decide(2, ExpertPlacement.contiguous(c, 2)); // [0, 1, 1]: 0.70 on rank 1
+    assertArrayEquals(single(0, 1, 0), d.next().holders(0), "a copy of expert 1 would leave 0.56 on a rank: moves alone");
     int[][] three = PlacementPolicy.Dynamic.layOut(loads, single(0, 0, 1, 1, 2), 3, 1);
     assertEquals(3, three[0].length, "100 over 2 copies is still above the mean 46.7: a third copy");
     assertTrue(PlacementPolicy.Dynamic.imbalance(loads, three, 3) < 1.2, java.util.Arrays.deepToString(three));
