@@ -2,7 +2,7 @@
 """Fixed vs dynamic expert placement for larger clusters, on the measured load trace of a run.
 
     python3 tools/placement_sim.py --metrics RUN/metrics.jsonl [--ranks 8,64,256] [--window 20]
-        [--threshold 1.25] [--min-interval 100] [--replica-slots N] [--expert-fraction F]
+        [--threshold 1.25] [--min-interval 100] [--replica-slots N] [--move-cost TOKENS] [--expert-fraction F]
         [--step-seconds S] [--expert-mb MB] [--move-mb-per-s BW]
 
 The trace is metrics.jsonl's `expert_tokens` (per step, per MoE layer, per expert: token assignments before
@@ -11,9 +11,12 @@ dropping). For each rank count R the experts start contiguous (as ExpertPlacemen
 decisions every window from the window's loads, threshold on the busiest rank over the mean, copies of
 experts heavier than an even share within --replica-slots, longest-processing-time first over the copies
 with experts kept in place where moving buys nothing, the better of copies and moves alone, a move only
-for a 0.9 prediction, a minimum interval). A replicated expert's tokens split among its holders as the
-dispatch splits them (ShardLayout.destination: a holder keeps its own, source s sends to holder s mod n),
-each source carrying an equal share.
+for a 0.9 prediction whose saving in expert-token passes over max(window, minimum interval) steps pays for
+its copies at --move-cost each (parallel.placement_move_cost), a minimum interval). A replicated expert's
+tokens split among its holders as the dispatch splits them (ShardLayout.destination: a holder keeps its
+own, source s sends to holder s mod n), each source carrying an equal share. The policy sees the trace's
+counts as they are: a run at R ranks would have R times the tokens per step, so the savings it weighs
+against --move-cost are understated at large R (the policy moves less than it would).
 
 Cost model: a step at even load takes --step-seconds, of which --expert-fraction is expert compute, which
 grows with the busiest rank's load over the mean (the ranks wait for the busiest at each exchange); the rest
@@ -108,8 +111,12 @@ def simulate(trace, ranks, dynamic, a):
                             copied = lay_out(seen[l], owners[l], ranks, a.replica_slots)
                             if imbalance(seen[l], copied, ranks) < imbalance(seen[l], laid, ranks):
                                 laid = copied
-                        if imbalance(seen[l], laid, ranks) <= 0.9 * before:
-                            changed += sum(len(set(laid[e]) - set(owners[l][e])) for e in range(experts))
+                        copies = sum(len(set(laid[e]) - set(owners[l][e])) for e in range(experts))
+                        saving = (max(rank_loads(seen[l], owners[l], ranks))
+                                  - max(rank_loads(seen[l], laid, ranks))) / a.window
+                        if (imbalance(seen[l], laid, ranks) <= 0.9 * before
+                                and saving * max(a.window, a.min_interval) >= copies * a.move_cost):
+                            changed += copies
                             owners[l] = laid
                 if changed:
                     last_move = step
@@ -128,6 +135,7 @@ def main():
     p.add_argument("--threshold", type=float, default=1.25)
     p.add_argument("--min-interval", type=int, default=100)
     p.add_argument("--replica-slots", type=int, default=0)
+    p.add_argument("--move-cost", type=float, default=800.0)
     p.add_argument("--expert-fraction", type=float, default=0.5)
     p.add_argument("--step-seconds", type=float, default=1.0)
     p.add_argument("--expert-mb", type=float, default=1.0)

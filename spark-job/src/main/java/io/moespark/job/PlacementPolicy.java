@@ -84,8 +84,9 @@ interface PlacementPolicy {
    * layer's expert tokens (assignments before dropping) over those steps: when the busiest rank carried
    * more than {@code parallel.placement_threshold} times the mean rank's load, the layer's experts are laid
    * out again ({@link #layOut}: hot experts replicated within {@code parallel.replica_slots}, then
-   * longest-processing-time first, experts staying where moving buys nothing); the move is made when it
-   * predicts at least 10 %
+   * longest-processing-time first, experts staying where moving buys nothing); the move is made when the
+   * busiest rank's predicted expert-token passes saved per step, over max(window, minimum interval) steps,
+   * pay for the copies it moves at {@code parallel.placement_move_cost} each, and it predicts at least 10 %
    * less load on the busiest rank, at most once per {@code parallel.placement_min_interval} steps. Decisions
    * depend only on the token counts, which the checkpoints carry ({@link #state}). A replicated expert's
    * tokens are predicted split among its holders as {@link ShardLayout#destination} splits them, each
@@ -96,6 +97,7 @@ interface PlacementPolicy {
     private final double threshold;
     private final int minInterval;
     private final int replicaSlots;
+    private final double moveCost;
     private final int[] moeLayer; // model layer of each MoE layer, in order
     private final int experts;
     private long[][] loads; // [MoE layer][expert], since the last decision point
@@ -106,6 +108,7 @@ interface PlacementPolicy {
       this.threshold = cfg.parallel().placementThreshold();
       this.minInterval = cfg.parallel().placementMinInterval();
       this.replicaSlots = cfg.parallel().replicaSlots();
+      this.moveCost = cfg.parallel().placementMoveCost();
       boolean[] moe = io.moespark.ops.model.TransformerLM.moeLayers(cfg.model(), cfg.moe());
       this.moeLayer = java.util.stream.IntStream.range(0, moe.length).filter(l -> moe[l]).toArray();
       this.experts = cfg.moe().experts();
@@ -158,7 +161,11 @@ interface PlacementPolicy {
             after = withCopies;
           }
         }
-        if (after <= 0.9 * before) {
+        // The saving is the busiest rank's expert-token passes per step; it must pay for the copies moved
+        // within the steps before the policy may move again.
+        double saving = (max(rankLoads(seen[i], holders, ranks)) - max(rankLoads(seen[i], laid, ranks))) / window;
+        int copies = copies(holders, laid);
+        if (after <= 0.9 * before && saving * Math.max(window, minInterval) >= copies * moveCost) {
           next = next.with(moeLayer[i], laid);
           why.add(String.format(java.util.Locale.ROOT, "layer %d busiest rank %.2fx the mean load, predicted %.2fx",
               moeLayer[i], before, after));
@@ -181,6 +188,21 @@ interface PlacementPolicy {
         max = Math.max(max, x);
       }
       return total == 0 ? 1 : max * ranks / total;
+    }
+
+    /** Expert copies that {@code next} places on ranks that do not hold them in {@code current}. */
+    static int copies(int[][] current, int[][] next) {
+      int n = 0;
+      for (int e = 0; e < next.length; e++) {
+        for (int r : next[e]) {
+          n += java.util.Arrays.binarySearch(current[e], r) >= 0 ? 0 : 1;
+        }
+      }
+      return n;
+    }
+
+    private static double max(double[] v) {
+      return java.util.Arrays.stream(v).max().orElse(0);
     }
 
     /** Each rank's predicted expert tokens (see the class comment for a replicated expert's split). */

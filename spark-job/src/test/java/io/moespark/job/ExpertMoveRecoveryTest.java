@@ -17,14 +17,17 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * An executor JVM killed after the experts moved (moves after steps 2 and 4, checkpoints after steps 3 and
- * 6, the kill after step 5): the run reopens its ranks from the last checkpoint with the placement it
- * recorded, replays the moves after it, and ends with the uninterrupted run's model bytes and moves.
+ * An executor JVM killed after the experts moved (moves after steps 2 and 4, the first replicating two
+ * experts of layer 0 on both ranks and the second dropping the copies; checkpoints after steps 3 and 6, the
+ * kill after step 5): the run reopens its ranks from the last checkpoint with the placement it recorded
+ * (replicas included), replays the moves after it, and ends with the uninterrupted run's model bytes and
+ * moves.
  */
 class ExpertMoveRecoveryTest extends OnTwoExecutors {
   @Test
   void aKilledExecutorAfterAMoveEndsWithTheUninterruptedModel(@TempDir Path tmp) throws Exception {
-    RunConfig c = ExpertMoveRunTest.cfg(ExpertMoveRunTest.SCHEDULE[0], ExpertMoveRunTest.SCHEDULE[1],
+    RunConfig c = ExpertMoveRunTest.cfg("parallel.placement=schedule",
+        "parallel.placement_schedule=[\"2:0:0|1,1,1,1,0|1\", \"2:1:0,0,1,1,0\", \"4:0:0,0,1,1,1\"]",
         "train.steps=8", "checkpoint.every=3", "parallel.steps_per_stage=1");
     byte[] straight = SmallRuns.uninterruptedModel(sc, c, tmp.resolve("straight"));
 

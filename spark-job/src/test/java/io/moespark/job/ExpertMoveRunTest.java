@@ -139,7 +139,8 @@ class ExpertMoveRunTest extends OnTwoExecutors {
   @Test
   void dynamicPlacementMovesByLoadAndComputesTheSameModel(@TempDir Path tmp) throws IOException {
     String[] dynamic = {"parallel.placement=dynamic", "parallel.placement_window=2",
-        "parallel.placement_threshold=1.0", "parallel.placement_min_interval=0", "checkpoint.every=3"};
+        "parallel.placement_threshold=1.0", "parallel.placement_min_interval=0", "parallel.placement_move_cost=0",
+        "checkpoint.every=3"};
     run(cfg("checkpoint.every=3"), tmp.resolve("fixed"), false, 0);
     String console = run(cfg(dynamic), tmp.resolve("dynamic"), false, 0);
     assertTrue(console.contains("experts moved, by load over steps 1-2 (layer "), console);

@@ -19,6 +19,7 @@ class PlacementPolicyTest {
   static RunConfig cfg(String... more) {
     java.util.List<String> sets = new java.util.ArrayList<>(List.of("parallel.placement=dynamic",
         "parallel.placement_window=2", "parallel.placement_threshold=1.25", "parallel.placement_min_interval=0",
+        "parallel.placement_move_cost=0",
         "model.n_layers=1", "moe.every=1", "moe.experts=5"));
     sets.addAll(List.of(more));
     return SmallRuns.config(5, 2, sets.toArray(String[]::new));
@@ -87,6 +88,27 @@ class PlacementPolicyTest {
     assertNotNull(d);
     assertArrayEquals(single(0, 1, 1, 1, 1), d.next().holders(0));
     assertTrue(d.why().contains("layer 0 busiest rank 1.80x the mean load, predicted 1.00x"), d.why());
+  }
+
+  /**
+   * Expert 1 leaving rank 0 saves the busiest rank 40 expert-token passes a step; over the two steps before
+   * the policy may move again that pays for one copy costing up to 80 passes.
+   */
+  @Test
+  void aMoveMustPayForTheCopiesItMakes() {
+    for (int cost : new int[] {80, 81}) {
+      RunConfig c = cfg("parallel.placement_move_cost=" + cost);
+      PlacementPolicy p = PlacementPolicy.of(c);
+      p.observe(step(0, 50, 40, 5, 5, 0));
+      p.observe(step(1, 50, 40, 5, 5, 0));
+      PlacementPolicy.Decision d = p.decide(2, ExpertPlacement.contiguous(c, 2));
+      if (cost == 80) {
+        assertArrayEquals(single(0, 1, 1, 1, 1), d.next().holders(0));
+      } else {
+        assertNull(d, "81 passes for one copy: the move does not pay");
+      }
+    }
+    assertEquals(3, PlacementPolicy.Dynamic.copies(single(0, 0, 1), new int[][] {{0, 1}, {1}, {0}}));
   }
 
   @Test

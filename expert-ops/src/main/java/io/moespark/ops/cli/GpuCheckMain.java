@@ -121,7 +121,7 @@ public final class GpuCheckMain {
     };
     Function<RunConfig.Precision, Backend> device = p -> host ? new CudaBackend(new HostDeviceLayer(), p)
         : Backends.forRank(new RunConfig.Parallel(1, RunConfig.Dispatch.DIRECT, 1, 1, RunConfig.Transport.SOCKET, 0,
-            RunConfig.Device.CUDA, p, RunConfig.Placement.FIXED, java.util.List.of(), 1, 1, 0, 0), "0");
+            RunConfig.Device.CUDA, p, RunConfig.Placement.FIXED, java.util.List.of(), 1, 1, 0, 0, 0), "0");
     Backend first = device.apply(RunConfig.Precision.FP32); // no GPU: one line, exit 2, before anything runs
     out.println("device: " + first.name());
     Path recorded = Path.of(a.required("--recorded"));

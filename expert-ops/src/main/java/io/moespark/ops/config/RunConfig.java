@@ -62,11 +62,14 @@ public record RunConfig(
    * @param precision the arithmetic of the GEMMs on a GPU
    * @param replicaSlots extra experts a rank may hold per MoE layer as replicas of hot experts (dynamic
    *     placement; 0: no replicas)
+   * @param placementMoveCost what moving one expert copy costs the dynamic policy, in expert-token passes
+   *     (one token through one expert, forward and backward): a layer is laid out again only when the
+   *     busiest rank's predicted saving over the next steps pays for the copies it moves
    */
   public record Parallel(int ranks, Dispatch dispatch, int stepsPerStage, int timeoutS, Transport transport,
       int maxRestarts, Device device, Precision precision, Placement placement,
       java.util.List<String> placementSchedule, int placementWindow, double placementThreshold,
-      int placementMinInterval, int replicaSlots) {
+      int placementMinInterval, int replicaSlots, double placementMoveCost) {
 
     /** {@code parallel.placement_schedule}'s entries, parsed (validated with the config). */
     public java.util.List<PlacementMove> moves() {
@@ -264,6 +267,8 @@ public record RunConfig(
     check(parallel.placementMinInterval() >= 0, "parallel.placement_min_interval", parallel.placementMinInterval(),
         ">= 0");
     check(parallel.replicaSlots() >= 0, "parallel.replica_slots", parallel.replicaSlots(), ">= 0");
+    check(parallel.placementMoveCost() >= 0, "parallel.placement_move_cost", parallel.placementMoveCost(),
+        ">= 0 (expert-token passes one moved expert costs)");
     check(parallel.replicaSlots() == 0 || parallel.placement() == Placement.DYNAMIC, "parallel.replica_slots",
         parallel.replicaSlots(), "0 unless parallel.placement: dynamic (a schedule names its replicas itself)");
     check(parallel.placement() == Placement.FIXED || parallel.dispatch() == Dispatch.DIRECT, "parallel.placement",

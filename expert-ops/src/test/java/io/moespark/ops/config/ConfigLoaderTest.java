@@ -69,6 +69,7 @@ class ConfigLoaderTest {
       "parallel.placement_schedule=['1:0:0']|no entries unless parallel.placement: schedule",
       "parallel.placement=schedule;parallel.placement_schedule=['x']|expected entries STEP:LAYER:ranks,ranks",
       "parallel.replica_slots=-1|parallel.replica_slots: expected >= 0, got -1",
+      "parallel.placement_move_cost=-5|parallel.placement_move_cost: expected >= 0",
       "parallel.placement=schedule;parallel.replica_slots=1|parallel.replica_slots: expected 0 unless parallel.placement: dynamic",
       "parallel.placement=schedule;parallel.dispatch=shuffle|fixed with parallel.dispatch: shuffle",
       "parallel.placement=schedule;parallel.ranks=2;moe.experts=4;parallel.placement_schedule=['1:0:0,0,0,0']|rank 1 holds none",
