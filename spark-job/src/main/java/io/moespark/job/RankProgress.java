@@ -22,7 +22,7 @@ final class RankProgress {
   private final int rank;
   private final String executor;
   private final String host;
-  private final List<StepProgram.Call> trainingCalls;
+  private volatile List<StepProgram.Call> trainingCalls;
   /** Where a heartbeat goes at once as each step begins (the plugin channel; the periodic ones as well). */
   private final java.util.function.Consumer<Beat> sendNow;
   private volatile int step = -1;
@@ -39,6 +39,11 @@ final class RankProgress {
     this.rank = rank;
     this.executor = executor;
     this.host = host;
+    this.trainingCalls = training.calls();
+  }
+
+  /** The step program of the steps from now on (experts moved: replicas add a call or take it away). */
+  void follow(StepProgram training) {
     this.trainingCalls = training.calls();
   }
 

@@ -115,6 +115,7 @@ final class RankTasks {
         ExpertMove.Result moved = ExpertMove.move(t, l -> m.from().layout(l, r), l -> m.to().layout(l, r),
             st.collective);
         st.moved(moved.trainer());
+        st.progress.follow(StepProgram.training(t.config(), m.to().ranks(), m.to().hasReplicas()));
         st.progress.doing("idle");
         return new Moved(r, moved.bytesSent(), moved.tensorsSent(), (System.nanoTime() - t0) / 1e9);
       }
@@ -210,7 +211,8 @@ final class RankTasks {
     }
     long timeoutMs = cfg.parallel().timeoutS() * 1000L;
     String host = env.blockManager().blockManagerId().host();
-    RankProgress progress = new RankProgress(runId, r, env.executorId(), host, StepProgram.training(cfg, ranks),
+    RankProgress progress = new RankProgress(runId, r, env.executorId(), host,
+        StepProgram.training(cfg, ranks, o.placement().hasReplicas()),
         StepFeedPlugin::beat);
     RankState state = switch (cfg.parallel().dispatch()) {
       case DIRECT -> RankState.direct(trainer,

@@ -37,14 +37,20 @@ final class ReplicaGradients {
     this.send = new Tensor[ranks];
   }
 
-  /** The summation for {@code model}'s layouts, or null when no expert has more than one holder. */
+  /**
+   * The summation for {@code model}'s layouts, or null when no expert has more than one holder. A rank that
+   * holds no replica still takes part (the exchange is collective), with nothing to send.
+   */
   static ReplicaGradients of(TransformerLM model) {
-    ReplicaGradients g = null;
+    if (model.moeLayers().stream().noneMatch(m -> m.layout().hasReplicas())) {
+      return null;
+    }
+    ShardLayout first = model.moeLayers().get(0).layout();
+    ReplicaGradients g = new ReplicaGradients(first.rank(), first.ranks());
     for (MoeLayer m : model.moeLayers()) {
       ShardLayout layout = m.layout();
       for (int e : layout.expertsOf(layout.rank())) {
         if (layout.holdersOf(e).length > 1) {
-          g = g != null ? g : new ReplicaGradients(layout.rank(), layout.ranks());
           g.held.add(new Held(layout.holdersOf(e), m.expertParams(e)));
         }
       }

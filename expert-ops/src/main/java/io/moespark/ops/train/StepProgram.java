@@ -32,8 +32,13 @@ public record StepProgram(List<Call> calls) implements java.io.Serializable {
   }
 
   /** One training step of rank r of {@code ranks} ({@link Trainer#step(io.moespark.ops.moe.Exchange,
-   * io.moespark.ops.moe.Reducer)}). */
+   * io.moespark.ops.moe.Reducer)}), every expert held once. */
   public static StepProgram training(RunConfig cfg, int ranks) {
+    return training(cfg, ranks, false);
+  }
+
+  /** The same, with the replicated experts' gradient exchange when {@code replicas} ({@link ReplicaGradients}). */
+  public static StepProgram training(RunConfig cfg, int ranks, boolean replicas) {
     List<Call> c = new ArrayList<>();
     forward(cfg, c);
     c.add(new Call(Kind.SUM_VALUES, "lm head + loss", -1, false));
@@ -43,6 +48,9 @@ public record StepProgram(List<Call> calls) implements java.io.Serializable {
         c.add(new Call(Kind.BLOCKS, "L" + i + " combine bwd", i, true));
         c.add(new Call(Kind.BLOCKS, "L" + i + " experts bwd", i, false));
       }
+    }
+    if (replicas) {
+      c.add(new Call(Kind.BLOCKS, "replica grads", -1, false));
     }
     if (ranks > 1) {
       c.add(new Call(Kind.SUM_ARRAY, "dense grads", -1, false));

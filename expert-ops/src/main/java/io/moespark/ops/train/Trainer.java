@@ -70,6 +70,10 @@ public final class Trainer {
     return model;
   }
 
+  public RunConfig config() {
+    return cfg;
+  }
+
   /** The next step to run (0-based). */
   public int nextStep() {
     return step;

@@ -31,9 +31,11 @@ import io.moespark.ops.tensor.Tensor;
 class StepProgramTest {
   static final Path CORPUS = Path.of("..", "data", "corpus", "moby-dick.txt.gz").toAbsolutePath().normalize();
 
-  @ParameterizedTest(name = "{0} R={1} every={2} cf={3} shared={4}")
-  @CsvSource({"topk, 1, 1, 0, 0", "topk, 2, 2, 1.0, 1", "expert_choice, 2, 1, 1.0, 0", "hash, 3, 1, 0, 1"})
-  void recordedCallsFollowTheProgram(String router, int ranks, int every, double cf, int shared) throws Exception {
+  @ParameterizedTest(name = "{0} R={1} every={2} cf={3} shared={4} replicas={5}")
+  @CsvSource({"topk, 1, 1, 0, 0, false", "topk, 2, 2, 1.0, 1, false", "expert_choice, 2, 1, 1.0, 0, false",
+      "hash, 3, 1, 0, 1, false", "topk, 3, 1, 0, 0, true"})
+  void recordedCallsFollowTheProgram(String router, int ranks, int every, double cf, int shared, boolean replicas)
+      throws Exception {
     RunConfig cfg = ConfigLoader.load(null, List.of("model.d_model=16", "model.n_layers=3", "model.n_heads=2",
         "model.d_ff=16", "model.seq_len=8", "moe.every=" + every, "moe.experts=4", "moe.router=" + router,
         "moe.top_k=" + (router.equals("hash") ? 1 : 2), "moe.d_expert=8", "moe.shared_experts=" + shared,
@@ -51,8 +53,12 @@ class StepProgramTest {
       evals.add(eval);
       int rank = r;
       done.add(pool.submit(() -> {
+        int[][] holders = ShardLayout.contiguous(cfg.moe().experts(), ranks, rank).holders();
+        if (replicas) {
+          holders[0] = new int[] {0, ranks - 1}; // expert 0 replicated on the first and the last rank
+        }
         Trainer t = new Trainer(cfg, tokens, CpuBackend.INSTANCE, DType.F64, rank, ranks,
-            l -> ShardLayout.contiguous(cfg.moe().experts(), ranks, rank));
+            l -> new ShardLayout(ranks, rank, holders));
         Recorder rec = new Recorder(group.exchange(rank), group.reducer(rank));
         rec.into = step;
         t.step(rec, rec);
@@ -65,8 +71,8 @@ class StepProgramTest {
       f.get();
     }
     pool.shutdown();
-    List<StepProgram.Call> program = StepProgram.training(cfg, ranks).calls().stream().map(Recorder::unnamed)
-        .toList();
+    List<StepProgram.Call> program = StepProgram.training(cfg, ranks, replicas).calls().stream()
+        .map(Recorder::unnamed).toList();
     List<StepProgram.Call> evalProgram = StepProgram.evaluation(cfg, ranks, val.length).calls().stream()
         .map(Recorder::unnamed).toList();
     assertTrue(program.stream().anyMatch(c -> c.layer() >= 0 && c.toExperts()), "the program labels MoE calls");
