@@ -69,4 +69,9 @@ final class DirectRunner implements StepRunner {
     return group.stage(new RankTasks.Evaluate(), RankTasks.Evaluated.class, "validation after step " + group.nextStep(),
         null).get(0).valLoss();
   }
+
+  @Override
+  public RankGroup.MoveCost move(ExpertPlacement next) {
+    return group.move(next);
+  }
 }

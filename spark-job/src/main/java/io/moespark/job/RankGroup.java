@@ -114,6 +114,9 @@ public final class RankGroup implements AutoCloseable {
 
   /** Moves the ranks' experts to {@code next} in memory (a barrier stage over the direct path's collective). */
   MoveCost move(ExpertPlacement next) {
+    if (cfg.parallel().dispatch() != RunConfig.Dispatch.DIRECT) {
+      throw new IllegalStateException("a barrier-stage move needs the direct path; the shuffle runner moves experts");
+    }
     long bytes = 0;
     int tensors = 0;
     double seconds = 0;
@@ -123,8 +126,13 @@ public final class RankGroup implements AutoCloseable {
       tensors += m.tensorsSent();
       seconds = Math.max(seconds, m.seconds());
     }
+    return moved(next, new MoveCost(bytes, tensors, seconds));
+  }
+
+  /** The ranks' experts are now where {@code next} says (a runner moved them); returns {@code cost}. */
+  MoveCost moved(ExpertPlacement next, MoveCost cost) {
     placement = next;
-    return new MoveCost(bytes, tensors, seconds);
+    return cost;
   }
 
   /** The next step the ranks will run (0-based). */

@@ -57,7 +57,10 @@ final class RankTasks {
 
   record Gather() implements Op {}
 
-  /** Moves experts from placement {@code from} to {@code to} in memory (the direct path's collective). */
+  /**
+   * Moves experts from placement {@code from} to {@code to} in memory: a barrier stage over the direct
+   * path's collective, or the work of a shuffle job ({@link ShuffleRunner#move}).
+   */
   record Move(ExpertPlacement from, ExpertPlacement to) implements Op {}
 
   record Close() implements Op {}
@@ -110,14 +113,7 @@ final class RankTasks {
         return steps(runId, r, st, s);
       }
       if (op instanceof Move m) {
-        st.progress.doing("expert move");
-        long t0 = System.nanoTime();
-        ExpertMove.Result moved = ExpertMove.move(t, l -> m.from().layout(l, r), l -> m.to().layout(l, r),
-            st.collective);
-        st.moved(moved.trainer());
-        st.progress.follow(StepProgram.training(t.config(), m.to().ranks(), m.to().hasReplicas()));
-        st.progress.doing("idle");
-        return new Moved(r, moved.bytesSent(), moved.tensorsSent(), (System.nanoTime() - t0) / 1e9);
+        return move(st, r, m);
       }
       if (op instanceof Evaluate) {
         st.progress.doing("validation");
@@ -259,5 +255,21 @@ final class RankTasks {
     }
     st.progress.doing("idle");
     return new Stepped(r, results, null);
+  }
+
+  /**
+   * Rank r's side of an expert move, over the collective its steps use (the direct path's in a barrier
+   * stage, the shuffle bridge's in a shuffle job): the rank's trainer is replaced by the one holding its new
+   * experts.
+   */
+  static Moved move(RankState st, int r, Move m) {
+    st.progress.doing("expert move");
+    long t0 = System.nanoTime();
+    Trainer t = st.trainer;
+    ExpertMove.Result moved = ExpertMove.move(t, l -> m.from().layout(l, r), l -> m.to().layout(l, r), st.collective);
+    st.moved(moved.trainer());
+    st.progress.follow(StepProgram.training(t.config(), m.to().ranks(), m.to().hasReplicas()));
+    st.progress.doing("idle");
+    return new Moved(r, moved.bytesSent(), moved.tensorsSent(), (System.nanoTime() - t0) / 1e9);
   }
 }

@@ -53,7 +53,7 @@ final class ShuffleRunner implements StepRunner {
       String d = prev != null ? head + String.format(java.util.Locale.ROOT, " · loss %.4f · max/mean load %.2f",
           prev.loss(), prev.report().maxOverMeanLoad())
           : description.matches(GROUP + ".*") ? description.replaceFirst(GROUP, head) : head + " · " + description;
-      List<Outcome> outcomes = run(program, true, step, d);
+      List<Outcome> outcomes = run(program, new RankTasks.Steps(step, 1), d);
       Outcome zero = outcomes.get(0);
       if (zero.diverged() != null) {
         throw zero.diverged();
@@ -71,18 +71,42 @@ final class ShuffleRunner implements StepRunner {
   @Override
   public double evaluate() {
     StepProgram program = StepProgram.evaluation(group.config(), group.placement().ranks(), (int) group.valTokens());
-    return run(program, false, group.nextStep(), "validation after step " + group.nextStep()).get(0).valLoss();
+    return run(program, new RankTasks.Evaluate(), "validation after step " + group.nextStep()).get(0).valLoss();
   }
 
-  /** What a rank returns from the last stage of a step or a validation pass. */
+  /** A job of one shuffle round whose blocks are the moved experts' tensors (the experts move as Spark data). */
+  @Override
+  public RankGroup.MoveCost move(ExpertPlacement next) {
+    if (next.hasReplicas()) {
+      throw new IllegalStateException("the shuffle path holds each expert once, the placement has replicas: " + next);
+    }
+    int step = group.nextStep();
+    RankTasks.Move move = new RankTasks.Move(group.placement(), next);
+    long bytes = 0;
+    int tensors = 0;
+    double seconds = 0;
+    for (Outcome o : run(StepProgram.move(), move, "move experts after step " + step)) {
+      bytes += o.moved().bytesSent();
+      tensors += o.moved().tensorsSent();
+      seconds = Math.max(seconds, o.moved().seconds());
+    }
+    return group.moved(next, new RankGroup.MoveCost(bytes, tensors, seconds));
+  }
+
+  /** What a rank returns from the last stage of a step, a validation pass or a move. */
   record Outcome(int rank, StepReport report, Trainer.DivergenceException diverged, double valLoss,
-      double waitSeconds, long bytesSent) implements Serializable {}
+      RankTasks.Moved moved, double waitSeconds, long bytesSent) implements Serializable {}
 
   /** One exchange round of the job: the stage that produces it, its partitioner and record keys by destination. */
   private record Round(String stage, ShardPartitioner partitioner, int[] keys) implements Serializable {}
 
-  /** Runs one job: the work of {@code train} (the step from {@code step}) or a validation pass. */
-  private List<Outcome> run(StepProgram program, boolean train, int step, String description) {
+  /**
+   * Runs one job of {@code work} on every rank: one step ({@link RankTasks.Steps} of one), a validation pass
+   * ({@link RankTasks.Evaluate}) or an expert move ({@link RankTasks.Move}), at the group's next step.
+   */
+  private List<Outcome> run(StepProgram program, RankTasks.Op work, String description) {
+    boolean train = work instanceof RankTasks.Steps;
+    int step = group.nextStep();
     JavaSparkContext sc = group.sc();
     String runId = group.runId();
     String[] homes = group.executorArray(), locations = group.locationArray();
@@ -92,17 +116,18 @@ final class ShuffleRunner implements StepRunner {
     String name = rounds.get(0).stage();
     sc.setCallSite(name);
     JavaRDD<Tuple2<Integer, byte[]>> cur = JavaRDD.fromRDD(ids, ids.elementClassTag()).mapPartitions(
-        stage(runId, homes, 0, rounds.get(0), program, train, step));
+        stage(runId, homes, 0, rounds.get(0), program, work, step));
     for (int k = 1; k < last; k++) {
       RDD<Tuple2<Integer, byte[]>> shuffled = new PinnedShuffledRDD(cur.rdd(), rounds.get(k - 1).partitioner(),
           locations);
       sc.setCallSite(rounds.get(k).stage());
       cur = JavaRDD.fromRDD(shuffled, shuffled.elementClassTag()).mapPartitions(
-          stage(runId, homes, k, rounds.get(k), program, train, step));
+          stage(runId, homes, k, rounds.get(k), program, work, step));
     }
     RDD<Tuple2<Integer, byte[]>> shuffled = new PinnedShuffledRDD(cur.rdd(), rounds.get(last - 1).partitioner(),
         locations);
-    sc.setCallSite(train ? "optimizer + statistics" : "validation result");
+    sc.setCallSite(train ? "optimizer + statistics" : work instanceof RankTasks.Move ? "moved experts"
+        : "validation result");
     JavaRDD<Outcome> out = JavaRDD.fromRDD(shuffled, shuffled.elementClassTag()).mapPartitions(finish(runId, homes, last - 1));
     sc.setJobDescription(description);
     JavaFutureAction<List<Outcome>> job = out.collectAsync(); // the result stage is named by the call site too
@@ -158,12 +183,13 @@ final class ShuffleRunner implements StepRunner {
 
   /** Stage k: deliver round k - 1's blocks (none for k = 0, which starts the work), emit round k's. */
   private static <I> FlatMapFunction<Iterator<I>, Tuple2<Integer, byte[]>> stage(String runId, String[] homes,
-      int k, Round round, StepProgram program, boolean train, int step) {
+      int k, Round round, StepProgram program, RankTasks.Op work, int step) {
+    boolean train = work instanceof RankTasks.Steps;
     return it -> {
       RankState st = here(runId, homes);
       ShuffleBridge bridge = st.bridge();
       if (k == 0) {
-        if (train && st.trainer.nextStep() != step) {
+        if (st.trainer.nextStep() != step) {
           throw new IllegalStateException("run " + runId + " rank " + bridge.rank() + " is at step "
               + st.trainer.nextStep() + ", the driver asked for step " + step
               + "; restart the run with --resume from its last checkpoint");
@@ -171,7 +197,7 @@ final class ShuffleRunner implements StepRunner {
         bridge.start(program, train ? () -> {
           st.progress.stepBegins(step);
           return st.trainer.step(st.collective, st.collective);
-        } : () -> {
+        } : work instanceof RankTasks.Move m ? () -> RankTasks.move(st, bridge.rank(), m) : () -> {
           st.progress.doing("validation");
           return st.trainer.evaluate(st.val, st.collective, st.collective);
         });
@@ -195,11 +221,12 @@ final class ShuffleRunner implements StepRunner {
       ShuffleBridge bridge = here(runId, homes).bridge();
       bridge.deliver(lastRound, blocks(it));
       Object result = bridge.awaitResult();
-      Outcome o = result instanceof StepReport r
-          ? new Outcome(bridge.rank(), r, null, 0, bridge.waitSeconds(), bridge.bytesSent())
-          : result instanceof Trainer.DivergenceException e
-              ? new Outcome(bridge.rank(), null, e, 0, bridge.waitSeconds(), bridge.bytesSent())
-              : new Outcome(bridge.rank(), null, null, (Double) result, bridge.waitSeconds(), bridge.bytesSent());
+      double wait = bridge.waitSeconds();
+      long bytes = bridge.bytesSent();
+      Outcome o = result instanceof StepReport r ? new Outcome(bridge.rank(), r, null, 0, null, wait, bytes)
+          : result instanceof Trainer.DivergenceException e ? new Outcome(bridge.rank(), null, e, 0, null, wait, bytes)
+          : result instanceof RankTasks.Moved m ? new Outcome(bridge.rank(), null, null, 0, m, wait, bytes)
+          : new Outcome(bridge.rank(), null, null, (Double) result, null, wait, bytes);
       return List.of(o).iterator();
     };
   }

@@ -21,4 +21,10 @@ public interface StepRunner {
 
   /** Validation loss over every rank's share of the validation windows. */
   double evaluate();
+
+  /**
+   * Moves the ranks' experts to {@code next} in memory ({@link io.moespark.ops.train.ExpertMove}) over this
+   * runner's exchange, at the step boundary the ranks are at.
+   */
+  RankGroup.MoveCost move(ExpertPlacement next);
 }

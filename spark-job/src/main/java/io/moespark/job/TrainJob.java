@@ -258,7 +258,7 @@ public final class TrainJob {
       }
       PlacementPolicy.Decision move = done < total ? policy.decide(done, ranks.placement()) : null;
       if (move != null) { // before the checkpoint of this step, which then records where the experts are
-        move(ranks, move, done);
+        move(ranks, runner, move, done);
       }
       boolean every = cfg.checkpoint().every() > 0 && done % cfg.checkpoint().every() == 0;
       if (every || done == stopAt || stopRequested) {
@@ -350,9 +350,9 @@ public final class TrainJob {
    * Moves the experts as {@code d} says after {@code step} steps: one metrics.jsonl row, one console line,
    * the new placement in the MoE tab.
    */
-  private void move(RankGroup ranks, PlacementPolicy.Decision d, int step) throws IOException {
+  private void move(RankGroup ranks, StepRunner runner, PlacementPolicy.Decision d, int step) throws IOException {
     ExpertPlacement before = ranks.placement();
-    RankGroup.MoveCost cost = ranks.move(d.next());
+    RankGroup.MoveCost cost = runner.move(d.next());
     ObjectNode row = JSON.createObjectNode().put("step", step).put("event", "placement_move").put("why", d.why());
     ArrayNode layers = row.putArray("moved");
     List<String> said = new ArrayList<>();

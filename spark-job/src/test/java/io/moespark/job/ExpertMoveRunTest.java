@@ -27,7 +27,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * {@code parallel.placement: schedule} on two executor JVMs: experts moved in memory between the ranks
- * (E = 5 over R = 2, both layers, twice) give the fixed-placement run's model byte for byte; each move is a
+ * (E = 5 over R = 2, both layers, twice) give the fixed-placement run's model byte for byte, on the direct
+ * path and on the shuffle path; each move is a
  * console line and a metrics.jsonl row; checkpoints record the placement in force and the moves, and a run
  * stopped after a move and resumed ends with the uninterrupted run's model.
  */
@@ -72,6 +73,31 @@ class ExpertMoveRunTest extends OnTwoExecutors {
     assertTrue(report.contains("<h3>Placement over time</h3>"), "report.html shows the placements");
     assertEquals(4, report.split("class=\"placement-change\"", -1).length, "the start and two moves: " + report);
     assertTrue(report.contains("<td>2</td><td><b>1</b> 0 1 <b>0</b> 1</td><td>0 0 1 1 <b>0</b></td>"), report);
+  }
+
+  /**
+   * The shuffle path moves experts as Spark data (a job of one shuffle round whose blocks are the moved
+   * tensors): the same schedule gives the shuffle path's fixed-placement model byte for byte.
+   */
+  @Test
+  void onTheShufflePathMovedExpertsGiveTheFixedRunsModel(@TempDir Path tmp) throws IOException {
+    run(cfg("parallel.dispatch=shuffle"), tmp.resolve("fixed"), false, 0);
+    String console = run(cfg("parallel.dispatch=shuffle", SCHEDULE[0], SCHEDULE[1]), tmp.resolve("moved"), false, 0);
+    assertTrue(console.contains("step 2/6 · experts moved, scheduled (parallel.placement_schedule): layer 0 experts "
+        + "0 0→1, 3 1→0; layer 1 experts 4 1→0 "), console);
+    assertTrue(console.contains("step 4/6 · experts moved, "), console);
+    List<String> rows = moveRows(tmp.resolve("moved"));
+    assertEquals(2, rows.size());
+    assertEquals(3 * 3 * 3 * 32 * 48 * 4, new ObjectMapper().readTree(rows.get(0)).get("bytes").asLong(),
+        "three experts' parameters and moments went through the shuffle");
+    Path state;
+    try (Stream<Path> st = Files.walk(tmp.resolve("moved/checkpoints"))) {
+      state = st.filter(p -> p.getFileName().toString().equals("state.json")).findFirst().orElseThrow();
+    }
+    assertTrue(weights(state.getParent(), Checkpoint.shardFile(0)).containsKey("layers.1.moe.experts.4.w1.weight"),
+        "rank 0 holds layer 1's expert 4 after the move (and writes it)");
+    assertArrayEquals(Files.readAllBytes(tmp.resolve("fixed/model/model.safetensors")),
+        Files.readAllBytes(tmp.resolve("moved/model/model.safetensors")), "the same model, byte for byte");
   }
 
   /**

@@ -271,8 +271,8 @@ public record RunConfig(
         ">= 0 (expert-token passes one moved expert costs)");
     check(parallel.replicaSlots() == 0 || parallel.placement() == Placement.DYNAMIC, "parallel.replica_slots",
         parallel.replicaSlots(), "0 unless parallel.placement: dynamic (a schedule names its replicas itself)");
-    check(parallel.placement() == Placement.FIXED || parallel.dispatch() == Dispatch.DIRECT, "parallel.placement",
-        parallel.placement().key(), "fixed with parallel.dispatch: shuffle (experts move on the direct path only)");
+    check(parallel.replicaSlots() == 0 || parallel.dispatch() == Dispatch.DIRECT, "parallel.replica_slots",
+        parallel.replicaSlots(), "0 with parallel.dispatch: shuffle (its exchanges hold each expert once)");
     int previous = 0;
     for (PlacementMove m : parallel.moves()) {
       check(m.step() >= 1 && m.step() < train.steps() && m.step() >= previous, key, m.step() + ":" + m.layer(),
@@ -286,6 +286,8 @@ public record RunConfig(
       for (int[] h : m.holders()) {
         check(java.util.Arrays.stream(h).distinct().count() == h.length, key, m.step() + ":" + m.layer(),
             "distinct ranks for an expert's replicas");
+        check(h.length == 1 || parallel.dispatch() == Dispatch.DIRECT, key, m.step() + ":" + m.layer(),
+            "one rank per expert with parallel.dispatch: shuffle (replicas run on the direct path)");
         for (int r : h) {
           check(r >= 0 && r < parallel.ranks(), key, m.step() + ":" + m.layer(),
               "ranks in [0, parallel.ranks = " + parallel.ranks() + ")");

@@ -59,6 +59,11 @@ public record StepProgram(List<Call> calls) implements java.io.Serializable {
     return new StepProgram(c);
   }
 
+  /** An expert move ({@link ExpertMove#move}): one all-to-all of the moved tensors. */
+  public static StepProgram move() {
+    return new StepProgram(List.of(new Call(Kind.BLOCKS, "expert move", -1, false)));
+  }
+
   /** One validation pass over {@code valTokens} tokens ({@link Trainer#evaluate(int[],
    * io.moespark.ops.moe.Exchange, io.moespark.ops.moe.Reducer)}). */
   public static StepProgram evaluation(RunConfig cfg, int ranks, int valTokens) {

@@ -71,7 +71,7 @@ class ConfigLoaderTest {
       "parallel.replica_slots=-1|parallel.replica_slots: expected >= 0, got -1",
       "parallel.placement_move_cost=-5|parallel.placement_move_cost: expected >= 0",
       "parallel.placement=schedule;parallel.replica_slots=1|parallel.replica_slots: expected 0 unless parallel.placement: dynamic",
-      "parallel.placement=schedule;parallel.dispatch=shuffle|fixed with parallel.dispatch: shuffle",
+      "parallel.placement=dynamic;parallel.replica_slots=1;parallel.dispatch=shuffle|parallel.replica_slots: expected 0 with parallel.dispatch: shuffle",
       "parallel.placement=schedule;parallel.ranks=2;moe.experts=4;parallel.placement_schedule=['1:0:0,0,0,0']|rank 1 holds none",
       "parallel.placement=schedule;parallel.ranks=2;moe.experts=4;parallel.placement_schedule=['1:0:0,1,2,0']|ranks in [0, parallel.ranks = 2)",
       "parallel.placement=schedule;parallel.ranks=2;moe.experts=4;parallel.placement_schedule=['1:0:0,1']|a rank for each of the 4 experts",
@@ -98,6 +98,10 @@ class ConfigLoaderTest {
       assertTrue(e.getMessage().startsWith("parallel.placement_schedule: ") && e.getMessage().contains(bad[1]),
           e.getMessage());
     }
+    List<String> onShuffle = new java.util.ArrayList<>(with.apply("1:0:0|1,0,1,1"));
+    onShuffle.add("parallel.dispatch=shuffle");
+    ConfigException e = assertThrows(ConfigException.class, () -> ConfigLoader.load(null, onShuffle));
+    assertTrue(e.getMessage().contains("one rank per expert with parallel.dispatch: shuffle"), e.getMessage());
   }
 
   @ParameterizedTest
