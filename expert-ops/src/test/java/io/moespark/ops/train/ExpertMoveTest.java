@@ -40,10 +40,7 @@ class ExpertMoveTest {
   @ParameterizedTest(name = "R={0} E={1} {2} cf={3}")
   @CsvSource({"2, 5, topk, 0", "3, 5, topk, 0", "3, 7, hash, 0", "2, 5, topk, 1.0"})
   void movedExpertsComputeTheSameModel(int ranks, int experts, String router, double cf) throws Exception {
-    RunConfig cfg = ConfigLoader.load(null, List.of("model.vocab_size=256", "model.d_model=16", "model.n_layers=2",
-        "model.n_heads=2", "model.d_ff=16", "model.seq_len=8", "moe.every=1", "moe.experts=" + experts,
-        "moe.router=" + router, "moe.top_k=" + (router.equals("hash") ? 1 : 2), "moe.d_expert=8",
-        "moe.capacity_factor=" + cf, "train.batch_size=6", "train.warmup_steps=1"));
+    RunConfig cfg = cfg(experts, router, cf);
     IntFunction<int[]> before = l -> ShardLayout.contiguous(experts, ranks, 0).owner();
     IntFunction<int[]> after = l -> { // round robin, rotated per layer: expert 0 leaves rank 0 in both layers
       int[] o = new int[experts];
@@ -75,10 +72,7 @@ class ExpertMoveTest {
   @ParameterizedTest(name = "R={0} E={1} {2} cf={3}")
   @CsvSource({"2, 5, topk, 0", "3, 5, topk, 0", "3, 7, hash, 0", "3, 5, topk, 1.0"})
   void replicatedExpertsComputeTheSameModel(int ranks, int experts, String router, double cf) throws Exception {
-    RunConfig cfg = ConfigLoader.load(null, List.of("model.vocab_size=256", "model.d_model=16", "model.n_layers=2",
-        "model.n_heads=2", "model.d_ff=16", "model.seq_len=8", "moe.every=1", "moe.experts=" + experts,
-        "moe.router=" + router, "moe.top_k=" + (router.equals("hash") ? 1 : 2), "moe.d_expert=8",
-        "moe.capacity_factor=" + cf, "train.batch_size=6", "train.warmup_steps=1"));
+    RunConfig cfg = cfg(experts, router, cf);
     IntFunction<int[][]> before = single(l -> ShardLayout.contiguous(experts, ranks, 0).owner());
     IntFunction<int[][]> replicated = l -> {
       int[][] h = before.apply(l);
@@ -107,6 +101,14 @@ class ExpertMoveTest {
         assertTrue(Math.abs(a[i] - b[i]) <= 1e-10 * (1 + Math.abs(a[i])), name + "[" + i + "]: " + a[i] + " vs " + b[i]);
       }
     }
+  }
+
+  /** A small two-layer model, every layer MoE, top-2 (top-1 for hash routing). */
+  static RunConfig cfg(int experts, String router, double cf) {
+    return ConfigLoader.load(null, List.of("model.vocab_size=256", "model.d_model=16", "model.n_layers=2",
+        "model.n_heads=2", "model.d_ff=16", "model.seq_len=8", "moe.every=1", "moe.experts=" + experts,
+        "moe.router=" + router, "moe.top_k=" + (router.equals("hash") ? 1 : 2), "moe.d_expert=8",
+        "moe.capacity_factor=" + cf, "train.batch_size=6", "train.warmup_steps=1"));
   }
 
   /** Each layer's owners as one holder per expert. */
