@@ -5,7 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moespark.ops.backend.Backend;
 import io.moespark.ops.backend.cpu.CpuBackend;
+import io.moespark.ops.backend.cuda.CudaBackend;
+import io.moespark.ops.backend.cuda.HostDeviceLayer;
 import io.moespark.ops.collective.InProcessGroup;
 import io.moespark.ops.config.ConfigLoader;
 import io.moespark.ops.config.RunConfig;
@@ -22,6 +25,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.function.IntFunction;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -49,8 +53,8 @@ class ExpertMoveTest {
       }
       return o;
     };
-    Run fixed = run(cfg, ranks, single(before), Map.of());
-    Run moved = run(cfg, ranks, single(before), Map.of(2, single(after)));
+    Run fixed = run(cfg, ranks, single(before), Map.of(), r -> CpuBackend.INSTANCE, DType.F64);
+    Run moved = run(cfg, ranks, single(before), Map.of(2, single(after)), r -> CpuBackend.INSTANCE, DType.F64);
     assertNotEquals(java.util.Arrays.toString(before.apply(0)), java.util.Arrays.toString(after.apply(0)));
     assertEquals(fixed.losses(), moved.losses());
     assertEquals(fixed.kept(), moved.kept());
@@ -74,6 +78,58 @@ class ExpertMoveTest {
   void replicatedExpertsComputeTheSameModel(int ranks, int experts, String router, double cf) throws Exception {
     RunConfig cfg = cfg(experts, router, cf);
     IntFunction<int[][]> before = single(l -> ShardLayout.contiguous(experts, ranks, 0).owner());
+    Run fixed = run(cfg, ranks, before, Map.of(), r -> CpuBackend.INSTANCE, DType.F64);
+    Run moved = run(cfg, ranks, before, replicasThenRoundRobin(experts, ranks), r -> CpuBackend.INSTANCE, DType.F64);
+    assertEquals(fixed.kept(), moved.kept());
+    assertEquals(fixed.tensors().keySet(), moved.tensors().keySet());
+    for (int s = 0; s < fixed.losses().size(); s++) {
+      double a = fixed.losses().get(s), b = moved.losses().get(s);
+      assertTrue(Math.abs(a - b) <= 1e-10 * (1 + Math.abs(a)), "step " + s + ": " + a + " vs " + b);
+    }
+    for (String name : fixed.tensors().keySet()) {
+      double[] a = fixed.tensors().get(name), b = moved.tensors().get(name);
+      for (int i = 0; i < a.length; i++) {
+        assertTrue(Math.abs(a[i] - b[i]) <= 1e-10 * (1 + Math.abs(a[i])), name + "[" + i + "]: " + a[i] + " vs " + b[i]);
+      }
+    }
+  }
+
+  /**
+   * The same replicas on the CUDA backend's code over the host device layer (float32, one device layer per
+   * rank): the run equals the CPU backend's within 1e-5 of max(1, |w|), the tolerance between the backends
+   * (CudaTrainerStepTest): the replicas' gradient exchange and the moves' copies run on device tensors.
+   */
+  @Test
+  void onTheCudaBackendsHostLayerReplicasComputeTheCpusModel() throws Exception {
+    int ranks = 2, experts = 5;
+    RunConfig cfg = cfg(experts, "topk", 0);
+    IntFunction<int[][]> before = single(l -> ShardLayout.contiguous(experts, ranks, 0).owner());
+    Map<Integer, IntFunction<int[][]>> moves = replicasThenRoundRobin(experts, ranks);
+    Run cpu = run(cfg, ranks, before, moves, r -> CpuBackend.INSTANCE, DType.F32);
+    Run cuda;
+    try (HostDeviceLayer d0 = new HostDeviceLayer(); HostDeviceLayer d1 = new HostDeviceLayer()) {
+      HostDeviceLayer[] devices = {d0, d1};
+      cuda = run(cfg, ranks, before, moves, r -> new CudaBackend(devices[r]), DType.F32);
+    }
+    assertEquals(cpu.kept(), cuda.kept());
+    assertEquals(cpu.tensors().keySet(), cuda.tensors().keySet());
+    for (String name : cpu.tensors().keySet()) {
+      double[] a = cpu.tensors().get(name), b = cuda.tensors().get(name);
+      double diff = 0, norm = 0;
+      for (int i = 0; i < a.length; i++) {
+        diff = Math.max(diff, Math.abs(a[i] - b[i]));
+        norm = Math.max(norm, Math.abs(a[i]));
+      }
+      assertTrue(diff <= 1e-5 * Math.max(1, norm), name + ": max difference " + diff);
+    }
+  }
+
+  /**
+   * Replicas after step 1 (expert 0 on every rank, expert 1 + layer on the last two ranks), dropped after
+   * step 3 for a round robin rotated per layer.
+   */
+  static Map<Integer, IntFunction<int[][]>> replicasThenRoundRobin(int experts, int ranks) {
+    IntFunction<int[][]> before = single(l -> ShardLayout.contiguous(experts, ranks, 0).owner());
     IntFunction<int[][]> replicated = l -> {
       int[][] h = before.apply(l);
       h[0] = java.util.stream.IntStream.range(0, ranks).toArray();
@@ -87,20 +143,7 @@ class ExpertMoveTest {
       }
       return o;
     });
-    Run fixed = run(cfg, ranks, before, Map.of());
-    Run moved = run(cfg, ranks, before, Map.of(1, replicated, 3, roundRobin));
-    assertEquals(fixed.kept(), moved.kept());
-    assertEquals(fixed.tensors().keySet(), moved.tensors().keySet());
-    for (int s = 0; s < fixed.losses().size(); s++) {
-      double a = fixed.losses().get(s), b = moved.losses().get(s);
-      assertTrue(Math.abs(a - b) <= 1e-10 * (1 + Math.abs(a)), "step " + s + ": " + a + " vs " + b);
-    }
-    for (String name : fixed.tensors().keySet()) {
-      double[] a = fixed.tensors().get(name), b = moved.tensors().get(name);
-      for (int i = 0; i < a.length; i++) {
-        assertTrue(Math.abs(a[i] - b[i]) <= 1e-10 * (1 + Math.abs(a[i])), name + "[" + i + "]: " + a[i] + " vs " + b[i]);
-      }
-    }
+    return Map.of(1, replicated, 3, roundRobin);
   }
 
   /** A small two-layer model, every layer MoE, top-2 (top-1 for hash routing). */
@@ -120,8 +163,8 @@ class ExpertMoveTest {
    * Four steps on R threads from the layouts {@code start}; before step s of {@code moves}, the experts move
    * to its holders. Rank 0's losses and kept counts; each tensor from the rank that writes it.
    */
-  static Run run(RunConfig cfg, int ranks, IntFunction<int[][]> start, Map<Integer, IntFunction<int[][]>> moves)
-      throws Exception {
+  static Run run(RunConfig cfg, int ranks, IntFunction<int[][]> start, Map<Integer, IntFunction<int[][]>> moves,
+      IntFunction<Backend> backends, DType type) throws Exception {
     int[] tokens = TokenData.load(CORPUS, "auto", "corpus");
     InProcessGroup group = new InProcessGroup(ranks);
     ExecutorService pool = Executors.newFixedThreadPool(ranks);
@@ -132,7 +175,7 @@ class ExpertMoveTest {
       int rank = r;
       done.add(pool.submit(() -> {
         IntFunction<ShardLayout> was = l -> new ShardLayout(ranks, rank, start.apply(l));
-        Trainer t = new Trainer(cfg, tokens, CpuBackend.INSTANCE, DType.F64, rank, ranks, was);
+        Trainer t = new Trainer(cfg, tokens, backends.apply(rank), type, rank, ranks, was);
         for (int s = 0; s < 4; s++) {
           if (moves.containsKey(s)) {
             IntFunction<int[][]> to = moves.get(s);
